@@ -1,0 +1,54 @@
+"""MetoSim: notebook-native FDTD electromagnetic simulation.
+
+>>> import metosim as ms
+>>> sim = ms.Simulation(size=(4, 4, 0), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-13)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .base import inf
+from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
+from .geometry import Box, Cylinder, PolySlab, Sphere
+from .grid import C_0, Grid, GridSpec
+from .medium import PEC, Drude, Lorentz, Medium, PECMedium
+from .monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor
+from .simulation import SCHEMA_VERSION, Simulation, Structure
+from .source import ContinuousWave, GaussianBeam, GaussianPulse, PlaneWave, PointDipole
+
+try:
+    __version__ = version("metosim")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "C_0",
+    "PEC",
+    "PML",
+    "SCHEMA_VERSION",
+    "Boundary",
+    "BoundarySpec",
+    "Box",
+    "ContinuousWave",
+    "Cylinder",
+    "Drude",
+    "FieldMonitor",
+    "FieldTimeMonitor",
+    "FluxMonitor",
+    "GaussianBeam",
+    "GaussianPulse",
+    "Grid",
+    "GridSpec",
+    "Lorentz",
+    "Medium",
+    "PECBoundary",
+    "PECMedium",
+    "PMCBoundary",
+    "Periodic",
+    "PlaneWave",
+    "PointDipole",
+    "PolySlab",
+    "Simulation",
+    "Sphere",
+    "Structure",
+    "inf",
+]

@@ -1,0 +1,111 @@
+"""Shared Pydantic base and field types for every MetoSim model.
+
+Every model is immutable, strict (no silent string→number coercion), rejects
+unknown keys, and carries a ``type`` tag so that a JSON dump validates back to an
+equal object (the REST body, the stored JSONB and the HDF5 metadata are all this
+dump).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+#: Infinite extent (µm): a source, monitor or geometry that spans the whole domain.
+inf = math.inf
+
+
+def _as_tuple(value: Any) -> Any:
+    """Accept lists and NumPy arrays where a fixed-length tuple is expected."""
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _as_float(value: Any) -> Any:
+    """Accept NumPy scalars (np.float32 is not a Python float)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _not_nan(value: float) -> float:
+    if math.isnan(value):
+        raise ValueError("must not be NaN")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not value >= 0:
+        raise ValueError("must be ≥ 0")
+    return value
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_as_float)]
+#: A finite real number.
+Finite = Annotated[Float, AfterValidator(_finite)]
+#: A finite number > 0.
+PositiveFinite = Annotated[Float, AfterValidator(_finite), AfterValidator(_positive)]
+#: A finite number ≥ 0.
+NonNegativeFinite = Annotated[Float, AfterValidator(_finite), AfterValidator(_non_negative)]
+#: A length ≥ 0 that may be ``inf`` (spans the domain) but never NaN.
+Extent = Annotated[Float, AfterValidator(_not_nan), AfterValidator(_non_negative)]
+
+#: A point (x, y, z) in µm.
+Coordinate = Annotated[tuple[Finite, Finite, Finite], BeforeValidator(_as_tuple)]
+#: A box size (x, y, z) in µm; ``inf`` allowed.
+Size = Annotated[tuple[Extent, Extent, Extent], BeforeValidator(_as_tuple)]
+#: A finite box size (x, y, z) in µm.
+FiniteSize = Annotated[
+    tuple[NonNegativeFinite, NonNegativeFinite, NonNegativeFinite], BeforeValidator(_as_tuple)
+]
+
+
+def _frequencies(value: tuple[float, ...]) -> tuple[float, ...]:
+    if len(value) == 0:
+        raise ValueError("needs at least one frequency")
+    return value
+
+
+#: Frequencies in Hz, each finite and > 0.
+Frequencies = Annotated[
+    tuple[PositiveFinite, ...], BeforeValidator(_as_tuple), AfterValidator(_frequencies)
+]
+
+AXES = ("x", "y", "z")
+E_COMPONENTS = ("Ex", "Ey", "Ez")
+H_COMPONENTS = ("Hx", "Hy", "Hz")
+FIELD_COMPONENTS = E_COMPONENTS + H_COMPONENTS
+
+
+class MetoModel(BaseModel):
+    """Base of every MetoSim model: frozen, strict, no unknown keys."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        strict=True,
+        extra="forbid",
+        ser_json_inf_nan="constants",
+        validate_default=True,
+    )
+
+    def copy_with(self, **changes: Any) -> "MetoModel":
+        """A validated copy with some fields changed."""
+        return type(self).model_validate({**self.model_dump(), **changes})

@@ -1,0 +1,118 @@
+"""Geometric primitives (µm). ``inside(x, y, z)`` is the one containment test used
+by both the mesher and the plots."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from .base import AXES, Coordinate, Extent, Finite, MetoModel, PositiveFinite, Size, _as_tuple
+
+Axis = Literal[0, 1, 2]
+
+
+class Box(MetoModel):
+    """Axis-aligned box; a size of ``inf`` extends it through the whole domain."""
+
+    type: Literal["Box"] = "Box"
+    center: Coordinate = (0.0, 0.0, 0.0)
+    size: Size
+
+    def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        lo = tuple(c - s / 2 for c, s in zip(self.center, self.size))
+        hi = tuple(c + s / 2 for c, s in zip(self.center, self.size))
+        return lo, hi
+
+    def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        (x0, y0, z0), (x1, y1, z1) = self.bounds()
+        return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
+
+
+class Sphere(MetoModel):
+    type: Literal["Sphere"] = "Sphere"
+    center: Coordinate = (0.0, 0.0, 0.0)
+    radius: PositiveFinite
+
+    def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(c - self.radius for c in self.center), tuple(c + self.radius for c in self.center)
+
+    def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        cx, cy, cz = self.center
+        return (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= self.radius**2
+
+
+class Cylinder(MetoModel):
+    """Circular cylinder of ``radius`` along ``axis`` (0, 1, 2 = x, y, z)."""
+
+    type: Literal["Cylinder"] = "Cylinder"
+    center: Coordinate = (0.0, 0.0, 0.0)
+    radius: PositiveFinite
+    length: Annotated[Extent, Field(gt=0)]
+    axis: Axis = 2
+
+    def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        half = [self.radius] * 3
+        half[self.axis] = self.length / 2
+        return tuple(c - h for c, h in zip(self.center, half)), tuple(c + h for c, h in zip(self.center, half))
+
+    def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        r = [c - c0 for c, c0 in zip((x, y, z), self.center)]
+        a, b = (i for i in range(3) if i != self.axis)
+        return (r[a] ** 2 + r[b] ** 2 <= self.radius**2) & (np.abs(r[self.axis]) <= self.length / 2)
+
+
+class PolySlab(MetoModel):
+    """Extruded polygon: ``vertices`` (µm) in the plane normal to ``axis``, listed in the
+    order of the two remaining axes (x, y for axis 2), extruded over ``slab_bounds``."""
+
+    type: Literal["PolySlab"] = "PolySlab"
+    vertices: Annotated[tuple[tuple[Finite, Finite], ...], Field(min_length=3)]
+    slab_bounds: tuple[Finite, Finite]
+    axis: Axis = 2
+
+    @field_validator("vertices", "slab_bounds", mode="before")
+    @classmethod
+    def _tuples(cls, value: object) -> object:
+        value = _as_tuple(value)
+        return tuple(_as_tuple(v) for v in value) if isinstance(value, tuple) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "PolySlab":
+        if not self.slab_bounds[0] < self.slab_bounds[1]:
+            raise ValueError("slab_bounds must be increasing (lower, upper)")
+        v = np.asarray(self.vertices)
+        area = 0.5 * np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])
+        if abs(area) == 0:
+            raise ValueError("vertices enclose no area")
+        return self
+
+    def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        v = np.asarray(self.vertices)
+        a, b = (i for i in range(3) if i != self.axis)
+        lo, hi = [0.0] * 3, [0.0] * 3
+        lo[a], hi[a] = float(v[:, 0].min()), float(v[:, 0].max())
+        lo[b], hi[b] = float(v[:, 1].min()), float(v[:, 1].max())
+        lo[self.axis], hi[self.axis] = self.slab_bounds
+        return tuple(lo), tuple(hi)
+
+    def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        p = np.broadcast_arrays(x, y, z)
+        a, b = (i for i in range(3) if i != self.axis)
+        u, w = p[a], p[b]
+        # Even-odd ray casting, vectorised over points.
+        inside = np.zeros(u.shape, dtype=bool)
+        v = np.asarray(self.vertices)
+        for (u0, w0), (u1, w1) in zip(v, np.roll(v, -1, axis=0)):
+            crosses = (w0 > w) != (w1 > w)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u_cross = u0 + (w - w0) * (u1 - u0) / (w1 - w0)
+            inside ^= crosses & (u < u_cross)
+        lo, hi = self.slab_bounds
+        return inside & (p[self.axis] >= lo) & (p[self.axis] <= hi)
+
+
+Geometry = Annotated[Union[Box, Sphere, Cylinder, PolySlab], Field(discriminator="type")]
+
+__all__ = ["AXES", "Box", "Cylinder", "Geometry", "PolySlab", "Sphere"]

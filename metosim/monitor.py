@@ -1,0 +1,71 @@
+"""Monitors: what the engine records. Each has a unique ``name``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Coordinate, FIELD_COMPONENTS, Frequencies, MetoModel, NonNegativeFinite, Size, _as_tuple
+
+Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+def _components(value: object) -> object:
+    value = _as_tuple(value)
+    if isinstance(value, tuple) and len(set(value)) != len(value):
+        raise ValueError("field components must not repeat")
+    return value
+
+
+Components = Annotated[tuple[Component, ...], Field(min_length=1)]
+
+
+class _Monitor(MetoModel):
+    name: Name
+    center: Coordinate = (0.0, 0.0, 0.0)
+    size: Size
+
+
+class FieldMonitor(_Monitor):
+    """Frequency-domain fields (running DFT) at ``freqs`` (Hz) in a box, plane, line or point."""
+
+    type: Literal["FieldMonitor"] = "FieldMonitor"
+    freqs: Frequencies
+    fields: Components = FIELD_COMPONENTS
+
+    _fields = field_validator("fields", mode="before")(_components)
+
+
+class FieldTimeMonitor(_Monitor):
+    """Time-domain snapshots every ``interval`` time steps between ``start`` and ``stop`` (s)."""
+
+    type: Literal["FieldTimeMonitor"] = "FieldTimeMonitor"
+    interval: Annotated[int, Field(ge=1)] = 1
+    start: NonNegativeFinite = 0.0
+    stop: NonNegativeFinite | None = None
+    fields: Components = FIELD_COMPONENTS
+
+    _fields = field_validator("fields", mode="before")(_components)
+
+    @model_validator(mode="after")
+    def _check_window(self) -> "FieldTimeMonitor":
+        if self.stop is not None and self.stop < self.start:
+            raise ValueError("stop must not be before start")
+        return self
+
+
+class FluxMonitor(_Monitor):
+    """Power flux through a plane at ``freqs`` (Hz), along ``normal_dir`` of the plane's
+    normal, normalised to the power spectrum of the first source (a plane wave through
+    vacuum reads 1.0)."""
+
+    type: Literal["FluxMonitor"] = "FluxMonitor"
+    freqs: Frequencies
+    normal_dir: Literal["+", "-"] = "+"
+
+
+Monitor = Annotated[Union[FieldMonitor, FieldTimeMonitor, FluxMonitor], Field(discriminator="type")]
+
+__all__ = ["FieldMonitor", "FieldTimeMonitor", "FluxMonitor", "Monitor"]

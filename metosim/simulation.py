@@ -1,0 +1,269 @@
+"""``Simulation``: the one schema shared by the SDK, the REST API and the engine."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from typing_extensions import Annotated
+
+from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, _as_tuple
+from .boundary import PML, BoundarySpec, Periodic
+from .geometry import Geometry
+from .grid import Grid, GridSpec, num_cells_along, time_step
+from .medium import Medium, MediumType, PECMedium
+from .monitor import FieldTimeMonitor, FluxMonitor, Monitor
+from .source import PointDipole, Source
+
+SCHEMA_VERSION = 1
+
+#: Default upper limit on grid cells; override with the environment variable ``METOSIM_MAX_CELLS``.
+DEFAULT_MAX_CELLS = 400_000_000
+
+
+def max_cells() -> int:
+    """The configured cell limit (``METOSIM_MAX_CELLS``, default 4·10⁸)."""
+    return int(float(os.environ.get("METOSIM_MAX_CELLS", DEFAULT_MAX_CELLS)))
+
+
+class Structure(MetoModel):
+    """A geometry filled with a medium; later structures win where they overlap."""
+
+    type: Literal["Structure"] = "Structure"
+    geometry: Geometry
+    medium: MediumType
+    name: str | None = None
+
+
+class Simulation(MetoModel):
+    """A complete FDTD problem. Lengths in µm, times in s, frequencies in Hz.
+
+    A ``size`` of 0 along an axis makes the simulation invariant (2D or 1D) along it.
+    """
+
+    type: Literal["Simulation"] = "Simulation"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    size: FiniteSize
+    center: Coordinate = (0.0, 0.0, 0.0)
+    grid_spec: GridSpec
+    run_time: PositiveFinite
+    structures: tuple[Structure, ...] = ()
+    sources: tuple[Source, ...] = ()
+    monitors: tuple[Monitor, ...] = ()
+    boundary_spec: BoundarySpec = BoundarySpec()
+    medium: MediumType = Medium()
+    shutoff: Annotated[float, Field(ge=0.0, lt=1.0)] = 1e-5
+    courant: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
+    precision: Literal["float32", "float64"] = "float32"
+
+    @field_validator("structures", "sources", "monitors", mode="before")
+    @classmethod
+    def _tuples(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    # ---------------------------------------------------------------- validation
+    @model_validator(mode="after")
+    def _check(self) -> "Simulation":
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        if not any(s > 0 for s in self.size):
+            errors.append((("size",), "at least one axis must have a size > 0"))
+            _raise(errors, self)
+        if isinstance(self.medium, PECMedium):
+            errors.append((("medium",), "the background medium cannot be PEC"))
+        errors += self._check_boundaries()
+        errors += self._check_placement()
+        errors += self._check_coupling()
+        if not errors:
+            cells = self.grid.total_cells
+            if cells > max_cells():
+                errors.append(
+                    (("grid_spec",), f"{cells:,} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)")
+                )
+        _raise(errors, self)
+        return self
+
+    def _check_boundaries(self) -> list[tuple[tuple[str | int, ...], str]]:
+        errors = []
+        dl = self.grid_spec.cell_size(self.eps_max)
+        for a, name in enumerate(AXES):
+            b = self.boundary_spec[a]
+            if isinstance(b.minus, Periodic) != isinstance(b.plus, Periodic):
+                errors.append((("boundary_spec", name), "Periodic must be set on both sides or neither"))
+            if self.size[a] == 0:
+                continue
+            cells = num_cells_along(self.size[a], dl)
+            layers = sum(k.num_layers for k in (b.minus, b.plus) if isinstance(k, PML))
+            if layers >= cells:
+                errors.append(
+                    (
+                        ("boundary_spec", name),
+                        f"PML layers ({layers}) fill the {cells} cells along {name}; "
+                        "enlarge the simulation or use fewer layers",
+                    )
+                )
+        return errors
+
+    def _check_placement(self) -> list[tuple[tuple[str | int, ...], str]]:
+        errors = []
+        lo, hi = self.bounds
+        tol = 1e-9 * max(max(self.size), 1.0)
+
+        def inside(point: tuple[float, ...]) -> bool:
+            return all(l - tol <= p <= h + tol for p, l, h in zip(point, lo, hi))
+
+        for i, src in enumerate(self.sources):
+            if not inside(src.center):
+                errors.append((("sources", i, "center"), f"{src.center} is outside the simulation domain {lo}–{hi}"))
+        names: set[str] = set()
+        for i, mon in enumerate(self.monitors):
+            if not inside(mon.center):
+                errors.append((("monitors", i, "center"), f"{mon.center} is outside the simulation domain {lo}–{hi}"))
+            if mon.name in names:
+                errors.append((("monitors", i, "name"), f"duplicate monitor name {mon.name!r}"))
+            names.add(mon.name)
+            if isinstance(mon, FluxMonitor):
+                flat = [a for a in range(3) if mon.size[a] == 0 and self.size[a] > 0]
+                if len(flat) != 1:
+                    errors.append(
+                        (
+                            ("monitors", i, "size"),
+                            "a flux monitor must be a plane: size 0 along exactly one axis of non-zero simulation size",
+                        )
+                    )
+        return errors
+
+    def _check_coupling(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Sources whose field cannot radiate in a reduced-dimension simulation."""
+        errors = []
+        for i, src in enumerate(self.sources):
+            if isinstance(src, PointDipole):
+                own = AXES.index(src.polarization[1].lower())
+                if not any(self.size[a] > 0 for a in range(3) if a != own):
+                    errors.append(
+                        (
+                            ("sources", i, "polarization"),
+                            f"{src.polarization} cannot couple: the simulation has no extent across {AXES[own]}",
+                        )
+                    )
+            elif self.size[src.axis] == 0:
+                errors.append(
+                    (("sources", i, "direction"), f"cannot propagate along {src.direction}: the simulation size there is 0")
+                )
+        return errors
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def bounds(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Lower and upper corners of the domain (µm)."""
+        lo = tuple(c - s / 2 for c, s in zip(self.center, self.size))
+        hi = tuple(c + s / 2 for c, s in zip(self.center, self.size))
+        return lo, hi  # type: ignore[return-value]
+
+    @property
+    def media(self) -> tuple[Any, ...]:
+        """The background medium followed by each structure's medium."""
+        return (self.medium, *(s.medium for s in self.structures))
+
+    @property
+    def eps_max(self) -> float:
+        return max(m.eps_max for m in self.media)
+
+    @cached_property
+    def grid(self) -> Grid:
+        """The Yee grid: cell boundaries/centres per axis, ``num_cells``, ``dt``, ``num_time_steps``."""
+        dl_target = self.grid_spec.cell_size(self.eps_max)
+        active = tuple(s > 0 for s in self.size)
+        num = tuple(num_cells_along(s, dl_target) for s in self.size)
+        dl = tuple(s / n if a else dl_target for s, n, a in zip(self.size, num, active))
+        dt = time_step(dl, active, self.courant)  # type: ignore[arg-type]
+        return Grid(
+            lo=self.bounds[0],
+            dl=dl,  # type: ignore[arg-type]
+            num_cells=num,  # type: ignore[arg-type]
+            active=active,  # type: ignore[arg-type]
+            dt=dt,
+            num_time_steps=max(1, math.ceil(self.run_time / dt)),
+        )
+
+    def estimate(self) -> dict[str, int]:
+        """Cells, time steps and the engine's memory (bytes) for this simulation."""
+        g = self.grid
+        item = 4 if self.precision == "float32" else 8
+        cells = g.total_cells
+        fields = 6 * cells * item
+        coefficients = 3 * cells * item * (2 if self._has_conductivity else 1)
+        pml = 0
+        for a in range(3):
+            if g.active[a]:
+                layers = sum(k.num_layers for k in (self.boundary_spec[a].minus, self.boundary_spec[a].plus) if isinstance(k, PML))
+                pml += 4 * layers * (cells // g.num_cells[a]) * item
+        monitors = 0
+        for m in self.monitors:
+            points = math.prod(_points_along(g, m.center[a], m.size[a], a) for a in range(3))
+            if isinstance(m, FieldTimeMonitor):
+                stop = m.stop if m.stop is not None else self.run_time
+                count = max(0, math.floor((min(stop, self.run_time) - m.start) / g.dt / m.interval)) + 2
+                monitors += points * len(m.fields) * count * item
+            else:
+                comps = 4 if isinstance(m, FluxMonitor) else len(m.fields)
+                monitors += points * comps * len(m.freqs) * 2 * item
+        return {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors}
+
+    @property
+    def _has_conductivity(self) -> bool:
+        return any(isinstance(m, Medium) and m.conductivity > 0 for m in self.media)
+
+    # ---------------------------------------------------------------- notebook
+    def plot(self, x: float | None = None, y: float | None = None, z: float | None = None, ax: Any = None) -> Any:
+        """Draw a cross-section at one of ``x``, ``y`` or ``z`` (µm): structures coloured by
+        permittivity, sources, monitors and PML. Returns the matplotlib axis."""
+        from .plot import plot_simulation
+
+        return plot_simulation(self, x=x, y=y, z=z, ax=ax)
+
+    def _repr_html_(self) -> str:
+        est = self.estimate()
+        g = self.grid
+        rows = [
+            ("size", " × ".join(f"{s:g}" for s in self.size) + " µm"),
+            ("cells", "×".join(map(str, g.num_cells)) + f" = {est['cells']:,}"),
+            ("cell size", ", ".join(f"{d:.4g}" for d, a in zip(g.dl, g.active) if a) + " µm"),
+            ("time steps", f"{est['time_steps']:,} × {g.dt:.3g} s = {self.run_time:.3g} s"),
+            ("memory", f"{est['memory_bytes'] / 2**20:,.1f} MiB ({self.precision})"),
+            ("structures / sources / monitors", f"{len(self.structures)} / {len(self.sources)} / {len(self.monitors)}"),
+        ]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        return f"<table><caption><b>metosim.Simulation</b></caption>{body}</table>"
+
+
+def _points_along(grid: Grid, center: float, size: float, axis: int) -> int:
+    """Number of grid nodes a monitor spans along one axis (at least 1)."""
+    if not grid.active[axis] or size == 0:
+        return 1
+    lo, hi = max(center - size / 2, grid.lo[axis]), min(center + size / 2, grid.lo[axis] + grid.num_cells[axis] * grid.dl[axis])
+    return max(1, int((hi - lo) / grid.dl[axis]) + 2)
+
+
+def _value_at(model: Any, loc: tuple[str | int, ...]) -> Any:
+    """The value a validation error points at, for its message."""
+    for key in loc:
+        model = model[key] if isinstance(key, int) else getattr(model, key)
+    return model
+
+
+def _raise(errors: list[tuple[tuple[str | int, ...], str]], model: Simulation) -> None:
+    if errors:
+        raise ValidationError.from_exception_data(
+            "Simulation",
+            [
+                dict(type="value_error", loc=loc, input=_value_at(model, loc), ctx={"error": ValueError(msg)})
+                for loc, msg in errors
+            ],
+        )
+
+
+__all__ = ["SCHEMA_VERSION", "Simulation", "Structure", "max_cells"]

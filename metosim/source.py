@@ -1,0 +1,131 @@
+"""Source time dependences and sources. Frequencies in Hz, positions in µm."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from .base import Coordinate, E_COMPONENTS, FIELD_COMPONENTS, MetoModel, PositiveFinite, Size
+
+Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
+Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+
+
+class GaussianPulse(MetoModel):
+    """cos(2π f0 (t − t0)) · exp(−(t − t0)² / 2τ²) with τ = 1/(2π fwidth), t0 = offset · τ."""
+
+    type: Literal["GaussianPulse"] = "GaussianPulse"
+    freq0: PositiveFinite
+    fwidth: PositiveFinite
+    offset: Annotated[PositiveFinite, Field(ge=2.0)] = 5.0
+
+    @property
+    def tau(self) -> float:
+        """Pulse width τ (s)."""
+        return 1.0 / (2 * math.pi * self.fwidth)
+
+    @property
+    def end_time(self) -> float:
+        """Time (s) after which the pulse is off (envelope below exp(−offset²/2))."""
+        return 2 * self.offset * self.tau
+
+    @property
+    def max_freq(self) -> float:
+        """Highest frequency (Hz) with significant spectral content (f0 + 3·fwidth)."""
+        return self.freq0 + 3 * self.fwidth
+
+
+class ContinuousWave(MetoModel):
+    """cos(2π f0 t) switched on over a Gaussian ramp of width τ = 1/(2π fwidth); never off."""
+
+    type: Literal["ContinuousWave"] = "ContinuousWave"
+    freq0: PositiveFinite
+    fwidth: PositiveFinite
+    offset: Annotated[PositiveFinite, Field(ge=2.0)] = 5.0
+
+    @property
+    def tau(self) -> float:
+        return 1.0 / (2 * math.pi * self.fwidth)
+
+    @property
+    def end_time(self) -> float:
+        return math.inf
+
+    @property
+    def max_freq(self) -> float:
+        return self.freq0 + 3 * self.fwidth
+
+
+SourceTime = Annotated[Union[GaussianPulse, ContinuousWave], Field(discriminator="type")]
+
+
+class PointDipole(MetoModel):
+    """Soft point current along ``polarization`` (E* electric, H* magnetic) at ``center``."""
+
+    type: Literal["PointDipole"] = "PointDipole"
+    center: Coordinate
+    polarization: Component = "Ez"
+    source_time: SourceTime
+    name: str | None = None
+
+
+class _PlanarSource(MetoModel):
+    """Shared checks of plane-injected sources (plane wave, Gaussian beam)."""
+
+    center: Coordinate
+    size: Size
+    direction: Direction
+    polarization: Literal["Ex", "Ey", "Ez"]
+    source_time: SourceTime
+    name: str | None = None
+
+    @property
+    def axis(self) -> int:
+        """Propagation axis (0, 1, 2)."""
+        return "xyz".index(self.direction[1])
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.direction[0] == "+" else -1
+
+    @model_validator(mode="after")
+    def _check_plane(self) -> "_PlanarSource":
+        if self.size[self.axis] != 0:
+            raise ValueError(f"size along the propagation axis {self.direction[1]} must be 0 (a plane)")
+        if E_COMPONENTS.index(self.polarization) == self.axis:
+            raise ValueError(
+                f"polarization {self.polarization} is along the propagation direction; "
+                "choose an E component transverse to it"
+            )
+        return self
+
+
+class PlaneWave(_PlanarSource):
+    """Plane wave injected from a plane (total-field/scattered-field), travelling
+    along ``direction`` only."""
+
+    type: Literal["PlaneWave"] = "PlaneWave"
+
+
+class GaussianBeam(_PlanarSource):
+    """Gaussian beam with its waist (1/e field radius ``waist_radius``, µm) on the
+    injection plane, travelling along ``direction``."""
+
+    type: Literal["GaussianBeam"] = "GaussianBeam"
+    waist_radius: PositiveFinite
+
+
+Source = Annotated[Union[PointDipole, PlaneWave, GaussianBeam], Field(discriminator="type")]
+
+__all__ = [
+    "FIELD_COMPONENTS",
+    "ContinuousWave",
+    "GaussianBeam",
+    "GaussianPulse",
+    "PlaneWave",
+    "PointDipole",
+    "Source",
+    "SourceTime",
+]
