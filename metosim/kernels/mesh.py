@@ -1,0 +1,123 @@
+"""Meshing: structures → permittivity, conductivity, PEC and dispersive masks on the
+Yee nodes of each E component, with subpixel averaging at interfaces.
+
+Averaging rule for Eₚ in a cell cut by an interface: sample the cell on a
+``SUBPIXEL``ⁿ lattice, average ε arithmetically across the axes transverse to p,
+then harmonically along p. For a planar interface this is the exact effective
+permittivity (arithmetic for E parallel to the interface, harmonic for E normal to
+it), which restores second-order accuracy; curved interfaces get a close
+approximation without needing surface normals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+
+from ..grid import Grid
+from ..medium import Drude, Lorentz, Medium, PECMedium
+from ..simulation import Simulation
+from .units import to_normalised_conductivity
+
+SUBPIXEL = 4
+
+
+@dataclass(frozen=True)
+class MeshedMedia:
+    """Material arrays per E component (index 0, 1, 2 = x, y, z), shape ``grid.num_cells``."""
+
+    permittivity: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Normalised conductivity σ·Z₀·1 µm.
+    conductivity: tuple[np.ndarray, np.ndarray, np.ndarray]
+    pec: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Index into ``sim.media`` of the medium at each node (for dispersive poles).
+    medium_index: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def medium_index(sim: Simulation, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Index into ``sim.media`` at each point (0 = background; later structures win)."""
+    shape = np.broadcast_shapes(x.shape, y.shape, z.shape)
+    index = np.zeros(shape, dtype=np.int32)
+    for k, structure in enumerate(sim.structures, start=1):
+        index[np.broadcast_to(structure.geometry.inside(x, y, z), shape)] = k
+    return index
+
+
+def _property_tables(sim: Simulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-medium (ε or ε∞, normalised σ, is-PEC)."""
+    eps, sigma, pec = [], [], []
+    for m in sim.media:
+        if isinstance(m, PECMedium):
+            eps.append(1.0), sigma.append(0.0), pec.append(True)
+        elif isinstance(m, Medium):
+            eps.append(m.permittivity), sigma.append(to_normalised_conductivity(m.conductivity)), pec.append(False)
+        elif isinstance(m, (Drude, Lorentz)):
+            eps.append(m.eps_inf), sigma.append(0.0), pec.append(False)
+        else:  # pragma: no cover - the model admits no other media
+            raise TypeError(type(m).__name__)
+    return np.array(eps), np.array(sigma), np.array(pec)
+
+
+def mesh_media(sim: Simulation, grid: Grid) -> MeshedMedia:
+    """Rasterise ``sim``'s structures onto the E-component nodes of ``grid``."""
+    eps_table, sigma_table, pec_table = _property_tables(sim)
+    active = [a for a in range(3) if grid.active[a]]
+    out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
+    for p, comp in enumerate(("Ex", "Ey", "Ez")):
+        coords = [grid.component_nodes(comp, a) for a in range(3)]
+        mesh = np.meshgrid(*coords, indexing="ij")
+        index = medium_index(sim, *mesh)
+        eps = eps_table[index]
+        sigma = sigma_table[index]
+
+        # Cells cut by an interface: a corner of the cell sees another medium.
+        cut = np.zeros(index.shape, dtype=bool)
+        for signs in product((-0.5, 0.5), repeat=len(active)):
+            shifted = list(mesh)
+            for a, s in zip(active, signs):
+                shifted[a] = mesh[a] + s * grid.dl[a]
+            cut |= medium_index(sim, *shifted) != index
+        if cut.any() and len(sim.structures):
+            eps[cut], sigma[cut] = _subpixel(sim, grid, [m[cut] for m in mesh], index[cut], p, eps_table, sigma_table, pec_table)
+        out["eps"].append(eps)
+        out["sigma"].append(sigma)
+        out["pec"].append(pec_table[index])
+        out["index"].append(index)
+    return MeshedMedia(
+        permittivity=tuple(out["eps"]),  # type: ignore[arg-type]
+        conductivity=tuple(out["sigma"]),  # type: ignore[arg-type]
+        pec=tuple(out["pec"]),  # type: ignore[arg-type]
+        medium_index=tuple(out["index"]),  # type: ignore[arg-type]
+    )
+
+
+def _subpixel(
+    sim: Simulation,
+    grid: Grid,
+    points: list[np.ndarray],
+    own: np.ndarray,
+    p: int,
+    eps_table: np.ndarray,
+    sigma_table: np.ndarray,
+    pec_table: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Effective (ε, σ) for the cells centred on ``points`` (each shape (M,))."""
+    offsets = (np.arange(SUBPIXEL) + 0.5) / SUBPIXEL - 0.5
+    lattice = [offsets * grid.dl[a] if grid.active[a] else np.zeros(1) for a in range(3)]
+    # Samples shape (M, s_x, s_y, s_z).
+    samples = [
+        points[a][:, None, None, None] + lattice[a].reshape([-1 if b == a else 1 for b in range(3)])[None]
+        for a in range(3)
+    ]
+    index = medium_index(sim, *samples)
+    # PEC samples take the node's own medium: PEC itself is staircased.
+    index = np.where(pec_table[index], own.reshape(-1, 1, 1, 1), index)
+    eps = eps_table[index]
+    transverse = tuple(1 + a for a in range(3) if a != p)
+    if grid.active[p]:
+        eps_eff = 1.0 / np.mean(1.0 / np.mean(eps, axis=transverse), axis=1)
+    else:
+        eps_eff = np.mean(eps, axis=(1, 2, 3))
+    return eps_eff, np.mean(sigma_table[index], axis=(1, 2, 3))

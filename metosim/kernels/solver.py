@@ -1,0 +1,351 @@
+"""The time-stepping driver: validate → mesh → set up → step in chunks → monitors.
+
+The JAX path jits ``lax.fori_loop`` over a chunk of steps with the state donated,
+so a chunk runs without touching the host; between chunks the driver reports
+progress and checks the energy shutoff. The NumPy path runs the same step function
+eagerly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..boundary import PML, PECBoundary, Periodic, PMCBoundary
+from ..medium import Drude, Lorentz
+from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor
+from ..simulation import Simulation
+from ..source import PointDipole
+from . import monitors as mon
+from .cpml import slab_profile
+from .mesh import mesh_media
+from .sources import dipole_power, point_injection, sheet_injection
+from .units import TIME_UNIT, to_normalised_frequency
+from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step
+
+Progress = Callable[[int, int], None]
+
+
+class EngineInputError(ValueError):
+    """The engine refuses a simulation before any time stepping."""
+
+
+@dataclass
+class SolveResult:
+    """What the engine hands back: monitor data keyed by monitor name, and run facts."""
+
+    monitors: dict[str, xr.Dataset | xr.DataArray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def max_memory_bytes() -> int:
+    """Memory the engine may use (``METOSIM_MAX_MEMORY`` bytes, default 80% of RAM)."""
+    if "METOSIM_MAX_MEMORY" in os.environ:
+        return int(float(os.environ["METOSIM_MAX_MEMORY"]))
+    return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in ("auto", "jax", "numpy"):
+        raise ValueError(f"backend must be 'auto', 'jax' or 'numpy', not {backend!r}")
+    if backend != "auto":
+        return backend
+    try:
+        import jax  # noqa: F401
+    except ImportError:  # pragma: no cover - jax is a core dependency
+        return "numpy"
+    return "jax"
+
+
+def check_inputs(sim: Simulation) -> Simulation:
+    """Re-validate ``sim`` (it may have been built with ``model_construct``) and check
+    the engine's own limits. Raises before anything is allocated."""
+    sim = Simulation.model_validate(sim.model_dump())
+    need, limit = sim.estimate()["memory_bytes"], max_memory_bytes()
+    if need > limit:
+        raise EngineInputError(
+            f"simulation needs about {need / 2**30:.2f} GiB, above the engine limit of "
+            f"{limit / 2**30:.2f} GiB (METOSIM_MAX_MEMORY); coarsen grid_spec or shrink monitors"
+        )
+    return sim
+
+
+def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = None) -> SolveResult:
+    """Run ``sim`` to its ``run_time`` (or the energy shutoff) and return monitor data."""
+    sim = check_inputs(sim)
+    backend = resolve_backend(backend)
+    setup_start = time.perf_counter()
+    problem = _setup(sim)
+    if backend == "jax":
+        import jax
+
+        context = jax.enable_x64(sim.precision == "float64")
+    else:
+        context = nullcontext()
+    with context:
+        state, steps, device, loop_seconds = _run(sim, problem, backend, progress)
+        state = _to_numpy(state)
+    monitors = _collect(sim, problem, state, steps)
+    total = time.perf_counter() - setup_start
+    info = {
+        "backend": backend,
+        "device": device,
+        "precision": sim.precision,
+        "num_cells": sim.grid.total_cells,
+        "time_steps": steps,
+        "num_time_steps": problem.num_steps,
+        "solve_seconds": loop_seconds,
+        "total_seconds": total,
+        "cells_per_second": sim.grid.total_cells * steps / loop_seconds if loop_seconds > 0 else 0.0,
+    }
+    return SolveResult(monitors=monitors, info=info)
+
+
+@dataclass
+class _Problem:
+    layout: Layout
+    params: dict[str, Any]
+    state: dict[str, Any]
+    eps: list[np.ndarray]
+    regions: dict[str, mon.Region]
+    snapshot_steps: dict[str, np.ndarray]
+    source_power: Callable[[np.ndarray], np.ndarray] | None
+    sources_end: float  # normalised time after which every source is off
+    num_steps: int
+
+
+def _setup(sim: Simulation) -> _Problem:
+    grid = sim.grid
+    dtype = np.dtype(sim.precision)
+    N = grid.num_cells
+    dt = grid.dt / TIME_UNIT
+    num_steps = grid.num_time_steps
+    media = mesh_media(sim, grid)
+    for p in range(3):
+        if not np.all(np.isfinite(media.permittivity[p])) or not np.all(np.isfinite(media.conductivity[p])):
+            raise EngineInputError("meshed permittivity or conductivity is not finite; check the media")
+
+    kinds = [(sim.boundary_spec[a].minus, sim.boundary_spec[a].plus) if grid.active[a] else (Periodic(), Periodic()) for a in range(3)]
+    periodic = tuple(isinstance(k[0], Periodic) for k in kinds)
+    pml = tuple(tuple(k.num_layers if isinstance(k, PML) else 0 for k in pair) for pair in kinds)
+
+    # ---- update coefficients (E): ca, cb; PEC nodes and PEC/PML minus walls get 0
+    ca, cb = [], []
+    for p in range(3):
+        eps, sigma = media.permittivity[p], media.conductivity[p]
+        loss = sigma * dt / (2 * eps)
+        a_coef, b_coef = (1 - loss) / (1 + loss), dt / eps / (1 + loss)
+        wall = media.pec[p].copy()
+        for a in range(3):
+            if a != p and grid.active[a] and isinstance(kinds[a][0], (PECBoundary, PML)):
+                wall[tuple(0 if b == a else slice(None) for b in range(3))] = True
+        ca.append(np.where(wall, 0.0, a_coef).astype(dtype))
+        cb.append(np.where(wall, 0.0, b_coef).astype(dtype))
+    has_ca = any(np.any(m.conductivity > 0) for m in sim.media if hasattr(m, "conductivity"))
+
+    # ---- CPML profiles and slab-only auxiliary fields
+    profiles, psi = {}, {}
+    for a in range(3):
+        for side, layers, kind in (("minus", pml[a][0], kinds[a][0]), ("plus", pml[a][1], kinds[a][1])):
+            if not layers:
+                continue
+            for feeds, half in (("h", True), ("e", False)):
+                prof = slab_profile(layers, side, half, grid.dl[a], dt, kind.sigma_order, kind.sigma_scale, kind.kappa_max, kind.alpha_max)
+                shape = [-1 if b == a else 1 for b in range(3)]
+                profiles[f"{feeds}{a}{side}"] = tuple(x.reshape(shape).astype(dtype) for x in (prof.b, prof.c, prof.inv_kappa))
+            slab = tuple(layers if b == a else N[b] for b in range(3))
+            for feeds in "he":
+                for p in range(3):
+                    if a != p and grid.active[a]:
+                        psi[f"{feeds}{p}{a}{side}"] = np.zeros(slab, dtype)
+
+    # ---- sources
+    points, point_params, sheets, sheet_params = [], [], [], []
+    source_power = None
+    for src in sim.sources:
+        if isinstance(src, PointDipole):
+            inj = point_injection(src, grid, dt, cb["xyz".index(src.polarization[1])] if src.polarization[0] == "E" else None, num_steps)
+            points.append((inj.field, inj.index))
+            point_params.append((np.asarray(inj.amplitude, dtype), inj.waveform.astype(dtype)))
+            power = dipole_power(inj, src, dt)
+        else:
+            if not hasattr(sim.medium, "permittivity"):
+                raise EngineInputError("plane-wave and beam sources need a non-dispersive background medium")
+            p = "xyz".index(src.polarization[1])
+            sheet, power = sheet_injection(src, grid, dt, sim.medium.permittivity, cb[p], num_steps)
+            sheets.append((sheet.e_field, sheet.h_field, sheet.e_slices, sheet.h_slices))
+            sheet_params.append(
+                {
+                    "e_profile": sheet.e_profile.astype(dtype),
+                    "h_profile": sheet.h_profile.astype(dtype),
+                    "e_waveform": sheet.e_waveform.astype(dtype),
+                    "h_waveform": sheet.h_waveform.astype(dtype),
+                }
+            )
+        source_power = source_power or power
+    sources_end = max((src.source_time.end_time for src in sim.sources), default=0.0) / TIME_UNIT
+
+    # ---- dispersive poles (auxiliary differential equation, central differences)
+    poles, P = [], []
+    for k, medium in enumerate(sim.media):
+        if not isinstance(medium, (Drude, Lorentz)):
+            continue
+        for pole in medium.poles:
+            if isinstance(medium, Drude):
+                w0, gamma, strength = 0.0, 2 * math.pi * to_normalised_frequency(pole[1]), (2 * math.pi * to_normalised_frequency(pole[0])) ** 2
+            else:
+                w0 = 2 * math.pi * to_normalised_frequency(pole[1])
+                gamma, strength = 2 * math.pi * to_normalised_frequency(pole[2]), pole[0] * w0**2
+            den = 1 + gamma * dt / 2
+            c3 = [((media.medium_index[p] == k) & ~media.pec[p]) * (strength * dt**2 / den) for p in range(3)]
+            poles.append((np.asarray((2 - w0**2 * dt**2) / den, dtype), np.asarray(-(1 - gamma * dt / 2) / den, dtype), [c.astype(dtype) for c in c3]))
+            P += [np.zeros(N, dtype) for _ in range(3)]
+
+    # ---- monitors
+    complex_dtype = np.result_type(dtype, np.complex64)
+    regions, dft_layout, snap_layout, snapshot_steps, omega, dft_state, snap_state = {}, [], [], {}, {}, {}, {}
+    for m in sim.monitors:
+        if isinstance(m, FluxMonitor):
+            comps = mon.flux_components(mon.flux_normal(m, grid))
+        else:
+            comps = m.fields
+        region = mon.monitor_region(grid, m.center, m.size, tuple(comps))
+        regions[m.name] = region
+        shapes = {c: tuple(s.stop - s.start for s in region.slices[c]) for c in comps}
+        if isinstance(m, FieldTimeMonitor):
+            steps = mon.snapshot_steps(m, grid.dt, num_steps)
+            snapshot_steps[m.name] = steps
+            start = int(steps[0]) if steps.size else num_steps + 1
+            snap_layout.append((m.name, tuple((c, region.slices[c]) for c in comps), start, m.interval, int(steps.size)))
+            snap_state[m.name] = {c: np.zeros((steps.size + 1, *shapes[c]), dtype) for c in comps}
+        else:
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+            omega[m.name] = (2 * np.pi * freqs).astype(dtype)
+            dft_layout.append((m.name, tuple((c, region.slices[c]) for c in comps)))
+            dft_state[m.name] = {c: np.zeros((freqs.size, *shapes[c]), complex_dtype) for c in comps}
+
+    layout = Layout(
+        shape=N,
+        dtype=sim.precision,
+        active=grid.active,
+        inv_dl=tuple(1.0 / d for d in grid.dl),  # type: ignore[arg-type]
+        dt=dt,
+        periodic=periodic,  # type: ignore[arg-type]
+        pmc_minus=tuple(isinstance(k[0], PMCBoundary) for k in kinds),  # type: ignore[arg-type]
+        pmc_plus=tuple(isinstance(k[1], PMCBoundary) for k in kinds),  # type: ignore[arg-type]
+        pml=pml,  # type: ignore[arg-type]
+        has_ca=has_ca,
+        points=tuple(points),
+        sheets=tuple(sheets),
+        num_poles=len(poles),
+        dft=tuple(dft_layout),
+        snapshots=tuple(snap_layout),
+    )
+    params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
+    state = {
+        "E": [np.zeros(N, dtype) for _ in range(3)],
+        "H": [np.zeros(N, dtype) for _ in range(3)],
+        "psi": psi,
+        "P": P,
+        "P_prev": [x.copy() for x in P],
+        "dft": dft_state,
+        "snap": snap_state,
+    }
+    eps = [m.astype(dtype) for m in media.permittivity]
+    return _Problem(layout, params, state, eps, regions, snapshot_steps, source_power, sources_end, num_steps)
+
+
+def chunk_length(num_steps: int) -> int:
+    """Steps per jitted chunk: about 20 progress reports a run, 16 to 2000 steps each."""
+    return int(min(max(math.ceil(num_steps / 20), 16), 2000))
+
+
+def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | None) -> tuple[dict, int, str, float]:
+    layout, total = problem.layout, problem.num_steps
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        ops = jax_ops()
+        step = make_step(layout, ops)
+
+        def run_chunk(state: dict, params: dict, n0: Any, n1: Any) -> dict:
+            return jax.lax.fori_loop(n0, n1, lambda n, s: step(s, params, n), state)
+
+        run = jax.jit(run_chunk, donate_argnums=0)
+        energy = jax.jit(lambda s, eps: field_energy(s, eps, jnp))
+        device = str(jax.devices()[0])
+        state = jax.device_put(problem.state)
+        params = jax.device_put(problem.params)
+        eps = jax.device_put(problem.eps)
+        # Compile before the clock starts: setup is not time stepping.
+        run.lower(state, params, jnp.int32(0), jnp.int32(0)).compile()
+
+        def advance(state: dict, n0: int, n1: int) -> dict:
+            return run(state, params, jnp.int32(n0), jnp.int32(n1))
+
+        def measure(state: dict) -> float:
+            return float(energy(state, eps))
+    else:
+        step = make_step(layout, NUMPY_OPS)
+        device, state, params, eps = "cpu (numpy)", problem.state, problem.params, problem.eps
+
+        def advance(state: dict, n0: int, n1: int) -> dict:
+            for n in range(n0, n1):
+                state = step(state, params, np.int64(n))
+            return state
+
+        def measure(state: dict) -> float:
+            return float(field_energy(state, eps, np))
+
+    chunk = chunk_length(total)
+    peak, n, start = 0.0, 0, time.perf_counter()
+    dt = layout.dt
+    while n < total:
+        n_next = min(n + chunk, total)
+        state = advance(state, n, n_next)
+        n = n_next
+        if progress is not None:
+            progress(n, total)
+        if sim.shutoff > 0 and n < total:
+            e = measure(state)
+            peak = max(peak, e)
+            if n * dt > problem.sources_end and e <= sim.shutoff * peak:
+                break
+    if backend == "jax":
+        jax.block_until_ready(state)
+    return state, n, device, time.perf_counter() - start
+
+
+def _to_numpy(state: dict) -> dict:
+    import jax
+
+    return jax.tree_util.tree_map(np.asarray, state)
+
+
+def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dict[str, xr.Dataset | xr.DataArray]:
+    grid, out = sim.grid, {}
+    dt = problem.layout.dt
+    for m in sim.monitors:
+        region = problem.regions[m.name]
+        if not isinstance(m, FieldTimeMonitor):
+            # The running sums omit Δt; the DFT is Σ F e^{iωt} Δt.
+            dft = {c: v * dt for c, v in state["dft"][m.name].items()}
+        if isinstance(m, FieldMonitor):
+            out[m.name] = mon.field_dataset(m, region, grid, dft)
+        elif isinstance(m, FluxMonitor):
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+            power = problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
+            out[m.name] = mon.flux_array(m, region, grid, dft, power)
+        else:
+            taken = problem.snapshot_steps[m.name]
+            out[m.name] = mon.time_dataset(m, region, grid, state["snap"][m.name], taken[taken <= steps])
+    return out

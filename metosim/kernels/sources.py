@@ -1,0 +1,188 @@
+"""Source kernels: time signals, injection points/sheets and source power spectra.
+
+Point dipoles are soft currents on one Yee node. Plane waves and Gaussian beams are
+total-field/scattered-field (TFSF) sheets: the incident field on the sheet comes
+from a 1D Yee run with the same cell, time step and background, so the injected
+wave is an exact discrete solution and nothing leaks backwards in a homogeneous
+background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..grid import Grid
+from ..source import ContinuousWave, GaussianBeam, GaussianPulse, PlaneWave, PointDipole
+from .units import to_normalised_frequency, to_normalised_time
+
+
+def signal(source_time: GaussianPulse | ContinuousWave, t: np.ndarray) -> np.ndarray:
+    """Source amplitude at normalised times ``t`` (µm/c)."""
+    w0 = 2 * np.pi * to_normalised_frequency(source_time.freq0)
+    tau = to_normalised_time(source_time.tau)
+    t0 = source_time.offset * tau
+    envelope = np.exp(-((t - t0) ** 2) / (2 * tau**2))
+    if isinstance(source_time, ContinuousWave):
+        envelope = np.where(t < t0, envelope, 1.0)
+    return envelope * np.cos(w0 * (t - t0))
+
+
+def dft(values: np.ndarray, times: np.ndarray, freqs: np.ndarray, dt: float) -> np.ndarray:
+    """Σₙ vₙ e^{i2πf tₙ} Δt over the last axis of ``values`` (normalised units)."""
+    return np.exp(2j * np.pi * np.outer(freqs, times)) @ values * dt
+
+
+@dataclass(frozen=True)
+class PointInjection:
+    """A soft current on one node: ``field[index] += amplitude · waveform[n]`` at step n."""
+
+    field: str
+    index: tuple[int, int, int]
+    amplitude: float
+    waveform: np.ndarray
+
+
+@dataclass(frozen=True)
+class SheetInjection:
+    """A TFSF sheet along ``axis``: at step n, ``e_field[e_slices] += e_profile · e_waveform[n]``
+    (on the E-node plane i0) and ``h_field[h_slices] += h_profile · h_waveform[n]`` (on the
+    H-node plane i0 − ½)."""
+
+    e_field: str
+    h_field: str
+    e_slices: tuple[slice, slice, slice]
+    h_slices: tuple[slice, slice, slice]
+    e_profile: np.ndarray
+    h_profile: np.ndarray
+    e_waveform: np.ndarray  # H_inc(i0 − ½, (n + ½)Δt)
+    h_waveform: np.ndarray  # E_inc(i0, nΔt)
+
+
+def nearest_index(grid: Grid, field: str, axis: int, position: float) -> int:
+    nodes = grid.component_nodes(field, axis)
+    return int(np.argmin(np.abs(nodes - position)))
+
+
+def point_injection(src: PointDipole, grid: Grid, dt: float, cb: np.ndarray | None, num_steps: int) -> PointInjection:
+    """A dipole of unit current moment: J = s(t) / (cell volume)."""
+    field = src.polarization
+    index = tuple(nearest_index(grid, field, a, src.center[a]) for a in range(3))
+    n = np.arange(num_steps)
+    if field[0] == "E":
+        # E update n → n+1 sees J at (n + ½)Δt: E −= cb · J.
+        waveform = signal(src.source_time, (n + 0.5) * dt)
+        amplitude = -float(cb[index]) / grid.cell_volume  # type: ignore[index]
+    else:
+        # H update n−½ → n+½ sees M at nΔt: H −= Δt · M.
+        waveform = signal(src.source_time, n * dt)
+        amplitude = -dt / grid.cell_volume
+    return PointInjection(field=field, index=index, amplitude=amplitude, waveform=waveform)  # type: ignore[arg-type]
+
+
+def curl_sign(p: int, a: int) -> int:
+    """s in (∇×H)ₚ ⊃ s·∂ₐH_q, with q the third axis: +1 when (p, a, q) is cyclic."""
+    return 1 if (a - p) % 3 == 1 else -1
+
+
+@dataclass(frozen=True)
+class Incident1D:
+    """Incident fields from the 1D auxiliary run, per time step n (normalised units)."""
+
+    e: np.ndarray  # E_p(i0, nΔt)
+    h_before: np.ndarray  # H_q(i0 − ½, (n+½)Δt)
+    h_after: np.ndarray  # H_q(i0 + ½, (n+½)Δt)
+
+
+def incident_1d(source_time: GaussianPulse | ContinuousWave, sign: int, s: int, dl: float, dt: float, eps: float, num_steps: int) -> Incident1D:
+    """Run the 1D Yee pair (E_p, H_q) along the propagation axis with a hard source and
+    sample the wave two half-cells around an E node 4 cells downstream.
+
+    The line is long enough (num_steps/2 + 16 cells) that nothing reflected from its
+    far end returns to the sampling point within ``num_steps``.
+    """
+    length = num_steps // 2 + 16
+    source_at = 2 if sign > 0 else length - 3
+    k0 = source_at + 4 * sign
+    e = np.zeros(length)
+    h = np.zeros(length)  # h[i] at node i + ½; h[length − 1] has a PEC ghost beyond it
+    ce, ch = dt / eps / dl, dt / dl
+    drive = signal(source_time, np.arange(num_steps + 1) * dt)
+    out_e, out_hb, out_ha = np.empty(num_steps), np.empty(num_steps), np.empty(num_steps)
+    e[source_at] = drive[0]
+    for n in range(num_steps):
+        out_e[n] = e[k0]
+        h[:-1] += s * ch * (e[1:] - e[:-1])
+        h[-1] += s * ch * (0.0 - e[-1])
+        out_hb[n], out_ha[n] = h[k0 - 1], h[k0]
+        e[1:] += s * ce * (h[1:] - h[:-1])
+        e[0] = 0.0
+        e[source_at] = drive[n + 1]
+    return Incident1D(e=out_e, h_before=out_hb, h_after=out_ha)
+
+
+def _transverse_slice(grid: Grid, field: str, axis: int, center: float, size: float) -> slice:
+    nodes = grid.component_nodes(field, axis)
+    if not grid.active[axis]:
+        return slice(0, 1)
+    inside = np.nonzero(np.abs(nodes - center) <= size / 2 + 1e-9 * grid.dl[axis])[0]
+    if inside.size == 0:
+        i = nearest_index(grid, field, axis, center)
+        return slice(i, i + 1)
+    return slice(int(inside[0]), int(inside[-1]) + 1)
+
+
+def sheet_injection(
+    src: PlaneWave | GaussianBeam, grid: Grid, dt: float, eps_background: float, cb: np.ndarray, num_steps: int
+) -> tuple[SheetInjection, Callable[[np.ndarray], np.ndarray]]:
+    """The TFSF sheet of a plane wave or Gaussian beam, and its injected power
+    spectrum P(f) (normalised units, f in c/µm) for flux normalisation."""
+    a, p = src.axis, "xyz".index(src.polarization[1])
+    q = 3 - a - p
+    e_field, h_field = src.polarization, "H" + "xyz"[q]
+    s = curl_sign(p, a)
+    i0 = nearest_index(grid, e_field, a, src.center[a])
+    if i0 < 1:
+        raise ValueError(f"source {src.name or src.type!r}: the injection plane must be at least one cell inside the domain")
+    transverse = [_transverse_slice(grid, e_field, b, src.center[b], src.size[b]) for b in range(3)]
+    e_slices = tuple(slice(i0, i0 + 1) if b == a else transverse[b] for b in range(3))
+    h_slices = tuple(slice(i0 - 1, i0) if b == a else transverse[b] for b in range(3))
+    mesh = np.meshgrid(*[grid.component_nodes(e_field, b)[e_slices[b]] for b in range(3)], indexing="ij")
+    if isinstance(src, GaussianBeam):
+        r2 = sum((mesh[b] - src.center[b]) ** 2 for b in range(3) if b != a and grid.active[b])
+        profile = np.exp(-r2 / src.waist_radius**2)
+    else:
+        profile = np.ones(mesh[0].shape)
+    dl = grid.dl[a]
+    inc = incident_1d(src.source_time, src.sign, s, dl, dt, eps_background, num_steps)
+    sheet = SheetInjection(
+        e_field=e_field,
+        h_field=h_field,
+        e_slices=e_slices,  # type: ignore[arg-type]
+        h_slices=h_slices,  # type: ignore[arg-type]
+        e_profile=-src.sign * s / dl * cb[e_slices] * profile,
+        h_profile=-src.sign * s * dt / dl * profile,
+        e_waveform=inc.h_before,
+        h_waveform=inc.e,
+    )
+    transverse_area = grid.cell_volume / dl
+    weight = float(np.sum(profile**2)) * transverse_area
+    poynting_sign = 1 if p == (a + 1) % 3 else -1
+    n = np.arange(num_steps)
+
+    def power(freqs: np.ndarray) -> np.ndarray:
+        e = dft(inc.e, n * dt, freqs, dt)
+        h = dft(0.5 * (inc.h_before + inc.h_after), (n + 0.5) * dt, freqs, dt)
+        return src.sign * poynting_sign * 0.5 * np.real(e * np.conj(h)) * weight
+
+    return sheet, power
+
+
+def dipole_power(injection: PointInjection, src: PointDipole, dt: float) -> Callable[[np.ndarray], np.ndarray]:
+    """|J(f)|², the spectral density of the dipole's current: flux through a monitor
+    is reported relative to it."""
+    n = np.arange(injection.waveform.size)
+    offset = 0.5 if src.polarization[0] == "E" else 0.0
+    return lambda freqs: np.abs(dft(injection.waveform, (n + offset) * dt, freqs, dt)) ** 2

@@ -1,0 +1,222 @@
+"""One Yee time step as a pure array function, written once for any array namespace.
+
+``make_step(layout, ops)`` returns ``step(state, params, n) -> state``. With
+``ops = JAX_OPS`` it is traced into a jitted ``lax.fori_loop``; with ``NUMPY_OPS``
+it runs eagerly. Both execute the very same update equations (normalised units:
+ε₀ = μ₀ = c = 1, lengths in µm):
+
+    H^{n+½} = H^{n−½} − Δt ∇×E^n                      (μ = 1)
+    E^{n+1} = ca·E^n + cb·(∇×H^{n+½} − (P^{n+1} − P^n)/Δt)
+    P^{n+1} = c₁P^n + c₂P^{n−1} + c₃E^n                (one per dispersive pole)
+
+Derivatives of E are forward differences (feeding H on half nodes), derivatives of
+H backward differences (feeding E on integer nodes). Inside a CPML slab a
+derivative d becomes d/κ + ψ with ψ ← bψ + c·d; ψ lives only on slab nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+Array = Any
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ArrayOps:
+    """The array namespace plus the two in-place-or-functional updates that differ."""
+
+    name: str
+    xp: ModuleType
+    add_at: Callable[[Array, Any, Array], Array]
+    set_at: Callable[[Array, Any, Array], Array]
+
+
+def _np_add_at(a: np.ndarray, index: Any, value: Any) -> np.ndarray:
+    a[index] += value  # the array is a fresh result of this step, owned by the caller
+    return a
+
+
+def _np_set_at(a: np.ndarray, index: Any, value: Any) -> np.ndarray:
+    a[index] = value
+    return a
+
+
+NUMPY_OPS = ArrayOps("numpy", np, _np_add_at, _np_set_at)
+
+
+def jax_ops() -> ArrayOps:
+    import jax.numpy as jnp
+
+    return ArrayOps("jax", jnp, lambda a, i, v: a.at[i].add(v), lambda a, i, v: a.at[i].set(v))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Static (trace-time) description of the grid, boundaries, sources and monitors."""
+
+    shape: tuple[int, int, int]
+    #: Real dtype of fields and times: "float32" or "float64".
+    dtype: str
+    active: tuple[bool, bool, bool]
+    inv_dl: tuple[float, float, float]
+    dt: float
+    periodic: tuple[bool, bool, bool]
+    pmc_minus: tuple[bool, bool, bool]
+    pmc_plus: tuple[bool, bool, bool]
+    #: CPML layers (minus, plus) per axis.
+    pml: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    has_ca: bool
+    #: Point sources: (field, node index) in the order of params["points"].
+    points: tuple[tuple[str, tuple[int, int, int]], ...]
+    #: TFSF sheets: (E field, H field, E slices, H slices) in the order of params["sheets"].
+    sheets: tuple[tuple[str, str, tuple[slice, ...], tuple[slice, ...]], ...]
+    num_poles: int
+    #: DFT monitors: (name, ((component, slices), ...)).
+    dft: tuple[tuple[str, tuple[tuple[str, tuple[slice, ...]], ...]], ...]
+    #: Time monitors: (name, ((component, slices), ...), start step, interval, slots).
+    snapshots: tuple[tuple[str, tuple[tuple[str, tuple[slice, ...]], ...], int, int, int], ...]
+
+
+def _take(a: Array, axis: int, start: int, stop: int) -> Array:
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, stop)
+    return a[tuple(index)]
+
+
+def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any], Array], State]:
+    """Build the time-step function for ``layout`` on the array namespace ``ops``."""
+    xp = ops.xp
+    N = layout.shape
+
+    def next_node(F: Array, a: int) -> Array:
+        """F[i + 1]; past the plus face: periodic wrap, else the zero PEC/PML ghost."""
+        if layout.periodic[a]:
+            return xp.roll(F, -1, axis=a)
+        return xp.concatenate([_take(F, a, 1, N[a]), xp.zeros_like(_take(F, a, 0, 1))], axis=a)
+
+    def previous_node(F: Array, a: int) -> Array:
+        """F[i − 1]; before the minus face: periodic wrap, odd image (PMC) or zero."""
+        if layout.periodic[a]:
+            return xp.roll(F, 1, axis=a)
+        edge = _take(F, a, 0, 1)
+        edge = -edge if layout.pmc_minus[a] else xp.zeros_like(edge)
+        return xp.concatenate([edge, _take(F, a, 0, N[a] - 1)], axis=a)
+
+    def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
+        d = (next_node(F, a) - F) if forward else (F - previous_node(F, a))
+        d = d * layout.inv_dl[a]
+        n_minus, n_plus = layout.pml[a]
+        if not (n_minus or n_plus):
+            return d
+        kind = "h" if forward else "e"  # which update the derivative feeds
+        pieces = []
+        for side, lo, hi in (("minus", 0, n_minus), ("mid", n_minus, N[a] - n_plus), ("plus", N[a] - n_plus, N[a])):
+            if hi <= lo:
+                continue
+            part = _take(d, a, lo, hi)
+            if side != "mid":
+                b, c, inv_kappa = params["pml"][f"{kind}{a}{side}"]
+                name = f"{key}{side}"
+                new_psi[name] = b * psi[name] + c * part
+                part = part * inv_kappa + new_psi[name]
+            pieces.append(part)
+        return xp.concatenate(pieces, axis=a)
+
+    def curl(F: list[Array], forward: bool, prefix: str, psi: dict, new_psi: dict, params: dict) -> list[Array | None]:
+        """(∇×F)ₚ = ∂ₐF_b − ∂_bFₐ with (p, a, b) cyclic; None where it vanishes."""
+        out: list[Array | None] = []
+        for p in range(3):
+            a, b = (p + 1) % 3, (p + 2) % 3
+            total = None
+            if layout.active[a]:
+                total = derivative(F[b], a, forward, f"{prefix}{p}{a}", psi, new_psi, params)
+            if layout.active[b]:
+                term = derivative(F[a], b, forward, f"{prefix}{p}{b}", psi, new_psi, params)
+                total = -term if total is None else total - term
+            out.append(total)
+        return out
+
+    def step(state: State, params: dict[str, Any], n: Array) -> State:
+        E, H, psi = list(state["E"]), list(state["H"]), state["psi"]
+        new_psi: dict[str, Array] = {}
+        dt = layout.dt
+        t_e = (n + 1).astype(layout.dtype) * dt
+        t_h = (n.astype(layout.dtype) + 0.5) * dt
+
+        # ---- H^{n-1/2} -> H^{n+1/2}
+        curl_e = curl(E, True, "h", psi, new_psi, params)
+        for p in range(3):
+            if curl_e[p] is not None:
+                H[p] = H[p] - dt * curl_e[p]
+        for (field, index), (amp, wave) in zip(layout.points, params["points"]):
+            if field[0] == "H":
+                p = "xyz".index(field[1])
+                H[p] = ops.add_at(H[p], index, amp * wave[n])
+        for (e_field, h_field, _, h_slices), sheet in zip(layout.sheets, params["sheets"]):
+            q = "xyz".index(h_field[1])
+            H[q] = ops.add_at(H[q], h_slices, sheet["h_profile"] * sheet["h_waveform"][n])
+        for a in range(3):
+            if layout.pmc_plus[a]:
+                for p in range(3):
+                    if p != a:
+                        H[p] = ops.set_at(H[p], tuple(slice(N[a] - 1, N[a]) if b == a else slice(None) for b in range(3)), 0.0)
+
+        # ---- dispersive polarisation P^{n+1} from E^n
+        P, P_prev = state["P"], state["P_prev"]
+        P_next: list[Array] = []
+        delta_p: list[Array | None] = [None, None, None]
+        for k, (c1, c2, c3) in enumerate(params["poles"]):
+            for p in range(3):
+                i = 3 * k + p
+                P_next.append(c1 * P[i] + c2 * P_prev[i] + c3[p] * E[p])
+                change = P_next[i] - P[i]
+                delta_p[p] = change if delta_p[p] is None else delta_p[p] + change
+
+        # ---- E^n -> E^{n+1}
+        curl_h = curl(H, False, "e", psi, new_psi, params)
+        for p in range(3):
+            drive = curl_h[p]
+            if delta_p[p] is not None:
+                drive = (-delta_p[p] / dt) if drive is None else drive - delta_p[p] / dt
+            if drive is None:
+                continue
+            base = params["ca"][p] * E[p] if layout.has_ca else E[p]
+            E[p] = base + params["cb"][p] * drive
+        for (field, index), (amp, wave) in zip(layout.points, params["points"]):
+            if field[0] == "E":
+                p = "xyz".index(field[1])
+                E[p] = ops.add_at(E[p], index, amp * wave[n])
+        for (e_field, h_field, e_slices, _), sheet in zip(layout.sheets, params["sheets"]):
+            p = "xyz".index(e_field[1])
+            E[p] = ops.add_at(E[p], e_slices, sheet["e_profile"] * sheet["e_waveform"][n])
+
+        # ---- monitors
+        fields = {"Ex": E[0], "Ey": E[1], "Ez": E[2], "Hx": H[0], "Hy": H[1], "Hz": H[2]}
+        dft = {}
+        for name, components in layout.dft:
+            omega = params["omega"][name]
+            phase = {"E": xp.exp(1j * omega * t_e), "H": xp.exp(1j * omega * t_h)}
+            acc = state["dft"][name]
+            dft[name] = {
+                comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1)
+                for comp, slices in components
+            }
+        snaps = {}
+        for name, components, start, interval, slots in layout.snapshots:
+            slot = xp.clip((n + 1 - start + interval - 1) // interval, 0, slots)
+            snaps[name] = {comp: ops.set_at(state["snap"][name][comp], slot, fields[comp][slices]) for comp, slices in components}
+
+        return {"E": E, "H": H, "psi": {**psi, **new_psi}, "P": P_next, "P_prev": list(P), "dft": dft, "snap": snaps}
+
+    return step
+
+
+def field_energy(state: State, eps: list[Array], xp: ModuleType) -> Array:
+    """Σ ε|E|² + |H|² over the grid (normalised; a shutoff indicator, not the exact
+    staggered Yee invariant)."""
+    return sum(xp.sum(e * E * E) for e, E in zip(eps, state["E"])) + sum(xp.sum(H * H) for H in state["H"])
