@@ -7,6 +7,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .base import inf
+from .data import SimulationData, solve
 from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
@@ -48,7 +49,9 @@ __all__ = [
     "PointDipole",
     "PolySlab",
     "Simulation",
+    "SimulationData",
     "Sphere",
     "Structure",
     "inf",
+    "solve",
 ]

@@ -151,21 +151,25 @@ def _setup(sim: Simulation) -> _Problem:
         cb.append(np.where(wall, 0.0, b_coef).astype(dtype))
     has_ca = any(np.any(m.conductivity > 0) for m in sim.media if hasattr(m, "conductivity"))
 
-    # ---- CPML profiles and slab-only auxiliary fields
-    profiles, psi = {}, {}
+    # ---- CPML profiles: b, c on slab nodes; 1/κ along the whole axis (1 outside)
+    profiles, inv_kappa, psi = {}, {}, {}
     for a in range(3):
-        for side, layers, kind in (("minus", pml[a][0], kinds[a][0]), ("plus", pml[a][1], kinds[a][1])):
-            if not layers:
-                continue
-            for feeds, half in (("h", True), ("e", False)):
+        if not any(pml[a]):
+            continue
+        shape = [-1 if b == a else 1 for b in range(3)]
+        for feeds, half in (("h", True), ("e", False)):
+            full = np.ones(N[a])
+            for side, layers, kind in (("minus", pml[a][0], kinds[a][0]), ("plus", pml[a][1], kinds[a][1])):
+                if not layers:
+                    continue
                 prof = slab_profile(layers, side, half, grid.dl[a], dt, kind.sigma_order, kind.sigma_scale, kind.kappa_max, kind.alpha_max)
-                shape = [-1 if b == a else 1 for b in range(3)]
-                profiles[f"{feeds}{a}{side}"] = tuple(x.reshape(shape).astype(dtype) for x in (prof.b, prof.c, prof.inv_kappa))
-            slab = tuple(layers if b == a else N[b] for b in range(3))
-            for feeds in "he":
+                profiles[f"{feeds}{a}{side}"] = (prof.b.reshape(shape).astype(dtype), prof.c.reshape(shape).astype(dtype))
+                full[slice(0, layers) if side == "minus" else slice(N[a] - layers, N[a])] = prof.inv_kappa
+                slab = tuple(layers if b == a else N[b] for b in range(3))
                 for p in range(3):
-                    if a != p and grid.active[a]:
+                    if p != a:
                         psi[f"{feeds}{p}{a}{side}"] = np.zeros(slab, dtype)
+            inv_kappa[f"{feeds}{a}"] = full.reshape(shape).astype(dtype)
 
     # ---- sources
     points, point_params, sheets, sheet_params = [], [], [], []
@@ -249,7 +253,7 @@ def _setup(sim: Simulation) -> _Problem:
         dft=tuple(dft_layout),
         snapshots=tuple(snap_layout),
     )
-    params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
+    params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "pml_inv_kappa": inv_kappa, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
     state = {
         "E": [np.zeros(N, dtype) for _ in range(3)],
         "H": [np.zeros(N, dtype) for _ in range(3)],
@@ -268,8 +272,27 @@ def chunk_length(num_steps: int) -> int:
     return int(min(max(math.ceil(num_steps / 20), 16), 2000))
 
 
-def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | None) -> tuple[dict, int, str, float]:
-    layout, total = problem.layout, problem.num_steps
+def yee_state(sim: Simulation, steps: int, backend: str = "auto") -> dict[str, list[np.ndarray]]:
+    """The raw staggered fields after exactly ``steps`` time steps (no shutoff):
+    ``{"E": [Ex, Ey, Ez] at steps·Δt, "H": [Hx, Hy, Hz] at (steps − ½)·Δt, "eps": [...]}``
+    in normalised units. For diagnostics such as the discrete energy invariant."""
+    sim = check_inputs(sim)
+    backend = resolve_backend(backend)
+    problem = _setup(sim)
+    context = nullcontext()
+    if backend == "jax":
+        import jax
+
+        context = jax.enable_x64(sim.precision == "float64")
+    with context:
+        state, _, _, _ = _run(sim, problem, backend, None, total=steps, shutoff=False)
+        state = _to_numpy(state)
+    return {"E": state["E"], "H": state["H"], "eps": problem.eps}
+
+
+def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | None, total: int | None = None, shutoff: bool = True) -> tuple[dict, int, str, float]:
+    layout = problem.layout
+    total = problem.num_steps if total is None else total
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -315,7 +338,7 @@ def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | 
         n = n_next
         if progress is not None:
             progress(n, total)
-        if sim.shutoff > 0 and n < total:
+        if shutoff and sim.shutoff > 0 and n < total:
             e = measure(state)
             peak = max(peak, e)
             if n * dt > problem.sources_end and e <= sim.shutoff * peak:

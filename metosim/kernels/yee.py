@@ -93,39 +93,47 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
     xp = ops.xp
     N = layout.shape
 
-    def next_node(F: Array, a: int) -> Array:
-        """F[i + 1]; past the plus face: periodic wrap, else the zero PEC/PML ghost."""
+    def shifted(F: Array, a: int, lo: int, hi: int, offset: int) -> Array:
+        """F[lo + offset : hi + offset] along ``a`` (offset ±1), with the ghost nodes
+        past the faces: periodic wrap; past the plus face the zero PEC/PML ghost; before
+        the minus face the odd PMC image or zero."""
         if layout.periodic[a]:
-            return xp.roll(F, -1, axis=a)
-        return xp.concatenate([_take(F, a, 1, N[a]), xp.zeros_like(_take(F, a, 0, 1))], axis=a)
-
-    def previous_node(F: Array, a: int) -> Array:
-        """F[i − 1]; before the minus face: periodic wrap, odd image (PMC) or zero."""
-        if layout.periodic[a]:
-            return xp.roll(F, 1, axis=a)
+            return _take(xp.roll(F, -offset, axis=a), a, lo, hi)
+        start, stop = lo + offset, hi + offset
+        if 0 <= start and stop <= N[a]:
+            return _take(F, a, start, stop)
+        if offset > 0:  # stop == N + 1
+            return xp.concatenate([_take(F, a, start, N[a]), xp.zeros_like(_take(F, a, 0, 1))], axis=a)
         edge = _take(F, a, 0, 1)
         edge = -edge if layout.pmc_minus[a] else xp.zeros_like(edge)
-        return xp.concatenate([edge, _take(F, a, 0, N[a] - 1)], axis=a)
+        return xp.concatenate([edge, _take(F, a, 0, stop)], axis=a)
+
+    def difference(F: Array, a: int, forward: bool, lo: int, hi: int) -> Array:
+        """Forward (F[i+1] − F[i]) or backward (F[i] − F[i−1]) difference on nodes lo…hi−1."""
+        here = _take(F, a, lo, hi)
+        return (shifted(F, a, lo, hi, 1) - here) if forward else (here - shifted(F, a, lo, hi, -1))
 
     def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
-        d = (next_node(F, a) - F) if forward else (F - previous_node(F, a))
-        d = d * layout.inv_dl[a]
+        d = difference(F, a, forward, 0, N[a]) * layout.inv_dl[a]
         n_minus, n_plus = layout.pml[a]
         if not (n_minus or n_plus):
             return d
         kind = "h" if forward else "e"  # which update the derivative feeds
-        pieces = []
-        for side, lo, hi in (("minus", 0, n_minus), ("mid", n_minus, N[a] - n_plus), ("plus", N[a] - n_plus, N[a])):
+        # d/κ + ψ as one elementwise expression over the whole axis, so XLA fuses it
+        # into the field update: 1/κ is a 1D profile (1 outside the PML) and ψ, which
+        # lives only on slab nodes and is advanced from a slab-local difference,
+        # enters zero-padded.
+        out = d * params["pml_inv_kappa"][f"{kind}{a}"]
+        for side, lo, hi in (("minus", 0, n_minus), ("plus", N[a] - n_plus, N[a])):
             if hi <= lo:
                 continue
-            part = _take(d, a, lo, hi)
-            if side != "mid":
-                b, c, inv_kappa = params["pml"][f"{kind}{a}{side}"]
-                name = f"{key}{side}"
-                new_psi[name] = b * psi[name] + c * part
-                part = part * inv_kappa + new_psi[name]
-            pieces.append(part)
-        return xp.concatenate(pieces, axis=a)
+            b, c = params["pml"][f"{kind}{a}{side}"]
+            name = f"{key}{side}"
+            new_psi[name] = b * psi[name] + c * (difference(F, a, forward, lo, hi) * layout.inv_dl[a])
+            widths = [(0, 0)] * 3
+            widths[a] = (lo, N[a] - hi)
+            out = out + xp.pad(new_psi[name], widths)
+        return out
 
     def curl(F: list[Array], forward: bool, prefix: str, psi: dict, new_psi: dict, params: dict) -> list[Array | None]:
         """(∇×F)ₚ = ∂ₐF_b − ∂_bFₐ with (p, a, b) cyclic; None where it vanishes."""

@@ -1,0 +1,138 @@
+"""``SimulationData``: the results of one run, as xarray objects, with HDF5 I/O and plots."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
+
+import h5py
+import numpy as np
+import xarray as xr
+
+from .kernels import hdf5
+from .simulation import Simulation
+
+Quantity = str  # "real" | "imag" | "abs" | "int"
+_QUANTITIES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    "real": (np.real, "Re"),
+    "imag": (np.imag, "Im"),
+    "abs": (np.abs, "|·|"),
+    "int": (lambda v: np.abs(v) ** 2, "|·|²"),
+}
+
+
+class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
+    """Monitor data of a run: ``data["name"]`` is an ``xarray.Dataset`` (field and time
+    monitors: one variable per component on x, y, z in µm and f in Hz or t in s) or an
+    ``xarray.DataArray`` (flux monitors, over f)."""
+
+    def __init__(self, simulation: Simulation, monitors: Mapping[str, xr.Dataset | xr.DataArray], info: dict[str, Any] | None = None, versions: dict[str, str] | None = None) -> None:
+        self.simulation = simulation
+        self._monitors = dict(monitors)
+        self.info = dict(info or {})
+        self.versions = dict(versions or hdf5.versions())
+
+    # ---------------------------------------------------------------- mapping
+    def __getitem__(self, name: str) -> xr.Dataset | xr.DataArray:
+        try:
+            return self._monitors[name]
+        except KeyError:
+            raise KeyError(f"no monitor named {name!r}; this result has {sorted(self._monitors)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._monitors)
+
+    def __len__(self) -> int:
+        return len(self._monitors)
+
+    # ---------------------------------------------------------------- HDF5
+    def to_hdf5(self, target: str | IO[bytes]) -> None:
+        """Write the results file (layout in :mod:`metosim.kernels.hdf5`)."""
+        hdf5.write_results(target, self.simulation.model_dump_json(), self._monitors, self.info, self.simulation.grid.boundaries)
+
+    @classmethod
+    def from_hdf5(cls, source: str | IO[bytes]) -> "SimulationData":
+        """Read a results file from a path or a binary file object, fully into memory."""
+        with h5py.File(source, "r") as f:
+            sim_json, info, versions = hdf5.read_header(f)
+            monitors = {name: hdf5.read_monitor(group) for name, group in f["monitors"].items()}
+        return cls(Simulation.model_validate_json(sim_json), monitors, info, versions)
+
+    # ---------------------------------------------------------------- plots
+    def plot_field(
+        self,
+        monitor: str,
+        component: str,
+        x: float | None = None,
+        y: float | None = None,
+        z: float | None = None,
+        f: float | None = None,
+        t: float | None = None,
+        val: Quantity = "real",
+        ax: Any = None,
+    ) -> Any:
+        """Image of one component on the plane at ``x``, ``y`` or ``z`` (µm; nearest
+        node), at frequency ``f`` (Hz) or time ``t`` (s) (nearest; the first if not
+        given), as ``val`` ∈ real | imag | abs | int, with structure outlines."""
+        import matplotlib.pyplot as plt
+
+        from .plot import draw_structure_outlines, plane_axes
+
+        if val not in _QUANTITIES:
+            raise ValueError(f"val must be one of {sorted(_QUANTITIES)}, not {val!r}")
+        data = self[monitor]
+        if not isinstance(data, xr.Dataset) or component not in data:
+            raise ValueError(f"monitor {monitor!r} has no field component {component!r}")
+        array = data[component]
+        normal, position, u, v = plane_axes(x, y, z)
+        axes = "xyz"
+        array = array.sel({axes[normal]: position}, method="nearest")
+        for dim, value in (("f", f), ("t", t)):
+            if dim in array.dims:
+                array = array.sel({dim: value}, method="nearest") if value is not None else array.isel({dim: 0})
+        func, label = _QUANTITIES[val]
+        image = func(np.asarray(array.transpose(axes[u], axes[v]).values))
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4))
+        cu, cv = np.asarray(array[axes[u]]), np.asarray(array[axes[v]])
+        symmetric = val in ("real", "imag")
+        vmax = float(np.max(np.abs(image))) or 1.0
+        mesh = ax.pcolormesh(cu, cv, image.T, shading="nearest", cmap="RdBu_r" if symmetric else "magma", vmin=-vmax if symmetric else 0.0, vmax=vmax)
+        ax.figure.colorbar(mesh, ax=ax, label=f"{label} {component}")
+        draw_structure_outlines(ax, self.simulation.structures, normal, float(array[axes[normal]]), color="black" if not symmetric else "grey")
+        ax.set_xlim(cu.min(), cu.max()) if cu.size > 1 else None
+        ax.set_ylim(cv.min(), cv.max()) if cv.size > 1 else None
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{axes[u]} (µm)")
+        ax.set_ylabel(f"{axes[v]} (µm)")
+        when = {k: array.coords[k].item() for k in ("f", "t") if k in array.coords}
+        stamp = ", ".join(f"{k} = {val_:.4g} {'Hz' if k == 'f' else 's'}" for k, val_ in when.items())
+        ax.set_title(f"{monitor}: {component}, {axes[normal]} = {position:g} µm" + (f", {stamp}" if stamp else ""))
+        return ax
+
+    # ---------------------------------------------------------------- notebook
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}: {type(v).__name__}{dict(v.sizes)}" for k, v in self._monitors.items())
+        return f"SimulationData({parts})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(data.attrs.get('monitor_type', '')))}</td>"
+            f"<td>{html.escape(', '.join(f'{d}: {n}' for d, n in data.sizes.items()))}</td></tr>"
+            for name, data in self._monitors.items()
+        )
+        facts = ", ".join(f"{k}: {self.info[k]}" for k in ("backend", "time_steps", "precision") if k in self.info)
+        return f"<table><caption><b>metosim.SimulationData</b> ({html.escape(facts)})</caption><tr><th>monitor</th><th>type</th><th>sizes</th></tr>{rows}</table>"
+
+
+def solve(sim: Simulation, backend: str = "auto", progress: Callable[[int, int], None] | None = None) -> SimulationData:
+    """Run ``sim`` in this process and return its :class:`SimulationData`.
+
+    ``backend``: "auto" (JAX, on a GPU when JAX sees one), "jax" or "numpy".
+    ``progress(step, total_steps)`` is called after each chunk of steps.
+    """
+    from .kernels import solve as run
+
+    result = run(sim, backend=backend, progress=progress)
+    return SimulationData(sim, result.monitors, result.info)
