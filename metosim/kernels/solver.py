@@ -279,6 +279,8 @@ def yee_state(sim: Simulation, steps: int, backend: str = "auto") -> dict[str, l
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
     problem = _setup(sim)
+    if not 0 <= steps <= problem.num_steps:
+        raise ValueError(f"steps must be within 0…{problem.num_steps} (the run_time)")
     context = nullcontext()
     if backend == "jax":
         import jax
