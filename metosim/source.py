@@ -14,7 +14,8 @@ Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 
 
 class GaussianPulse(MetoModel):
-    """cos(2π f0 (t − t0)) · exp(−(t − t0)² / 2τ²) with τ = 1/(2π fwidth), t0 = offset · τ."""
+    """sin(2π f0 (t − t0)) · exp(−(t − t0)² / 2τ²) with τ = 1/(2π fwidth), t0 = offset · τ
+    (no DC content)."""
 
     type: Literal["GaussianPulse"] = "GaussianPulse"
     freq0: PositiveFinite
@@ -38,7 +39,7 @@ class GaussianPulse(MetoModel):
 
 
 class ContinuousWave(MetoModel):
-    """cos(2π f0 t) switched on over a Gaussian ramp of width τ = 1/(2π fwidth); never off."""
+    """sin(2π f0 (t − t0)) switched on over a Gaussian ramp of width τ = 1/(2π fwidth); never off."""
 
     type: Literal["ContinuousWave"] = "ContinuousWave"
     freq0: PositiveFinite

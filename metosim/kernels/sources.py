@@ -27,7 +27,9 @@ def signal(source_time: GaussianPulse | ContinuousWave, t: np.ndarray) -> np.nda
     envelope = np.exp(-((t - t0) ** 2) / (2 * tau**2))
     if isinstance(source_time, ContinuousWave):
         envelope = np.where(t < t0, envelope, 1.0)
-    return envelope * np.cos(w0 * (t - t0))
+    # sin, not cos: odd about t0, so the pulse carries no DC component that would
+    # leave a static field behind (which no PML absorbs).
+    return envelope * np.sin(w0 * (t - t0))
 
 
 def dft(values: np.ndarray, times: np.ndarray, freqs: np.ndarray, dt: float) -> np.ndarray:
