@@ -1,0 +1,261 @@
+"""The Simulation model: construction, validation messages with field paths, JSON
+round trips (property-based), the grid, estimates, plots and notebook reprs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from matplotlib.patches import Circle, Polygon, Rectangle
+from pydantic import ValidationError
+
+import metosim as ms
+
+PULSE = ms.GaussianPulse(freq0=2e14, fwidth=5e13)
+
+
+def base(**changes) -> ms.Simulation:
+    fields = dict(
+        size=(2.0, 2.0, 2.0),
+        grid_spec=ms.GridSpec.uniform(0.05),
+        run_time=1e-13,
+        sources=[ms.PointDipole(center=(0.3, 0.2, 0.1), polarization="Ez", source_time=PULSE)],
+    )
+    fields.update(changes)
+    return ms.Simulation(**fields)
+
+
+def error_locations(excinfo: pytest.ExceptionInfo) -> list[str]:
+    return [".".join(str(p) for p in e["loc"]) for e in excinfo.value.errors()]
+
+
+# ------------------------------------------------------------------ construction
+def test_every_public_model_builds_and_round_trips() -> None:
+    sim = base(
+        structures=[
+            ms.Structure(geometry=ms.Box(center=(0, 0, 0), size=(0.5, 0.5, ms.inf)), medium=ms.Medium(permittivity=4, conductivity=10)),
+            ms.Structure(geometry=ms.Sphere(radius=0.3), medium=ms.PEC),
+            ms.Structure(geometry=ms.Cylinder(radius=0.2, length=1, axis=0), medium=ms.Drude(eps_inf=2, poles=[(1e15, 1e13)])),
+            ms.Structure(geometry=ms.PolySlab(vertices=[(0, 0), (0.5, 0), (0, 0.5)], slab_bounds=(-0.1, 0.1)), medium=ms.Lorentz(poles=[(1.0, 2e14, 1e12)]), name="tri"),
+        ],
+        sources=[
+            ms.PointDipole(center=(0, 0, 0), polarization="Hx", source_time=ms.ContinuousWave(freq0=2e14, fwidth=1e13)),
+            ms.PlaneWave(center=(-0.5, 0, 0), size=(0, ms.inf, ms.inf), direction="+x", polarization="Ey", source_time=PULSE),
+            ms.GaussianBeam(center=(0, 0, -0.5), size=(1, 1, 0), direction="+z", polarization="Ex", source_time=PULSE, waist_radius=0.3),
+        ],
+        monitors=[
+            ms.FieldMonitor(name="f", size=(ms.inf, ms.inf, 0), freqs=[2e14], fields=("Ez",)),
+            ms.FieldTimeMonitor(name="t", size=(0, 0, 0), interval=10, start=1e-15, stop=5e-14),
+            ms.FluxMonitor(name="flux", center=(0.5, 0, 0), size=(0, 1, 1), freqs=np.linspace(1.5e14, 2.5e14, 5), normal_dir="-"),
+        ],
+        boundary_spec=ms.BoundarySpec(x=ms.Boundary(minus=ms.PML(num_layers=8), plus=ms.PECBoundary()), y=ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()), z=ms.Boundary(minus=ms.PMCBoundary(), plus=ms.PML())),
+    )
+    text = sim.model_dump_json()
+    again = ms.Simulation.model_validate_json(text)
+    assert again == sim
+    assert again.model_dump_json() == text
+    assert json.loads(text)["schema_version"] == ms.SCHEMA_VERSION
+
+
+def test_models_are_immutable_and_strict() -> None:
+    box = ms.Box(size=(1, 1, 1))
+    with pytest.raises(ValidationError):
+        box.size = (2, 2, 2)  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="size"):
+        ms.Box(size=("1", 1, 1))
+    with pytest.raises(ValidationError, match="extra"):
+        ms.Box(size=(1, 1, 1), colour="red")
+
+
+def test_numpy_inputs_are_accepted() -> None:
+    box = ms.Box(center=np.array([0.0, 1.0, 2.0]), size=np.float32(1.0) * np.ones(3))
+    assert box.center == (0.0, 1.0, 2.0) and box.size == (1.0, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------ validation messages
+@pytest.mark.parametrize(
+    ("changes", "location", "message"),
+    [
+        (dict(size=(-1, 1, 1)), "size.0", "≥ 0"),
+        (dict(size=(float("nan"), 1, 1)), "size.0", "finite"),
+        (dict(size=(0, 0, 0)), "size", "at least one axis"),
+        (dict(run_time=0), "run_time", "> 0"),
+        (dict(sources=[ms.PointDipole(center=(5, 0, 0), source_time=PULSE)]), "sources.0.center", "outside the simulation domain"),
+        (dict(monitors=[ms.FieldMonitor(name="m", center=(0, 0, 9), size=(1, 1, 0), freqs=[1e14])]), "monitors.0.center", "outside"),
+        (dict(monitors=[ms.FieldMonitor(name="m", size=(1, 1, 0), freqs=[1e14]), ms.FluxMonitor(name="m", size=(1, 1, 0), freqs=[1e14])]), "monitors.1.name", "duplicate monitor name"),
+        (dict(monitors=[ms.FluxMonitor(name="m", size=(1, 1, 1), freqs=[1e14])]), "monitors.0.size", "must be a plane"),
+        (dict(boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=25))), "boundary_spec.x", "PML layers (50) fill the 40 cells"),
+        (dict(boundary_spec=ms.BoundarySpec(x=ms.Boundary(minus=ms.Periodic(), plus=ms.PML()))), "boundary_spec.x", "both sides"),
+        (dict(size=(2, 0, 0), sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ex", source_time=PULSE)]), "sources.0.polarization", "cannot couple"),
+        (dict(size=(2, 2, 0), sources=[ms.PlaneWave(center=(0, 0, 0), size=(ms.inf, ms.inf, 0), direction="+z", polarization="Ex", source_time=PULSE)]), "sources.0.direction", "cannot propagate"),
+        (dict(medium=ms.PEC), "medium", "cannot be PEC"),
+        (dict(courant=1.5), "courant", "less than or equal to 1"),
+        (dict(precision="float16"), "precision", "float32"),
+    ],
+)
+def test_validation_names_field_and_reason(changes: dict, location: str, message: str) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        base(**changes)
+    assert location in error_locations(excinfo)
+    assert message in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("build", "location", "message"),
+    [
+        (lambda: ms.FieldMonitor(name="m", size=(1, 1, 0), freqs=[0.0]), "freqs.0", "> 0"),
+        (lambda: ms.FieldMonitor(name="m", size=(1, 1, 0), freqs=[]), "freqs", "at least one"),
+        (lambda: ms.FieldMonitor(name="a b", size=(1, 1, 0), freqs=[1e14]), "name", "pattern"),
+        (lambda: ms.FieldMonitor(name="m", size=(1, 1, 0), freqs=[1e14], fields=("Ex", "Ex")), "fields", "repeat"),
+        (lambda: ms.FieldTimeMonitor(name="m", size=(1, 1, 0), start=2e-14, stop=1e-14), "", "stop must not be before start"),
+        (lambda: ms.Medium(permittivity=0.5), "permittivity", "greater than or equal to 1"),
+        (lambda: ms.Medium(conductivity=-1), "conductivity", "≥ 0"),
+        (lambda: ms.Sphere(radius=-1), "radius", "> 0"),
+        (lambda: ms.PolySlab(vertices=[(0, 0), (1, 1), (2, 2)], slab_bounds=(0, 1)), "", "no area"),
+        (lambda: ms.PolySlab(vertices=[(0, 0), (1, 0), (0, 1)], slab_bounds=(1, 0)), "", "increasing"),
+        (lambda: ms.PlaneWave(center=(0, 0, 0), size=(1, 1, 1), direction="+x", polarization="Ey", source_time=PULSE), "", "must be 0"),
+        (lambda: ms.PlaneWave(center=(0, 0, 0), size=(0, 1, 1), direction="+x", polarization="Ex", source_time=PULSE), "", "transverse"),
+        (lambda: ms.GaussianPulse(freq0=-1, fwidth=1), "freq0", "> 0"),
+        (lambda: ms.GridSpec(kind="uniform"), "", "needs dl"),
+        (lambda: ms.Drude(poles=[]), "poles", "at least 1"),
+    ],
+)
+def test_component_validation(build, location: str, message: str) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        build()
+    if location:
+        assert location in error_locations(excinfo)
+    assert message in str(excinfo.value)
+
+
+def test_cell_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METOSIM_MAX_CELLS", "1000")
+    with pytest.raises(ValidationError, match="exceed the limit of 1,000") as excinfo:
+        base()
+    assert "grid_spec" in error_locations(excinfo)
+
+
+# ------------------------------------------------------------------ grid and estimates
+def test_grid_of_standard_problem() -> None:
+    sim = base(grid_spec=ms.GridSpec.uniform(0.02))
+    g = sim.grid
+    assert g.num_cells == (100, 100, 100)
+    np.testing.assert_allclose(g.boundaries[0][[0, -1]], [-1.0, 1.0])
+    np.testing.assert_allclose(np.diff(g.centers[1]), 0.02)
+    # Courant: dt = S / (c √(3/dl²)).
+    assert g.dt == pytest.approx(0.99 * 0.02e-6 / (ms.C_0 * math.sqrt(3)))
+    assert g.num_time_steps == math.ceil(1e-13 / g.dt)
+
+
+def test_zero_size_axis_makes_2d_and_auto_grid_uses_densest_medium() -> None:
+    sim = base(
+        size=(2, 2, 0),
+        grid_spec=ms.GridSpec.auto(wavelength=1.0, min_steps_per_wvl=20),
+        structures=[ms.Structure(geometry=ms.Sphere(radius=0.5), medium=ms.Medium(permittivity=4))],
+        sources=[ms.PointDipole(center=(0.3, 0.2, 0), polarization="Ez", source_time=PULSE)],
+    )
+    g = sim.grid
+    assert g.num_cells == (80, 80, 1)  # λ/(20·n) = 0.025 µm
+    assert g.active == (True, True, False)
+    assert g.dt == pytest.approx(0.99 * 0.025e-6 / (ms.C_0 * math.sqrt(2)))
+    assert g.centers[2].tolist() == [0.0]
+
+
+def test_estimate_counts_cells_steps_and_memory() -> None:
+    sim = base()
+    est = sim.estimate()
+    assert est["cells"] == 40**3
+    assert est["time_steps"] == sim.grid.num_time_steps
+    assert est["memory_bytes"] >= 9 * 40**3 * 4  # six fields and three update coefficients
+    assert base(precision="float64").estimate()["memory_bytes"] > est["memory_bytes"]
+
+
+def test_repr_html_summarises() -> None:
+    text = base()._repr_html_()
+    for expected in ("40×40×40", "64,000", "MiB", "time steps"):
+        assert expected in text
+
+
+# ------------------------------------------------------------------ plots
+def test_plot_draws_structures_sources_monitors_and_pml() -> None:
+    sim = base(
+        structures=[
+            ms.Structure(geometry=ms.Box(size=(0.4, 0.4, 0.4)), medium=ms.Medium(permittivity=2)),
+            ms.Structure(geometry=ms.Sphere(center=(0.5, 0.5, 0), radius=0.2), medium=ms.Medium(permittivity=9)),
+            ms.Structure(geometry=ms.PolySlab(vertices=[(-0.8, -0.8), (-0.4, -0.8), (-0.6, -0.4)], slab_bounds=(-0.2, 0.2)), medium=ms.PEC),
+            ms.Structure(geometry=ms.Sphere(center=(0, 0, 0.9), radius=0.05), medium=ms.Medium(permittivity=3)),  # not cut by z = 0
+        ],
+        monitors=[ms.FluxMonitor(name="flux", center=(0.7, 0, 0), size=(0, 1, 1), freqs=[2e14])],
+    )
+    ax = sim.plot(z=0)
+    labels = [p.get_label() for p in ax.patches]
+    structures = [p for p in ax.patches if p.get_label().startswith("structure:")]
+    assert [type(p) for p in structures] == [Rectangle, Circle, Polygon]
+    assert sum(label.startswith("pml:") for label in labels) == 4  # x± and y± slabs
+    assert "monitor:flux" in labels
+    assert any(line.get_label().startswith("source:") for line in ax.lines)
+    assert ax.get_xlim() == (-1.0, 1.0) and ax.get_ylim() == (-1.0, 1.0)
+    assert structures[0].get_width() == pytest.approx(0.4)
+    # Colour encodes permittivity: denser is darker.
+    assert sum(structures[1].get_facecolor()[:3]) < sum(structures[0].get_facecolor()[:3])
+    ax_x = sim.plot(x=0.5)
+    circles = [p for p in ax_x.patches if isinstance(p, Circle)]
+    assert circles and circles[0].get_radius() == pytest.approx(0.2)
+
+
+def test_plot_requires_one_plane() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        base().plot(x=0, z=0)
+
+
+# ------------------------------------------------------------------ property-based
+finite = st.floats(min_value=-10, max_value=10, allow_nan=False)
+positive = st.floats(min_value=1e-3, max_value=10, allow_nan=False)
+points = st.tuples(finite, finite, finite)
+geometries = st.one_of(
+    st.builds(ms.Box, center=points, size=st.tuples(positive, positive, positive)),
+    st.builds(ms.Sphere, center=points, radius=positive),
+    st.builds(ms.Cylinder, center=points, radius=positive, length=positive, axis=st.sampled_from([0, 1, 2])),
+)
+media = st.one_of(
+    st.builds(ms.Medium, permittivity=st.floats(1, 20), conductivity=st.floats(0, 1e6)),
+    st.just(ms.PEC),
+    st.builds(ms.Drude, eps_inf=st.floats(1, 5), poles=st.lists(st.tuples(st.floats(1e12, 1e16), st.floats(0, 1e14)), min_size=1, max_size=3)),
+)
+
+
+@given(geometry=geometries, medium=media, freqs=st.lists(st.floats(1e12, 1e16), min_size=1, max_size=5))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_json_round_trip_is_exact(geometry, medium, freqs) -> None:
+    sim = base(
+        structures=[ms.Structure(geometry=geometry, medium=medium)],
+        monitors=[ms.FieldMonitor(name="m", size=(1, 1, 0), freqs=freqs)],
+    )
+    again = ms.Simulation.model_validate_json(sim.model_dump_json())
+    assert again == sim
+    assert ms.Simulation.model_validate(json.loads(sim.model_dump_json())) is not None
+
+
+junk = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5), st.lists(st.floats(allow_nan=True), max_size=4), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+FIELDS = ["size", "center", "grid_spec", "run_time", "structures", "sources", "monitors", "boundary_spec", "medium", "shutoff", "courant", "precision", "schema_version"]
+
+
+@given(field=st.sampled_from(FIELDS), value=junk)
+@settings(max_examples=300, deadline=None)
+def test_invalid_input_raises_only_validation_error(field: str, value) -> None:
+    """Replacing any field of a valid config with junk either validates or raises
+    ValidationError: never TypeError, KeyError, ZeroDivisionError…"""
+    document = json.loads(base().model_dump_json())
+    document[field] = value
+    try:
+        ms.Simulation.model_validate(document)
+    except ValidationError:
+        pass
+    try:
+        ms.Simulation.model_validate_json(json.dumps(document))
+    except ValidationError:
+        pass
