@@ -105,7 +105,3 @@ class MetoModel(BaseModel):
         ser_json_inf_nan="constants",
         validate_default=True,
     )
-
-    def copy_with(self, **changes: Any) -> "MetoModel":
-        """A validated copy with some fields changed."""
-        return type(self).model_validate({**self.model_dump(), **changes})

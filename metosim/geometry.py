@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from .base import AXES, Coordinate, Extent, Finite, MetoModel, PositiveFinite, Size, _as_tuple
+from .base import Coordinate, Extent, Finite, MetoModel, PositiveFinite, Size, _as_tuple
 
 Axis = Literal[0, 1, 2]
 
@@ -115,4 +115,4 @@ class PolySlab(MetoModel):
 
 Geometry = Annotated[Union[Box, Sphere, Cylinder, PolySlab], Field(discriminator="type")]
 
-__all__ = ["AXES", "Box", "Cylinder", "Geometry", "PolySlab", "Sphere"]
+__all__ = ["Box", "Cylinder", "Geometry", "PolySlab", "Sphere"]

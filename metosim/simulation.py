@@ -6,10 +6,9 @@ import html
 import math
 import os
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from typing_extensions import Annotated
 
 from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, _as_tuple
 from .boundary import PML, BoundarySpec, Periodic

@@ -7,7 +7,6 @@ next to each assertion.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import metosim as ms
 from metosim.kernels.solver import yee_state

@@ -8,6 +8,7 @@ eagerly.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import time
@@ -58,11 +59,7 @@ def resolve_backend(backend: str) -> str:
         raise ValueError(f"backend must be 'auto', 'jax' or 'numpy', not {backend!r}")
     if backend != "auto":
         return backend
-    try:
-        import jax  # noqa: F401
-    except ImportError:  # pragma: no cover - jax is a core dependency
-        return "numpy"
-    return "jax"
+    return "jax" if importlib.util.find_spec("jax") else "numpy"
 
 
 def check_inputs(sim: Simulation) -> Simulation:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
+from ..grid import C_0, MICROMETRE
 
-C_0 = 299_792_458.0  # m/s
-MICROMETRE = 1e-6  # m
 Z_0 = 376.730313412  # Ω, vacuum impedance
 
 #: Seconds per normalised time unit.
@@ -24,7 +22,3 @@ def to_normalised_frequency(f_hz: float) -> float:
 def to_normalised_conductivity(sigma_s_per_m: float) -> float:
     """S/m → σ·Z₀·L, the conductivity in units where ε₀ = c = 1 and L = 1 µm."""
     return sigma_s_per_m * Z_0 * MICROMETRE
-
-
-def angular(f_normalised: float) -> float:
-    return 2 * math.pi * f_normalised

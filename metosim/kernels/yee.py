@@ -149,6 +149,18 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
             out.append(total)
         return out
 
+    def inject(F: list[Array], kind: str, params: dict, n: Array) -> None:
+        """Add the step-n point currents and TFSF sheet terms that drive the ``kind``
+        ("E" or "H") fields, in place in the list ``F``."""
+        for (field, index), (amp, wave) in zip(layout.points, params["points"]):
+            if field[0] == kind:
+                p = "xyz".index(field[1])
+                F[p] = ops.add_at(F[p], index, amp * wave[n])
+        for (e_field, h_field, e_slices, h_slices), sheet in zip(layout.sheets, params["sheets"]):
+            field, slices, prefix = (e_field, e_slices, "e") if kind == "E" else (h_field, h_slices, "h")
+            p = "xyz".index(field[1])
+            F[p] = ops.add_at(F[p], slices, sheet[f"{prefix}_profile"] * sheet[f"{prefix}_waveform"][n])
+
     def step(state: State, params: dict[str, Any], n: Array) -> State:
         E, H, psi = list(state["E"]), list(state["H"]), state["psi"]
         new_psi: dict[str, Array] = {}
@@ -161,13 +173,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         for p in range(3):
             if curl_e[p] is not None:
                 H[p] = H[p] - dt * curl_e[p]
-        for (field, index), (amp, wave) in zip(layout.points, params["points"]):
-            if field[0] == "H":
-                p = "xyz".index(field[1])
-                H[p] = ops.add_at(H[p], index, amp * wave[n])
-        for (e_field, h_field, _, h_slices), sheet in zip(layout.sheets, params["sheets"]):
-            q = "xyz".index(h_field[1])
-            H[q] = ops.add_at(H[q], h_slices, sheet["h_profile"] * sheet["h_waveform"][n])
+        inject(H, "H", params, n)
         for a in range(3):
             if layout.pmc_plus[a]:
                 for p in range(3):
@@ -195,13 +201,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
                 continue
             base = params["ca"][p] * E[p] if layout.has_ca else E[p]
             E[p] = base + params["cb"][p] * drive
-        for (field, index), (amp, wave) in zip(layout.points, params["points"]):
-            if field[0] == "E":
-                p = "xyz".index(field[1])
-                E[p] = ops.add_at(E[p], index, amp * wave[n])
-        for (e_field, h_field, e_slices, _), sheet in zip(layout.sheets, params["sheets"]):
-            p = "xyz".index(e_field[1])
-            E[p] = ops.add_at(E[p], e_slices, sheet["e_profile"] * sheet["e_waveform"][n])
+        inject(E, "E", params, n)
 
         # ---- monitors
         fields = {"Ex": E[0], "Ey": E[1], "Ez": E[2], "Hx": H[0], "Hy": H[1], "Hz": H[2]}
