@@ -50,9 +50,42 @@ NUMPY_OPS = ArrayOps("numpy", np, _np_add_at, _np_set_at)
 
 
 def jax_ops() -> ArrayOps:
+    """JAX ops. Updates of a static box go through ``dynamic_update_slice``, which XLA
+    performs in place; ``.at[].add`` would lower to a scatter, which is not
+    vectorised on CPU."""
     import jax.numpy as jnp
+    from jax import lax
 
-    return ArrayOps("jax", jnp, lambda a, i, v: a.at[i].add(v), lambda a, i, v: a.at[i].set(v))
+    def box(a: Array, index: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        if not isinstance(index, tuple) or len(index) != a.ndim:
+            return None
+        starts, sizes = [], []
+        for i, n in zip(index, a.shape):
+            if isinstance(i, slice) and i.step in (None, 1):
+                start, stop, _ = i.indices(n)
+                starts.append(start), sizes.append(stop - start)
+            elif isinstance(i, int):
+                starts.append(i), sizes.append(1)
+            else:
+                return None
+        return tuple(starts), tuple(sizes)
+
+    def add_at(a: Array, index: Any, value: Array) -> Array:
+        where = box(a, index)
+        if where is None:
+            return a.at[index].add(value)
+        starts, sizes = where
+        current = lax.dynamic_slice(a, starts, sizes)
+        return lax.dynamic_update_slice(a, current + jnp.broadcast_to(value, sizes).astype(a.dtype), starts)
+
+    def set_at(a: Array, index: Any, value: Array) -> Array:
+        where = box(a, index)
+        if where is None:
+            return a.at[index].set(value)
+        starts, sizes = where
+        return lax.dynamic_update_slice(a, jnp.broadcast_to(jnp.asarray(value, a.dtype), sizes), starts)
+
+    return ArrayOps("jax", jnp, add_at, set_at)
 
 
 @dataclass(frozen=True)
