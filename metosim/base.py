@@ -27,10 +27,17 @@ def _as_tuple(value: Any) -> Any:
     return value
 
 
+#: How infinite extents appear in JSON: standard JSON has no infinity token.
+_INFINITIES = {"Infinity": math.inf, "-Infinity": -math.inf}
+
+
 def _as_float(value: Any) -> Any:
-    """Accept NumPy scalars (np.float32 is not a Python float)."""
+    """Accept NumPy scalars (np.float32 is not a Python float) and the JSON spelling
+    of an infinite extent, the string "Infinity"."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, str) and value in _INFINITIES:
+        return _INFINITIES[value]
     return value
 
 
@@ -102,6 +109,6 @@ class MetoModel(BaseModel):
         frozen=True,
         strict=True,
         extra="forbid",
-        ser_json_inf_nan="constants",
+        ser_json_inf_nan="strings",
         validate_default=True,
     )

@@ -1,7 +1,4 @@
-"""The ``metosim`` command: ``metosim --version``, ``metosim demo``.
-
-``serve``, ``keys`` and ``run`` join here with the compute service.
-"""
+"""The ``metosim`` command: ``--version``, ``demo``, ``serve`` and ``keys``."""
 
 from __future__ import annotations
 
@@ -77,6 +74,47 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from .serve.service import start, stop_api
+    from .serve.settings import Settings
+
+    settings = Settings.from_env(host=args.host, port=args.port, ray_address=args.address)
+    start(settings)
+    print(f"MetoSim API on {settings.base_url} (OpenAPI at {settings.base_url}/docs); Ctrl-C to stop", flush=True)
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    while not stop:
+        time.sleep(0.5)
+    stop_api()
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .serve import keys
+    from .serve.db import connect, database_url, migrate
+    from .serve.settings import Settings
+
+    url = database_url(Settings.from_env())
+    migrate(url)
+    with connect(url) as conn:
+        if args.keys_command == "create":
+            key, row = keys.create(conn, args.name, args.quota)
+            print(key)
+            print(f"# key {row['id']} ({row['name']}); shown once, stored only as SHA-256", file=sys.stderr)
+        elif args.keys_command == "list":
+            for row in keys.list_keys(conn):
+                state = "revoked" if row["revoked_at"] else "active"
+                print(f"{row['id']}  {row['prefix']}…  {row['name']}  quota={row['quota']}  {state}  created {row['created_at']:%Y-%m-%d %H:%M}")
+        else:
+            count = keys.revoke(conn, args.key)
+            print(f"revoked {count} key(s)")
+            return 0 if count else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metosim", description="MetoSim: notebook-native FDTD simulation.")
     parser.add_argument("--version", action="version", version=f"metosim {__version__}")
@@ -86,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hdf5", default=None, help="also write the results file here")
     demo.add_argument("--backend", default="auto", choices=("auto", "jax", "numpy"))
     demo.set_defaults(handler=_demo)
+
+    serve = commands.add_parser("serve", help="start the compute service (local Ray, embedded PostgreSQL, local store by default)")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or METOSIM_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000, or METOSIM_PORT)")
+    serve.add_argument("--address", default=None, help="Ray cluster address, e.g. 'auto' on a cluster head (default: start a local Ray)")
+    serve.set_defaults(handler=_serve)
+
+    key_parser = commands.add_parser("keys", help="create, list or revoke API keys")
+    key_commands = key_parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--quota", type=int, default=1, help="active jobs allowed at once (default 1)")
+    key_commands.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id or printed prefix")
+    revoke.add_argument("key")
+    key_parser.set_defaults(handler=_keys)
     return parser
 
 

@@ -1,0 +1,304 @@
+"""The REST API (``/v1``): a FastAPI app served by a Ray Serve deployment.
+
+Reads come straight from PostgreSQL; every state change goes through the job-state
+actor. Errors are problem-details JSON (``application/problem+json``).
+"""
+
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+import ray
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
+from pydantic import ValidationError
+from ray import serve
+
+from .. import __version__
+from ..simulation import Simulation
+from . import keys
+from .db import database_url, pool
+from .jobs import JOBSTATE, NAMESPACE, TERMINAL, IdempotencyConflict, QuotaExceeded
+from .logs import get_logger
+from .settings import Settings
+from .storage import LocalStore, make_store
+
+log = get_logger("api")
+app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
+PROBLEM = "application/problem+json"
+
+# One registry per replica process.
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("metosim_http_requests", "HTTP requests", ["method", "route", "code"], registry=REGISTRY)
+LATENCY = Histogram("metosim_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY, buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+
+
+@app.middleware("http")
+async def request_context(request: Request, call_next: Any) -> Response:
+    """Correlation id (X-Request-ID, echoed), request metrics and one JSON log line."""
+    request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
+    request.state.request_id = request_id
+    start = time.perf_counter()
+    response = await call_next(request)
+    elapsed = time.perf_counter() - start
+    path = getattr(request.scope.get("route"), "path", "unmatched")
+    REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+    LATENCY.labels(request.method, path).observe(elapsed)
+    response.headers["X-Request-ID"] = request_id
+    log.info("request", extra={"request_id": request_id, "method": request.method, "path": path, "code": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
+    return response
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+class Unauthorized(Exception):
+    pass
+
+
+class TokenBucket:
+    """Per-key request rate limit (this replica's view)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.state: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 if allowed, else seconds until a token is available."""
+        with self.lock:
+            now = time.monotonic()
+            tokens, last = self.state.get(key, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self.state[key] = (tokens - 1, now)
+                return 0.0
+            self.state[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class JobMetrics:
+    """Prometheus collector reading job counts and durations from PostgreSQL at scrape."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[Any]:
+        with self.db.connection() as conn:
+            counts = conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status").fetchall()
+            durations = conn.execute(
+                "SELECT count(*) FILTER (WHERE started_at IS NOT NULL) AS started, "
+                "coalesce(sum(extract(epoch FROM started_at - created_at)), 0) AS wait, "
+                "count(*) FILTER (WHERE status = 'COMPLETED') AS done, "
+                "coalesce(sum(extract(epoch FROM finished_at - started_at)) FILTER (WHERE status = 'COMPLETED'), 0) AS solve FROM jobs"
+            ).fetchone()
+        jobs = GaugeMetricFamily("metosim_jobs", "Jobs by state", labels=["state"])
+        by_state = {r["status"]: r["n"] for r in counts}
+        for state in ("QUEUED", "RUNNING", *TERMINAL):
+            jobs.add_metric([state], by_state.get(state, 0))
+        yield jobs
+        yield SummaryMetricFamily("metosim_queue_wait_seconds", "Time from submission to start", count_value=durations["started"], sum_value=float(durations["wait"]))
+        yield SummaryMetricFamily("metosim_solve_seconds", "Time from start to completion", count_value=durations["done"], sum_value=float(durations["solve"]))
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
+@serve.ingress(app)
+class Api:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = pool(database_url(settings), max_size=16)
+        self.store = make_store(settings)
+        self.jobs = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
+        self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
+        REGISTRY.register(JobMetrics(self.db))
+
+    # ------------------------------------------------------------ helpers
+    def _key(self, request: Request) -> dict[str, Any]:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing Authorization: Bearer <key>")
+        with self.db.connection() as conn:
+            key = keys.authenticate(conn, token.strip())
+        if key is None:
+            raise Unauthorized("unknown or revoked API key")
+        return key
+
+    def _guard(self, request: Request) -> dict[str, Any] | JSONResponse:
+        """Authenticate and rate-limit; a problem response when refused."""
+        try:
+            key = self._key(request)
+        except Unauthorized as e:
+            return problem(401, "Unauthorized", str(e), headers={"WWW-Authenticate": "Bearer"})
+        wait = self.limiter.take(str(key["id"]))
+        if wait > 0:
+            return problem(429, "Too Many Requests", f"rate limit of {self.settings.rate_per_second:g} requests/s per key", headers={"Retry-After": str(max(1, round(wait)))})
+        return key
+
+    def _job_view(self, job: "dict[str, Any]") -> dict[str, Any]:
+        total = job["total_steps"] or 0
+        view = {
+            "id": str(job["id"]),
+            "status": job["status"],
+            "created_at": _iso(job["created_at"]),
+            "started_at": _iso(job["started_at"]),
+            "finished_at": _iso(job["finished_at"]),
+            "progress": {
+                "step": job["step"],
+                "total_steps": total,
+                "fraction": (job["step"] / total) if total else 0.0,
+                "cells_per_second": job["cells_per_second"],
+            },
+            "attempts": job["attempts"],
+            "error": job["error"],
+            "provider": job["provider"],
+            "node": job["node"],
+            "result": None,
+        }
+        if job["status"] == "COMPLETED" and job["result_key"]:
+            expiry = self.settings.url_expiry_s
+            view["result"] = {
+                "size": job["result_bytes"],
+                "sha256": job["result_sha256"],
+                "url": self.store.presigned_url(job["result_key"], expiry),
+                "url_expires_at": (datetime.now(timezone.utc) + timedelta(seconds=expiry)).isoformat(),
+            }
+        return view
+
+    def _own_job(self, job_id: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            return None
+        with self.db.connection() as conn:
+            return conn.execute("SELECT * FROM jobs WHERE id = %s AND key_id = %s", (job_id, key["id"])).fetchone()
+
+    # ------------------------------------------------------------ routes
+    @app.post("/v1/simulations", status_code=201, summary="Submit a simulation (body: the Simulation JSON)")
+    async def submit(self, request: Request) -> Response:
+        key = self._guard(request)
+        if isinstance(key, JSONResponse):
+            return key
+        limit = self.settings.max_body_bytes
+        if int(request.headers.get("content-length") or 0) > limit:
+            return problem(413, "Payload Too Large", f"request body over {limit} bytes")
+        body = await request.body()
+        if len(body) > limit:
+            return problem(413, "Payload Too Large", f"request body over {limit} bytes")
+        try:
+            sim = Simulation.model_validate_json(body)
+        except ValidationError as e:
+            errors = [{"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"], "type": err["type"]} for err in e.errors(include_url=False, include_input=False)]
+            return problem(422, "Invalid simulation", "; ".join(f"{x['loc'] or 'body'}: {x['msg']}" for x in errors), errors=errors)
+        est = sim.estimate()
+        if est["cells"] * est["time_steps"] > self.settings.max_cell_steps:
+            loc = "grid_spec" if est["cells"] > est["time_steps"] else "run_time"
+            detail = f"{est['cells']:,} cells × {est['time_steps']:,} steps exceed this service's limit of {self.settings.max_cell_steps:.3g}"
+            return problem(422, "Simulation too large", detail, errors=[{"loc": loc, "msg": detail, "type": "limit"}])
+        idempotency_key = request.headers.get("idempotency-key")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            return problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", errors=[{"loc": "header.Idempotency-Key", "msg": "length", "type": "value_error"}])
+        config_json = sim.model_dump_json()
+        try:
+            job, created = ray.get(self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id))
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause
+            if isinstance(cause, QuotaExceeded):
+                return problem(409, "Active job limit reached", str(cause), headers={"Retry-After": str(cause.retry_after)})
+            if isinstance(cause, IdempotencyConflict):
+                return problem(422, "Idempotency-Key conflict", str(cause), errors=[{"loc": "header.Idempotency-Key", "msg": str(cause), "type": "conflict"}])
+            raise
+        body = {"id": str(job["id"]), "status": job["status"], "created_at": _iso(job["created_at"])}
+        return JSONResponse(body, status_code=201 if created else 200, headers={"Location": f"/v1/simulations/{job['id']}"})
+
+    @app.get("/v1/simulations/{job_id}", summary="Status, progress and (when done) the result of a job")
+    def get_job(self, job_id: str, request: Request) -> Response:
+        key = self._guard(request)
+        if isinstance(key, JSONResponse):
+            return key
+        job = self._own_job(job_id, key)
+        if job is None:
+            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+        return JSONResponse(self._job_view(job))
+
+    @app.get("/v1/simulations", summary="This key's jobs, newest first")
+    def list_jobs(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
+        key = self._guard(request)
+        if isinstance(key, JSONResponse):
+            return key
+        limit, offset = min(max(limit, 1), 100), max(offset, 0)
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT * FROM jobs WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset)).fetchall()
+        items = [self._job_view(r) for r in rows[:limit]]
+        return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
+
+    @app.delete("/v1/simulations/{job_id}", summary="Cancel a queued or running job")
+    def cancel(self, job_id: str, request: Request) -> Response:
+        key = self._guard(request)
+        if isinstance(key, JSONResponse):
+            return key
+        if self._own_job(job_id, key) is None:
+            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+        job = ray.get(self.jobs.cancel.remote(job_id, str(key["id"])))
+        if job["status"] != "CANCELLED":
+            return problem(409, "Not cancellable", f"the job is already {job['status']}")
+        return JSONResponse(self._job_view(job))
+
+    @app.get("/v1/simulations/{job_id}/events", summary="Server-Sent Events of state and progress")
+    def events(self, job_id: str, request: Request) -> Response:
+        key = self._guard(request)
+        if isinstance(key, JSONResponse):
+            return key
+        if self._own_job(job_id, key) is None:
+            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+
+        def stream() -> Iterator[str]:
+            last, deadline = None, time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                view = self._job_view(self._own_job(job_id, key))  # type: ignore[arg-type]
+                snapshot = (view["status"], view["progress"]["step"])
+                if snapshot != last:
+                    last = snapshot
+                    yield f"event: status\ndata: {json.dumps(view)}\n\n"
+                if view["status"] in TERMINAL:
+                    return
+                time.sleep(0.25)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/files/{key:path}", summary="Download a result of the local store (signed, expiring link)")
+    def download(self, key: str, expires: int, signature: str) -> Response:
+        if not isinstance(self.store, LocalStore):
+            return problem(404, "Not Found", "results are served by the object store")
+        try:
+            path = self.store.path(key)
+        except ValueError:
+            return problem(404, "Not Found", "no such result")
+        if not self.store.verify(key, expires, signature):
+            return problem(403, "Forbidden", "the link is invalid or has expired")
+        if not path.exists():
+            return problem(404, "Not Found", "no such result")
+        return FileResponse(path, media_type="application/x-hdf5", filename=path.name)
+
+    @app.get("/v1/health", summary="Liveness of the API, database and job-state actor")
+    def health(self) -> Response:
+        with self.db.connection() as conn:
+            conn.execute("SELECT 1")
+        ray.get(self.jobs.ping.remote(), timeout=5)
+        return JSONResponse({"status": "ok", "version": __version__, "database": "ok", "jobstate": "ok"})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    def metrics(self) -> Response:
+        return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4")

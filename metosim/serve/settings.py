@@ -1,0 +1,91 @@
+"""Service settings, from ``METOSIM_*`` environment variables with embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"METOSIM_{name}")
+    return value if value not in (None, "") else default
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "metosim"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know; plain values so it pickles to Ray workers."""
+
+    data_dir: str = field(default_factory=lambda: str(default_data_dir()))
+    #: PostgreSQL URL; None starts an embedded server under ``data_dir/postgres``.
+    database_url: str | None = None
+    #: S3 endpoint (AWS, R2, MinIO…) and bucket; no bucket → the local store.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Base URL that clients use to reach the API (download links of the local store).
+    public_url: str | None = None
+    ray_address: str | None = None
+    max_body_bytes: int = 1 << 20
+    #: Largest cells × time steps one job may ask for.
+    max_cell_steps: float = 2e11
+    rate_per_second: float = 20.0
+    rate_burst: int = 40
+    default_quota: int = 1
+    #: Ray-level retries of a solve whose worker process died.
+    max_retries: int = 1
+    heartbeat_timeout_s: float = 120.0
+    url_expiry_s: int = 900
+    upload_attempts: int = 5
+    upload_backoff_s: float = 0.5
+    signing_secret: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Settings from the environment; keyword arguments win."""
+        env = {
+            "data_dir": _env("DATA_DIR"),
+            "database_url": _env("DATABASE_URL"),
+            "s3_endpoint_url": _env("S3_ENDPOINT_URL"),
+            "s3_bucket": _env("S3_BUCKET"),
+            "s3_region": _env("S3_REGION"),
+            "host": _env("HOST"),
+            "port": _env("PORT"),
+            "public_url": _env("PUBLIC_URL"),
+            "ray_address": _env("RAY_ADDRESS"),
+            "max_body_bytes": _env("MAX_BODY_BYTES"),
+            "max_cell_steps": _env("MAX_CELL_STEPS"),
+            "rate_per_second": _env("RATE_PER_SECOND"),
+            "rate_burst": _env("RATE_BURST"),
+            "default_quota": _env("DEFAULT_QUOTA"),
+            "signing_secret": _env("SIGNING_SECRET"),
+        }
+        types = {k: type(v) for k, v in asdict(cls()).items()}
+        values = {k: (types[k](v) if types[k] in (int, float) else v) for k, v in env.items() if v is not None}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def secret(self) -> bytes:
+        """HMAC secret for local download links: the setting, else a random one kept
+        (0600) in the data directory so restarts keep issued links valid."""
+        if self.signing_secret:
+            return self.signing_secret.encode()
+        path = Path(self.data_dir) / "signing-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()

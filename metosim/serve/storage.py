@@ -1,0 +1,133 @@
+"""Result storage: immutable, checksummed objects with expiring download URLs.
+
+``S3Store`` talks to any S3-protocol service through boto3 (AWS, R2, MinIO);
+``LocalStore`` keeps files in a directory for the embedded default and signs its
+download URLs with HMAC-SHA256 (served by the API at ``/v1/files/...``). Keys are
+``results/<job id>/<sha256>.h5`` and are never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlencode
+
+from .settings import Settings
+
+_KEY = re.compile(r"^results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5$")
+
+
+class ObjectExists(Exception):
+    """The key already holds an object: results are immutable."""
+
+
+def result_key(job_id: str, sha256: str) -> str:
+    key = f"results/{job_id}/{sha256}.h5"
+    if not _KEY.match(key):
+        raise ValueError(f"not a result key: {key!r}")
+    return key
+
+
+def file_sha256(path: str | os.PathLike) -> tuple[str, int]:
+    """(SHA-256 hex, size in bytes) of a file."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, path: str) -> None:
+        """Store the file at ``path`` under ``key``; raise ObjectExists if taken."""
+
+    def presigned_url(self, key: str, expires_in: int) -> str:
+        """A URL that downloads ``key`` for ``expires_in`` seconds."""
+
+
+class S3Store:
+    def __init__(self, bucket: str, endpoint_url: str | None = None, region: str = "us-east-1") -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 3}))
+
+    def put(self, key: str, path: str) -> None:
+        from botocore.exceptions import ClientError
+
+        with open(path, "rb") as body:
+            try:
+                # If-None-Match: * makes the write conditional: never overwrite a result.
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/x-hdf5")
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise ObjectExists(key) from e
+                raise
+
+    def presigned_url(self, key: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in)
+
+
+class LocalStore:
+    def __init__(self, root: str, base_url: str, secret: bytes) -> None:
+        self.root = Path(root)
+        self.base_url = base_url.rstrip("/")
+        self.secret = secret
+
+    def path(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise ValueError("invalid key")
+        return self.root / key
+
+    def put(self, key: str, path: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError as e:
+            raise ObjectExists(key) from e
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+            shutil.copyfileobj(src, out)
+
+    def signature(self, key: str, expires: int) -> str:
+        return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def presigned_url(self, key: str, expires_in: int) -> str:
+        expires = int(time.time()) + expires_in
+        return f"{self.base_url}/v1/files/{key}?{urlencode({'expires': expires, 'signature': self.signature(key, expires)})}"
+
+    def verify(self, key: str, expires: int, signature: str) -> bool:
+        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), signature)
+
+
+def make_store(settings: Settings) -> S3Store | LocalStore:
+    if settings.s3_bucket:
+        return S3Store(settings.s3_bucket, settings.s3_endpoint_url, settings.s3_region)
+    return LocalStore(str(Path(settings.data_dir) / "objects"), settings.base_url, settings.secret())
+
+
+def upload_with_retry(store: ObjectStore, key: str, path: str, attempts: int, backoff_s: float, log: Callable[[str], None] | None = None) -> None:
+    """``store.put`` with exponential backoff; an existing identical key counts as done
+    (the key embeds the content hash, so the same key means the same bytes)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            store.put(key, path)
+            return
+        except ObjectExists:
+            return
+        except Exception as e:  # noqa: BLE001 - any storage fault is retried, then surfaced
+            if attempt == attempts:
+                raise
+            if log:
+                log(f"upload attempt {attempt} failed ({type(e).__name__}: {e}); retrying")
+            time.sleep(backoff_s * 2 ** (attempt - 1))
