@@ -16,16 +16,14 @@ from typing import Any, Iterator
 import ray
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 from pydantic import ValidationError
 from ray import serve
 
 from .. import __version__
 from ..simulation import Simulation
-from . import keys
+from . import keys, metrics
 from .db import database_url, pool
-from .jobs import JOBSTATE, NAMESPACE, TERMINAL, IdempotencyConflict, QuotaExceeded
+from .jobs import JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
 from .settings import Settings
 from .storage import LocalStore, make_store
@@ -34,24 +32,18 @@ log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
 PROBLEM = "application/problem+json"
 
-# One registry per replica process.
-REGISTRY = CollectorRegistry()
-REQUESTS = Counter("metosim_http_requests", "HTTP requests", ["method", "route", "code"], registry=REGISTRY)
-LATENCY = Histogram("metosim_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY, buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
-
-
 @app.middleware("http")
 async def request_context(request: Request, call_next: Any) -> Response:
-    """Correlation id (X-Request-ID, echoed), request metrics and one JSON log line."""
+    """Correlation id, request metrics and one JSON log line. Serve's proxy puts the
+    client's X-Request-ID (or one it generates) on the request and echoes it."""
     request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
     request.state.request_id = request_id
     start = time.perf_counter()
     response = await call_next(request)
     elapsed = time.perf_counter() - start
     path = getattr(request.scope.get("route"), "path", "unmatched")
-    REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-    LATENCY.labels(request.method, path).observe(elapsed)
-    response.headers["X-Request-ID"] = request_id
+    metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+    metrics.LATENCY.labels(request.method, path).observe(elapsed)
     log.info("request", extra={"request_id": request_id, "method": request.method, "path": path, "code": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
     return response
 
@@ -89,30 +81,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-class JobMetrics:
-    """Prometheus collector reading job counts and durations from PostgreSQL at scrape."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-
-    def collect(self) -> Iterator[Any]:
-        with self.db.connection() as conn:
-            counts = conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status").fetchall()
-            durations = conn.execute(
-                "SELECT count(*) FILTER (WHERE started_at IS NOT NULL) AS started, "
-                "coalesce(sum(extract(epoch FROM started_at - created_at)), 0) AS wait, "
-                "count(*) FILTER (WHERE status = 'COMPLETED') AS done, "
-                "coalesce(sum(extract(epoch FROM finished_at - started_at)) FILTER (WHERE status = 'COMPLETED'), 0) AS solve FROM jobs"
-            ).fetchone()
-        jobs = GaugeMetricFamily("metosim_jobs", "Jobs by state", labels=["state"])
-        by_state = {r["status"]: r["n"] for r in counts}
-        for state in ("QUEUED", "RUNNING", *TERMINAL):
-            jobs.add_metric([state], by_state.get(state, 0))
-        yield jobs
-        yield SummaryMetricFamily("metosim_queue_wait_seconds", "Time from submission to start", count_value=durations["started"], sum_value=float(durations["wait"]))
-        yield SummaryMetricFamily("metosim_solve_seconds", "Time from start to completion", count_value=durations["done"], sum_value=float(durations["solve"]))
-
-
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
 @serve.ingress(app)
 class Api:
@@ -122,7 +90,7 @@ class Api:
         self.store = make_store(settings)
         self.jobs = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
         self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
-        REGISTRY.register(JobMetrics(self.db))
+        metrics.register_job_metrics(self.db)
 
     # ------------------------------------------------------------ helpers
     def _key(self, request: Request) -> dict[str, Any]:
@@ -211,15 +179,12 @@ class Api:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             return problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", errors=[{"loc": "header.Idempotency-Key", "msg": "length", "type": "value_error"}])
         config_json = sim.model_dump_json()
-        try:
-            job, created = ray.get(self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id))
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause
-            if isinstance(cause, QuotaExceeded):
-                return problem(409, "Active job limit reached", str(cause), headers={"Retry-After": str(cause.retry_after)})
-            if isinstance(cause, IdempotencyConflict):
-                return problem(422, "Idempotency-Key conflict", str(cause), errors=[{"loc": "header.Idempotency-Key", "msg": str(cause), "type": "conflict"}])
-            raise
+        outcome = ray.get(self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id))
+        if outcome["refused"] == "quota":
+            return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
+        if outcome["refused"] == "idempotency":
+            return problem(422, "Idempotency-Key conflict", outcome["detail"], errors=[{"loc": "header.Idempotency-Key", "msg": outcome["detail"], "type": "conflict"}])
+        job, created = outcome["job"], outcome["created"]
         body = {"id": str(job["id"]), "status": job["status"], "created_at": _iso(job["created_at"])}
         return JSONResponse(body, status_code=201 if created else 200, headers={"Location": f"/v1/simulations/{job['id']}"})
 
@@ -300,5 +265,5 @@ class Api:
         return JSONResponse({"status": "ok", "version": __version__, "database": "ok", "jobstate": "ok"})
 
     @app.get("/metrics", summary="Prometheus metrics")
-    def metrics(self) -> Response:
-        return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4")
+    def prometheus(self) -> Response:
+        return Response(metrics.latest(), media_type="text/plain; version=0.0.4")

@@ -34,16 +34,6 @@ RECONCILE_EVERY_S = 2.0
 log = get_logger("jobs")
 
 
-class QuotaExceeded(Exception):
-    def __init__(self, active: int, quota: int, retry_after: int) -> None:
-        super().__init__(f"this key already has {active} active job(s) (quota {quota})")
-        self.retry_after = retry_after
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before with a different body."""
-
-
 def solve_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None) -> str:
     """The Ray task body: run the shared worker entry point, reporting to the actor."""
     actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
@@ -76,9 +66,10 @@ class JobState:
         return True
 
     # ------------------------------------------------------------ submissions
-    def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None) -> tuple[dict, bool]:
-        """Record a QUEUED job and dispatch it; returns (job, created). The key's row lock
-        serialises its submissions, so the quota check cannot race."""
+    def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None) -> dict[str, Any]:
+        """Record a QUEUED job and dispatch it. The key's row lock serialises its
+        submissions, so the quota check cannot race. Returns ``{"refused": None, "job",
+        "created"}``, or ``{"refused": "quota" | "idempotency", "detail", "retry_after"}``."""
         total_steps = Simulation.model_validate_json(config_json).grid.num_time_steps
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
@@ -86,11 +77,12 @@ class JobState:
                 existing = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND idempotency_key = %s", (key_id, idempotency_key)).fetchone()
                 if existing:
                     if existing["body_sha256"] != body_sha256:
-                        raise IdempotencyConflict("Idempotency-Key reused with a different body")
-                    return existing, False
+                        return {"refused": "idempotency", "detail": "Idempotency-Key reused with a different body"}
+                    return {"refused": None, "job": existing, "created": False}
             active = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') ORDER BY created_at", (key_id,)).fetchall()
             if len(active) >= quota:
-                raise QuotaExceeded(len(active), quota, retry_after(active[0]))
+                detail = f"this key already has {len(active)} active job(s) (quota {quota})"
+                return {"refused": "quota", "detail": detail, "retry_after": retry_after(active[0])}
             job = conn.execute(
                 "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps) "
                 "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s) RETURNING *",
@@ -98,7 +90,7 @@ class JobState:
             ).fetchone()
         log.info("queued", extra={"request_id": request_id, "job_id": str(job["id"])})
         self.dispatch(str(job["id"]))
-        return job, True
+        return {"refused": None, "job": job, "created": True}
 
     def dispatch(self, job_id: str) -> None:
         """Start a Ray task for a QUEUED job (one GPU when the cluster has GPUs)."""

@@ -60,7 +60,7 @@ class S3Store:
         from botocore.config import Config
 
         self.bucket = bucket
-        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 3}))
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}))
 
     def put(self, key: str, path: str) -> None:
         from botocore.exceptions import ClientError

