@@ -5,13 +5,14 @@ actor. Errors are problem-details JSON (``application/problem+json``).
 """
 
 
+import asyncio
 import hashlib
 import json
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 import ray
 from fastapi import FastAPI, Request, Response
@@ -22,7 +23,7 @@ from ray import serve
 from .. import __version__
 from ..simulation import Simulation
 from . import keys, metrics
-from .db import database_url, pool
+from .db import async_pool, database_url
 from .jobs import JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
 from .settings import Settings
@@ -81,33 +82,41 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128, logging_config={"enable_access_log": False})
 @serve.ingress(app)
 class Api:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = pool(database_url(settings), max_size=16)
+        self.db = async_pool(database_url(settings), max_size=16)
+        self.sync_db_url = database_url(settings)
         self.store = make_store(settings)
         self.jobs = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
         self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
-        metrics.register_job_metrics(self.db)
+        metrics.register_job_metrics(self.sync_db_url)
 
     # ------------------------------------------------------------ helpers
-    def _key(self, request: Request) -> dict[str, Any]:
+    async def _open(self) -> None:
+        """Open the asyncio pool inside the replica's event loop, once."""
+        if self.db.closed:
+            await self.db.open(wait=True)
+
+    async def _key(self, request: Request) -> dict[str, Any]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("missing Authorization: Bearer <key>")
-        with self.db.connection() as conn:
-            key = keys.authenticate(conn, token.strip())
+        await self._open()
+        async with self.db.connection() as conn:
+            cur = await conn.execute(keys.AUTHENTICATE, (keys.digest(token.strip()),))
+            key = await cur.fetchone()
         if key is None:
             raise Unauthorized("unknown or revoked API key")
         return key
 
-    def _guard(self, request: Request) -> dict[str, Any] | JSONResponse:
+    async def _guard(self, request: Request) -> dict[str, Any] | JSONResponse:
         """Authenticate and rate-limit; a problem response when refused."""
         try:
-            key = self._key(request)
+            key = await self._key(request)
         except Unauthorized as e:
             return problem(401, "Unauthorized", str(e), headers={"WWW-Authenticate": "Bearer"})
         wait = self.limiter.take(str(key["id"]))
@@ -145,18 +154,19 @@ class Api:
             }
         return view
 
-    def _own_job(self, job_id: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    async def _own_job(self, job_id: str, key: dict[str, Any]) -> dict[str, Any] | None:
         try:
             uuid.UUID(job_id)
         except ValueError:
             return None
-        with self.db.connection() as conn:
-            return conn.execute("SELECT * FROM jobs WHERE id = %s AND key_id = %s", (job_id, key["id"])).fetchone()
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT * FROM jobs WHERE id = %s AND key_id = %s", (job_id, key["id"]))
+            return await cur.fetchone()
 
     # ------------------------------------------------------------ routes
     @app.post("/v1/simulations", status_code=201, summary="Submit a simulation (body: the Simulation JSON)")
     async def submit(self, request: Request) -> Response:
-        key = self._guard(request)
+        key = await self._guard(request)
         if isinstance(key, JSONResponse):
             return key
         limit = self.settings.max_body_bytes
@@ -179,7 +189,7 @@ class Api:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             return problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", errors=[{"loc": "header.Idempotency-Key", "msg": "length", "type": "value_error"}])
         config_json = sim.model_dump_json()
-        outcome = ray.get(self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id))
+        outcome = await self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id)
         if outcome["refused"] == "quota":
             return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
         if outcome["refused"] == "idempotency":
@@ -189,57 +199,58 @@ class Api:
         return JSONResponse(body, status_code=201 if created else 200, headers={"Location": f"/v1/simulations/{job['id']}"})
 
     @app.get("/v1/simulations/{job_id}", summary="Status, progress and (when done) the result of a job")
-    def get_job(self, job_id: str, request: Request) -> Response:
-        key = self._guard(request)
+    async def get_job(self, job_id: str, request: Request) -> Response:
+        key = await self._guard(request)
         if isinstance(key, JSONResponse):
             return key
-        job = self._own_job(job_id, key)
+        job = await self._own_job(job_id, key)
         if job is None:
             return problem(404, "Not Found", f"no simulation {job_id} for this key")
         return JSONResponse(self._job_view(job))
 
     @app.get("/v1/simulations", summary="This key's jobs, newest first")
-    def list_jobs(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
-        key = self._guard(request)
+    async def list_jobs(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
+        key = await self._guard(request)
         if isinstance(key, JSONResponse):
             return key
         limit, offset = min(max(limit, 1), 100), max(offset, 0)
-        with self.db.connection() as conn:
-            rows = conn.execute("SELECT * FROM jobs WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset)).fetchall()
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT * FROM jobs WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
+            rows = await cur.fetchall()
         items = [self._job_view(r) for r in rows[:limit]]
         return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
 
     @app.delete("/v1/simulations/{job_id}", summary="Cancel a queued or running job")
-    def cancel(self, job_id: str, request: Request) -> Response:
-        key = self._guard(request)
+    async def cancel(self, job_id: str, request: Request) -> Response:
+        key = await self._guard(request)
         if isinstance(key, JSONResponse):
             return key
-        if self._own_job(job_id, key) is None:
+        if await self._own_job(job_id, key) is None:
             return problem(404, "Not Found", f"no simulation {job_id} for this key")
-        job = ray.get(self.jobs.cancel.remote(job_id, str(key["id"])))
+        job = await self.jobs.cancel.remote(job_id, str(key["id"]))
         if job["status"] != "CANCELLED":
             return problem(409, "Not cancellable", f"the job is already {job['status']}")
         return JSONResponse(self._job_view(job))
 
     @app.get("/v1/simulations/{job_id}/events", summary="Server-Sent Events of state and progress")
-    def events(self, job_id: str, request: Request) -> Response:
-        key = self._guard(request)
+    async def events(self, job_id: str, request: Request) -> Response:
+        key = await self._guard(request)
         if isinstance(key, JSONResponse):
             return key
-        if self._own_job(job_id, key) is None:
+        if await self._own_job(job_id, key) is None:
             return problem(404, "Not Found", f"no simulation {job_id} for this key")
 
-        def stream() -> Iterator[str]:
+        async def stream() -> AsyncIterator[str]:
             last, deadline = None, time.monotonic() + 3600
             while time.monotonic() < deadline:
-                view = self._job_view(self._own_job(job_id, key))  # type: ignore[arg-type]
+                view = self._job_view(await self._own_job(job_id, key))  # type: ignore[arg-type]
                 snapshot = (view["status"], view["progress"]["step"])
                 if snapshot != last:
                     last = snapshot
                     yield f"event: status\ndata: {json.dumps(view)}\n\n"
                 if view["status"] in TERMINAL:
                     return
-                time.sleep(0.25)
+                await asyncio.sleep(0.25)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -258,10 +269,11 @@ class Api:
         return FileResponse(path, media_type="application/x-hdf5", filename=path.name)
 
     @app.get("/v1/health", summary="Liveness of the API, database and job-state actor")
-    def health(self) -> Response:
-        with self.db.connection() as conn:
-            conn.execute("SELECT 1")
-        ray.get(self.jobs.ping.remote(), timeout=5)
+    async def health(self) -> Response:
+        await self._open()
+        async with self.db.connection() as conn:
+            await conn.execute("SELECT 1")
+        await asyncio.wait_for(self.jobs.ping.remote(), timeout=5)
         return JSONResponse({"status": "ok", "version": __version__, "database": "ok", "jobstate": "ok"})
 
     @app.get("/metrics", summary="Prometheus metrics")

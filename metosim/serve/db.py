@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from .settings import Settings
 
@@ -33,6 +33,11 @@ def connect(url: str) -> psycopg.Connection:
 
 def pool(url: str, max_size: int = 8) -> ConnectionPool:
     return ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, open=True)
+
+
+def async_pool(url: str, max_size: int = 8) -> AsyncConnectionPool:
+    """An asyncio pool; it opens on first use inside the running event loop."""
+    return AsyncConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, open=False)
 
 
 def migrate(url: str) -> list[int]:

@@ -40,6 +40,10 @@ def revoke(conn: psycopg.Connection, key_id_or_prefix: str) -> int:
     return cur.rowcount
 
 
+#: The active key row for a presented key's digest.
+AUTHENTICATE = "SELECT id, name, quota FROM api_keys WHERE key_sha256 = %s AND revoked_at IS NULL"
+
+
 def authenticate(conn: psycopg.Connection, key: str) -> dict[str, Any] | None:
     """The active key row for a presented key, or None."""
-    return conn.execute("SELECT id, name, quota FROM api_keys WHERE key_sha256 = %s AND revoked_at IS NULL", (digest(key),)).fetchone()
+    return conn.execute(AUTHENTICATE, (digest(key),)).fetchone()

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
+from .db import connect
 from .jobs import TERMINAL
 
 REGISTRY = CollectorRegistry()
@@ -20,11 +21,11 @@ _registered: list[Any] = []
 class JobMetrics:
     """Prometheus collector reading job counts and durations from PostgreSQL at scrape."""
 
-    def __init__(self, db: Any) -> None:
-        self.db = db
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
 
     def collect(self) -> Iterator[Any]:
-        with self.db.connection() as conn:
+        with connect(self.database_url) as conn:
             counts = conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status").fetchall()
             durations = conn.execute(
                 "SELECT count(*) FILTER (WHERE started_at IS NOT NULL) AS started, "
@@ -41,10 +42,10 @@ class JobMetrics:
         yield SummaryMetricFamily("metosim_solve_seconds", "Time from start to completion", count_value=durations["done"], sum_value=float(durations["solve"]))
 
 
-def register_job_metrics(db: Any) -> None:
+def register_job_metrics(database_url: str) -> None:
     """Add the job collector once per process."""
     if not _registered:
-        collector = JobMetrics(db)
+        collector = JobMetrics(database_url)
         REGISTRY.register(collector)
         _registered.append(collector)
 
