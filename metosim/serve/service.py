@@ -20,7 +20,9 @@ def start(settings: Settings, **ray_init: Any) -> Any:
     """Start (or join) everything; returns the job-state actor handle."""
     migrate(database_url(settings))
     if not ray.is_initialized():
-        ray.init(address=settings.ray_address, namespace=NAMESPACE, include_dashboard=False, **ray_init)
+        # address="local" starts a fresh instance rather than joining whatever cluster
+        # happens to run on this machine.
+        ray.init(address=settings.ray_address or "local", namespace=NAMESPACE, include_dashboard=False, **ray_init)
     actor = start_actor(settings)
     from .app import Api  # imported late: it pulls in FastAPI and Serve
 

@@ -1,0 +1,271 @@
+"""ms.Client against the running service, the progress displays, remote lazy reads."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import metosim as ms
+from metosim.client import AuthenticationError, ValidationError, download
+from metosim.widgets import JobProgress, ProgressView, SlicerState, TextProgress
+
+from .conftest import F_UNIT, issue_key
+
+pytest.importorskip("ray")
+
+PULSE = ms.GaussianPulse(freq0=F_UNIT, fwidth=0.25 * F_UNIT)
+
+
+def tiny(run_fs: float = 40.0) -> ms.Simulation:
+    return ms.Simulation(
+        size=(4, 0, 0),
+        grid_spec=ms.GridSpec.uniform(0.02),
+        run_time=run_fs * 1e-15,
+        sources=[ms.PlaneWave(center=(-1, 0, 0), size=(0, ms.inf, ms.inf), direction="+x", polarization="Ey", source_time=PULSE)],
+        monitors=[ms.FluxMonitor(name="T", center=(1, 0, 0), size=(0, ms.inf, ms.inf), freqs=[F_UNIT])],
+        boundary_spec=ms.BoundarySpec(x=ms.Boundary()),
+    )
+
+
+def volume(n: int = 48) -> ms.Simulation:
+    """3D with a volume field monitor: a results file of several MB."""
+    return ms.Simulation(
+        size=(n * 0.04,) * 3,
+        grid_spec=ms.GridSpec.uniform(0.04),
+        run_time=8e-15,
+        structures=[ms.Structure(geometry=ms.Sphere(radius=0.4), medium=ms.Medium(permittivity=4))],
+        sources=[ms.PointDipole(center=(0.1, 0, 0), polarization="Ez", source_time=PULSE)],
+        monitors=[ms.FieldMonitor(name="volume", size=(ms.inf,) * 3, freqs=[0.9 * F_UNIT, F_UNIT])],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=8)),
+        shutoff=0,
+    )
+
+
+@pytest.fixture()
+def client(service: dict, request: pytest.FixtureRequest) -> ms.Client:
+    return ms.Client(url=service["client"].base_url.__str__(), api_key=issue_key(service, request.node.name[:60]))
+
+
+def test_run_downloads_verifies_and_caches(client: ms.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stream = io.StringIO()
+    monkeypatch.setattr("metosim.widgets.progress.sys.stderr", stream)
+    data = client.run(tiny())
+    assert abs(float(data["T"].values[0]) - 1.0) < 1e-3
+    shown = stream.getvalue()
+    assert "done" in shown and "100.0%" in shown and "\r" in shown
+    job = client.jobs(limit=1)[0]
+    cached = list((tmp_path / "metosim" / "results").glob("*.h5"))
+    assert [p.stem for p in cached] == [job["result"]["sha256"]]
+    fetched: list[int] = []
+    again = ms.Job(client, job["id"]).result(on_bytes=lambda done, total: fetched.append(done))
+    assert fetched == [] and again.simulation == tiny()  # served from the cache
+
+
+def test_checksum_mismatch_deletes_and_raises(client: ms.Client, tmp_path: Path) -> None:
+    job = client.submit(tiny())
+    state = job.wait(progress=False)
+    tampered = {**state["result"], "sha256": "0" * 64}
+    with pytest.raises(ms.ChecksumMismatch, match="twice"):
+        download(tampered, directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quota_exceeded_and_wait_for_slot(client: ms.Client) -> None:
+    from .test_service import slow
+
+    first = client.submit(slow(1.0))
+    with pytest.raises(ms.QuotaExceeded) as excinfo:
+        client.submit(tiny())
+    assert excinfo.value.retry_after >= 1
+    data = client.run(tiny(), progress=False, wait_for_slot=True, timeout=120)
+    assert first.status()["status"] == "COMPLETED"
+    assert data["T"].size == 1
+
+
+def test_cancel_surfaces_as_job_failed(client: ms.Client) -> None:
+    from .test_service import slow
+
+    job = client.submit(slow(3.0))
+    threading.Timer(1.5, job.cancel).start()
+    with pytest.raises(ms.JobFailed) as excinfo:
+        job.wait(progress=False, download=True)
+    assert excinfo.value.status == "CANCELLED" and "cancelled" in excinfo.value.reason
+
+
+def test_server_errors_are_typed(service: dict, client: ms.Client) -> None:
+    huge = ms.Simulation(size=(4, 4, 4), grid_spec=ms.GridSpec.uniform(0.01), run_time=1e-12, boundary_spec=ms.BoundarySpec.all_sides(ms.Periodic()))
+    with pytest.raises(ValidationError) as excinfo:
+        client.submit(huge)
+    assert excinfo.value.errors[0]["loc"] == "grid_spec"
+    with pytest.raises(AuthenticationError):
+        ms.Client(url=client.url, api_key="msk_wrong").jobs()
+
+
+def test_progress_view_from_status() -> None:
+    status = {"status": "RUNNING", "progress": {"step": 250, "total_steps": 1000, "fraction": 0.25, "cells_per_second": 3e8}, "error": None}
+    view = ProgressView.from_status(status, elapsed_s=10.0)
+    assert view.state == "running" and view.eta_s == pytest.approx(30.0)
+    text = view.text()
+    assert "25.0%" in text and "step 250/1000" in text and "ETA 0:30" in text and "300.0 Mcells/s" in text
+    failed = ProgressView.from_status({"status": "FAILED", "progress": {}, "error": "worker died"}, 3.0)
+    assert failed.state == "failed" and "worker died" in failed.text()
+
+
+def test_progress_widget_state_without_a_browser() -> None:
+    cancelled: list[bool] = []
+    job = type("FakeJob", (), {"cancel": lambda self: cancelled.append(True)})()
+    widget = JobProgress(job)
+    widget.update({"status": "RUNNING", "progress": {"step": 5, "total_steps": 10, "fraction": 0.5, "cells_per_second": 1e6}, "error": None})
+    assert widget.bar.value == 0.5 and widget.bar.bar_style == "info" and not widget.cancel_button.disabled
+    widget.cancel_button.click()
+    assert cancelled == [True]
+    widget.downloading(50, 100)
+    assert widget.bar.value == 0.5 and "downloading" in widget.label.value and widget.cancel_button.disabled
+    widget.done()
+    assert widget.bar.bar_style == "success" and "done" in widget.label.value
+    widget.update({"status": "FAILED", "progress": {}, "error": "boom"})
+    assert widget.bar.bar_style == "danger" and "boom" in widget.label.value
+
+
+def test_text_progress_rewrites_one_line() -> None:
+    stream = io.StringIO()
+    bar = TextProgress(job=None, stream=stream)
+    for step in (0, 5, 10):
+        bar.update({"status": "RUNNING", "progress": {"step": step, "total_steps": 10, "fraction": step / 10}, "error": None})
+    bar.done()
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and out.count("\r") == 4  # one line, updated in place
+
+
+# ------------------------------------------------------------------ remote, lazy reads
+class CountingRangeServer:
+    """A real HTTP server with Range support that counts the bytes it sends."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload, self.sent = payload, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(owner.payload)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                start, end = 0, len(owner.payload) - 1
+                if "Range" in self.headers:
+                    lo, hi = self.headers["Range"].removeprefix("bytes=").split("-")
+                    start, end = int(lo), min(int(hi) if hi else end, end)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(owner.payload)}")
+                else:
+                    self.send_response(200)
+                body = owner.payload[start : end + 1]
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                self.wfile.write(body)
+                owner.sent += len(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/result.h5"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def volume_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[ms.SimulationData, bytes]:
+    data = ms.solve(volume())
+    buffer = io.BytesIO()
+    data.to_hdf5(buffer)
+    return data, buffer.getvalue()
+
+
+def test_remote_slice_reads_a_small_fraction(volume_file: tuple[ms.SimulationData, bytes]) -> None:
+    data, payload = volume_file
+    server = CountingRangeServer(payload)
+    try:
+        remote = ms.SimulationData.open(server.url)
+        state = SlicerState.initial(remote, "volume").select(component="Ez", axis="z", index=24, spectral_index=1)
+        plane = state.plane().values
+        np.testing.assert_array_equal(plane, data["volume"]["Ez"].isel(z=24, f=1).values)
+        fraction = server.sent / len(payload)
+        # One (x, y) plane of one component at one frequency is 1/(48·2·6) of the field
+        # data; metadata, coordinates and read-ahead blocks bring it to a few percent.
+        assert fraction < 0.1, (server.sent, len(payload))
+        remote.close()
+    finally:
+        server.close()
+
+
+def test_open_presigned_s3_url(service: dict, client: ms.Client) -> None:
+    job = client.submit(volume(24))
+    result = job.wait(progress=False)["result"]
+    remote = ms.SimulationData.open(result["url"])
+    local = job.result(result and job.status())
+    np.testing.assert_array_equal(remote["volume"]["Hz"].isel(x=12).values, local["volume"]["Hz"].isel(x=12).values)
+    remote.close()
+
+
+def test_field_slicer_widget_and_state(volume_file: tuple[ms.SimulationData, bytes]) -> None:
+    from metosim.widgets import FieldSlicer
+
+    data, _ = volume_file
+    slicer = FieldSlicer(data)
+    assert slicer.monitor.options == ("volume",)
+    assert slicer.component.options == ("Ex", "Ey", "Ez", "Hx", "Hy", "Hz")
+    assert [label for label, _ in slicer.spectral.options] == [f"{0.9 * F_UNIT:.4g} Hz", f"{F_UNIT:.4g} Hz"]
+    slicer.axis.value = "x"
+    assert slicer.state.axis == "x" and slicer.slider.max == 47 and slicer.state.index == 24
+    slicer.slider.value = 3
+    slicer.quantity.value = "abs"
+    assert slicer.state.index == 3 and slicer.state.quantity == "abs"
+    assert "x = " in slicer.position.value
+    ax = slicer.state.plot()
+    assert ax.get_title().startswith("volume: Ex, x = ") and ax.get_xlabel() == "y (µm)"
+    assert ax.collections[0].get_array().size == 48 * 48
+    with pytest.raises(ValueError, match="no component"):
+        slicer.state.select(component="Ew")
+
+
+def test_embedded_local_service_starts_once_and_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ms.Client() with no URL starts `metosim serve` in the background, keeps its key
+    (0600) in the config dir, and a second client reuses both."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "METOSIM_DATA_DIR": str(tmp_path / "data"), "METOSIM_PORT": str(port)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("METOSIM_URL", raising=False)
+    monkeypatch.delenv("METOSIM_API_KEY", raising=False)
+    try:
+        first = ms.Client()
+        assert first.url == f"http://127.0.0.1:{port}"
+        config = tmp_path / "config" / "metosim" / "local.json"
+        assert oct(config.stat().st_mode & 0o777) == "0o600"
+        data = first.run(tiny(), progress=False)
+        assert data["T"].size == 1
+        second = ms.Client()
+        assert second.http.headers["authorization"] == first.http.headers["authorization"]
+    finally:
+        subprocess.run(["pkill", "-f", f"metosim.cli serve --port {port}"], check=False)
+        subprocess.run([sys.executable, "-c", "import ray"], check=False)
+        os.environ.pop("METOSIM_PORT", None)
