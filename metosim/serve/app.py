@@ -7,6 +7,8 @@ actor. Errors are problem-details JSON (``application/problem+json``).
 
 import asyncio
 import hashlib
+import hmac
+import re
 import json
 import threading
 import time
@@ -32,6 +34,7 @@ from .storage import LocalStore, make_store
 log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
 PROBLEM = "application/problem+json"
+ACCELERATOR = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 
 @app.middleware("http")
 async def request_context(request: Request, call_next: Any) -> Response:
@@ -82,7 +85,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128, logging_config={"enable_access_log": False})
+@serve.deployment(ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}, max_ongoing_requests=128, logging_config={"enable_access_log": False})
 @serve.ingress(app)
 class Api:
     def __init__(self, settings: Settings) -> None:
@@ -142,6 +145,8 @@ class Api:
             "error": job["error"],
             "provider": job["provider"],
             "node": job["node"],
+            "accelerator": job["accelerator"],
+            "requested_accelerator": job["requested_accelerator"],
             "result": None,
         }
         if job["status"] == "COMPLETED" and job["result_key"]:
@@ -164,11 +169,13 @@ class Api:
             return await cur.fetchone()
 
     # ------------------------------------------------------------ routes
-    @app.post("/v1/simulations", status_code=201, summary="Submit a simulation (body: the Simulation JSON)")
-    async def submit(self, request: Request) -> Response:
+    @app.post("/v1/simulations", status_code=201, summary="Submit a simulation (body: the Simulation JSON; ?accelerator=A100 asks for a GPU type)")
+    async def submit(self, request: Request, accelerator: str | None = None) -> Response:
         key = await self._guard(request)
         if isinstance(key, JSONResponse):
             return key
+        if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
+            return problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
         limit = self.settings.max_body_bytes
         if int(request.headers.get("content-length") or 0) > limit:
             return problem(413, "Payload Too Large", f"request body over {limit} bytes")
@@ -189,7 +196,7 @@ class Api:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             return problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", errors=[{"loc": "header.Idempotency-Key", "msg": "length", "type": "value_error"}])
         config_json = sim.model_dump_json()
-        outcome = await self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id)
+        outcome = await self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id, accelerator)
         if outcome["refused"] == "quota":
             return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
         if outcome["refused"] == "idempotency":
@@ -267,6 +274,44 @@ class Api:
         if not path.exists():
             return problem(404, "Not Found", "no such result")
         return FileResponse(path, media_type="application/x-hdf5", filename=path.name)
+
+    # ------------------------------------------------------------ overflow workers
+    async def _callback(self, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]] | JSONResponse:
+        """Authenticate a remote worker by its job's callback token."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            return problem(404, "Not Found", "no such job")
+        await self._open()
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT callback_token_sha256 FROM jobs WHERE id = %s", (job_id,))
+            row = await cur.fetchone()
+        expected = row and row["callback_token_sha256"]
+        if scheme.lower() != "bearer" or not expected or not hmac.compare_digest(expected, hashlib.sha256(token.encode()).hexdigest()):
+            return problem(401, "Unauthorized", "invalid job callback token", headers={"WWW-Authenticate": "Bearer"})
+        return row, await request.json()
+
+    @app.post("/v1/internal/jobs/{job_id}/{event}", include_in_schema=False)
+    async def worker_event(self, job_id: str, event: str, request: Request) -> Response:
+        """started | progress | completed | failed, from a worker outside Ray."""
+        checked = await self._callback(job_id, request)
+        if isinstance(checked, JSONResponse):
+            return checked
+        _, body = checked
+        token = int(body["token"])
+        if event == "started":
+            accepted = await self.jobs.started.remote(job_id, token, str(body["node"])[:200], str(body["accelerator"])[:100], int(body["pid"]))
+            return JSONResponse({"accepted": accepted})
+        if event == "progress":
+            await self.jobs.progress.remote(job_id, token, int(body["step"]), int(body["total"]), float(body["cells_per_second"]))
+        elif event == "completed":
+            await self.jobs.completed.remote(job_id, token, str(body["key"]), str(body["sha256"]), int(body["size"]), dict(body.get("info") or {}))
+        elif event == "failed":
+            await self.jobs.failed.remote(job_id, str(body["reason"])[:1000], token)
+        else:
+            return problem(404, "Not Found", f"unknown event {event!r}")
+        return JSONResponse({"accepted": True})
 
     @app.get("/v1/health", summary="Liveness of the API, database and job-state actor")
     async def health(self) -> Response:

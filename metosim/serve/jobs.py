@@ -12,6 +12,8 @@ restarts if it dies; on (re)start it rebuilds its view from PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from typing import Any
 import ray
 
 from ..simulation import Simulation
+from . import providers
 from .db import database_url, pool
 from .logs import get_logger
 from .settings import Settings
@@ -57,7 +60,8 @@ class JobState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool = pool(database_url(settings))
-        self.refs: dict[str, tuple[Any, int]] = {}
+        #: job id → (Ray ref or provider handle, dispatch token, provider, dispatched at)
+        self.refs: dict[str, tuple[Any, int, str, float]] = {}
         self.lock = threading.Lock()
         self.reconcile(startup=True)
         threading.Thread(target=self._watch, name="job-watch", daemon=True).start()
@@ -66,7 +70,7 @@ class JobState:
         return True
 
     # ------------------------------------------------------------ submissions
-    def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None) -> dict[str, Any]:
+    def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None, accelerator: str | None = None) -> dict[str, Any]:
         """Record a QUEUED job and dispatch it. The key's row lock serialises its
         submissions, so the quota check cannot race. Returns ``{"refused": None, "job",
         "created"}``, or ``{"refused": "quota" | "idempotency", "detail", "retry_after"}``."""
@@ -84,35 +88,48 @@ class JobState:
                 detail = f"this key already has {len(active)} active job(s) (quota {quota})"
                 return {"refused": "quota", "detail": detail, "retry_after": retry_after(active[0])}
             job = conn.execute(
-                "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps) "
-                "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s) RETURNING *",
-                (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps),
+                "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator) "
+                "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s) RETURNING *",
+                (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator),
             ).fetchone()
         log.info("queued", extra={"request_id": request_id, "job_id": str(job["id"])})
         self.dispatch(str(job["id"]))
         return {"refused": None, "job": job, "created": True}
 
-    def dispatch(self, job_id: str) -> None:
-        """Start a Ray task for a QUEUED job (one GPU when the cluster has GPUs)."""
+    def dispatch(self, job_id: str, provider: str = "ray") -> None:
+        """Start a QUEUED job: a Ray task (one GPU, of the requested type if any, when
+        the cluster has GPUs; CPU otherwise), or the overflow provider."""
+        callback = secrets.token_urlsafe(32) if provider != "ray" else None
         with self.pool.connection() as conn:
-            row = conn.execute("UPDATE jobs SET dispatches = dispatches + 1 WHERE id = %s AND status = 'QUEUED' RETURNING dispatches, config::text AS config, request_id", (job_id,)).fetchone()
+            row = conn.execute(
+                "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s WHERE id = %s AND status = 'QUEUED' "
+                "RETURNING dispatches, config::text AS config, request_id, requested_accelerator",
+                (provider, hashlib.sha256(callback.encode()).hexdigest() if callback else None, job_id),
+            ).fetchone()
         if row is None:
             return
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.settings.max_retries, "retry_exceptions": False}
-        if ray.cluster_resources().get("GPU", 0) > 0:
-            options["num_gpus"] = 1
-        ref = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"])
+        if provider == "ray":
+            options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.settings.max_retries, "retry_exceptions": False}
+            if ray.cluster_resources().get("GPU", 0) > 0:
+                options["num_gpus"] = 1
+                if row["requested_accelerator"]:
+                    options["accelerator_type"] = row["requested_accelerator"]
+            handle = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"])
+        else:
+            job = providers.payload(self.settings, job_id, row["dispatches"], row["config"], callback, row["request_id"])  # type: ignore[arg-type]
+            handle = providers.spawn(provider, job)
+            log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
-            self.refs[job_id] = (ref, row["dispatches"])
+            self.refs[job_id] = (handle, row["dispatches"], provider, time.monotonic())
 
     # ------------------------------------------------------------ worker reports
-    def started(self, job_id: str, token: int, node: str, pid: int) -> bool:
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
         with self.pool.connection() as conn:
             row = conn.execute(
                 "UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now()), heartbeat_at = now(), "
-                "attempts = attempts + 1, node = %s, worker_pid = %s, provider = 'ray' "
+                "attempts = attempts + 1, node = %s, accelerator = %s, worker_pid = %s "
                 "WHERE id = %s AND dispatches = %s AND status IN ('QUEUED', 'RUNNING') RETURNING id",
-                (node, pid, job_id, token),
+                (node, accelerator, pid, job_id, token),
             ).fetchone()
         return row is not None
 
@@ -131,9 +148,13 @@ class JobState:
                 (info.get("time_steps", 0), info.get("time_steps", 0), key, sha256, size, job_id, token),
             )
 
-    def failed(self, job_id: str, reason: str) -> None:
+    def failed(self, job_id: str, reason: str, token: int | None = None) -> None:
+        """FAILED with ``reason``; with a token, only if it is the current dispatch's."""
         with self.pool.connection() as conn:
-            conn.execute("UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN ('QUEUED', 'RUNNING')", (reason, job_id))
+            conn.execute(
+                "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN ('QUEUED', 'RUNNING') AND (%s::int IS NULL OR dispatches = %s::int)",
+                (reason, job_id, token, token),
+            )
         log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
 
     # ------------------------------------------------------------ user actions
@@ -148,7 +169,7 @@ class JobState:
         with self.lock:
             entry = self.refs.get(job_id)
         if job is not None and job["status"] == "CANCELLED" and entry is not None:
-            ray.cancel(entry[0], force=True)
+            stop(entry)
         return job
 
     # ------------------------------------------------------------ supervision
@@ -169,7 +190,7 @@ class JobState:
                     with self.lock:
                         entry = self.refs.get(job_id)
                     if entry is not None:
-                        ray.cancel(entry[0], force=True)
+                        stop(entry)
                     conn.execute(
                         "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING'",
                         (f"worker unresponsive: no progress for {self.settings.heartbeat_timeout_s:g} s", job_id),
@@ -186,37 +207,80 @@ class JobState:
         for job_id in queued:
             if job_id not in tracked:
                 self.dispatch(job_id)
+        self._overflow()
         if startup and queued:
             log.info(f"recovered {len(queued)} queued job(s) from PostgreSQL")
+
+    def _overflow(self) -> None:
+        """Send Ray-queued jobs elsewhere when the cluster has had no free GPU for
+        ``overflow_wait_s``."""
+        provider = self.settings.overflow_provider
+        if not provider or ray.cluster_resources().get("GPU", 0) == 0 or ray.available_resources().get("GPU", 0) >= 1:
+            return
+        now = time.monotonic()
+        with self.lock:
+            waiting = [(job_id, entry) for job_id, entry in self.refs.items() if entry[2] == "ray" and now - entry[3] > self.settings.overflow_wait_s]
+        for job_id, entry in waiting:
+            with self.pool.connection() as conn:
+                status = conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()["status"]
+            if status != "QUEUED":
+                continue
+            ray.cancel(entry[0])  # not started: just leaves Ray's queue
+            with self.lock:
+                self.refs.pop(job_id, None)
+            self.dispatch(job_id, provider)
 
     def _watch(self) -> None:
         last_reconcile = time.monotonic()
         while True:
             with self.lock:
                 items = list(self.refs.items())
-            if items:
-                ready, _ = ray.wait([ref for ref, _ in (v for _, v in items)], num_returns=len(items), timeout=0.5)
-                done = {r for r in ready}
-                for job_id, (ref, _) in items:
-                    if ref not in done:
-                        continue
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.TaskCancelledError:
-                        pass
-                    except Exception as e:  # noqa: BLE001 - every failure becomes a reason on the job
-                        self.failed(job_id, failure_reason(e))
-                    with self.lock:
-                        if self.refs.get(job_id, (None,))[0] is ref:
-                            del self.refs[job_id]
+            on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
+            if on_ray:
+                ready, _ = ray.wait([entry[0] for _, entry in on_ray], num_returns=len(on_ray), timeout=0.5)
+                done = set(ready)
+                for job_id, entry in on_ray:
+                    if entry[0] in done:
+                        self._finish(job_id, entry)
             else:
                 time.sleep(0.5)
+            for job_id, entry in items:
+                if entry[2] == "subprocess" and entry[0].poll() is not None:
+                    if entry[0].returncode != 0:
+                        self.failed(job_id, f"remote worker exited with code {entry[0].returncode}", entry[1])
+                    self._forget(job_id, entry)
             if time.monotonic() - last_reconcile > RECONCILE_EVERY_S:
                 last_reconcile = time.monotonic()
                 try:
                     self.reconcile()
                 except Exception:  # noqa: BLE001 - keep supervising through a database blip
                     log.exception("reconcile failed")
+
+    def _finish(self, job_id: str, entry: tuple) -> None:
+        """A Ray task ended: any error becomes the job's FAILED reason."""
+        try:
+            ray.get(entry[0])
+        except ray.exceptions.TaskCancelledError:
+            pass
+        except Exception as e:  # noqa: BLE001 - every failure becomes a reason on the job
+            self.failed(job_id, failure_reason(e), entry[1])
+        self._forget(job_id, entry)
+
+    def _forget(self, job_id: str, entry: tuple) -> None:
+        with self.lock:
+            if self.refs.get(job_id) is entry:
+                del self.refs[job_id]
+
+
+def stop(entry: tuple) -> None:
+    """Stop a dispatched run, whatever runs it."""
+    handle, _, provider, _ = entry
+    if provider == "ray":
+        ray.cancel(handle, force=True)
+    elif provider == "subprocess":
+        handle.kill()
+    elif provider == "modal":
+        handle.cancel()
 
 
 def retry_after(job: dict) -> int:
@@ -232,7 +296,17 @@ def start_actor(settings: Settings) -> Any:
     """The named, detached, restartable job-state actor (reused if already running)."""
     actor = (
         ray.remote(JobState)
-        .options(name=JOBSTATE, namespace=NAMESPACE, lifetime="detached", max_restarts=-1, max_task_retries=-1, max_concurrency=32, num_cpus=0, get_if_exists=True)
+        .options(
+            name=JOBSTATE,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=-1,
+            max_concurrency=32,
+            num_cpus=0,
+            resources={"node:__internal_head__": 0.001},  # with the API, on the head node
+            get_if_exists=True,
+        )
         .remote(settings)
     )
     ray.get(actor.ping.remote())

@@ -13,6 +13,11 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def modal_token_present() -> bool:
+    """A Modal token in the environment or in ~/.modal.toml."""
+    return bool(os.environ.get("MODAL_TOKEN_ID")) or Path(os.path.expanduser("~/.modal.toml")).exists()
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "metosim"
@@ -47,6 +52,12 @@ class Settings:
     upload_attempts: int = 5
     upload_backoff_s: float = 0.5
     signing_secret: str | None = None
+    #: Overflow provider for jobs that find no free GPU: "modal", "subprocess" (Modal's
+    #: stand-in: the same entry point in a local process) or None. ``modal`` needs
+    #: METOSIM_MODAL_ENABLED=1 and a Modal token.
+    overflow_provider: str | None = None
+    #: How long (s) a QUEUED job waits for a free Ray GPU before it overflows.
+    overflow_wait_s: float = 60.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -67,6 +78,8 @@ class Settings:
             "rate_burst": _env("RATE_BURST"),
             "default_quota": _env("DEFAULT_QUOTA"),
             "signing_secret": _env("SIGNING_SECRET"),
+            "overflow_provider": "modal" if _env("MODAL_ENABLED", "0").lower() in ("1", "true", "yes") and modal_token_present() else None,
+            "overflow_wait_s": _env("OVERFLOW_WAIT_S"),
         }
         types = {k: type(v) for k, v in asdict(cls()).items()}
         values = {k: (types[k](v) if types[k] in (int, float) else v) for k, v in env.items() if v is not None}

@@ -25,7 +25,7 @@ log = get_logger("worker")
 
 
 class Reporter(Protocol):
-    def started(self, job_id: str, token: int, node: str, pid: int) -> bool: ...
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool: ...
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None: ...
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None: ...
 
@@ -35,7 +35,8 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
 
     Exceptions propagate: the dispatcher turns them into FAILED with the reason."""
     extra = {"request_id": request_id, "job_id": job_id}
-    if not reporter.started(job_id, token, socket.gethostname(), os.getpid()):
+    node, accelerator = where_am_i()
+    if not reporter.started(job_id, token, node, accelerator, os.getpid()):
         log.info("stale dispatch; not running", extra=extra)
         return ""
     sim = Simulation.model_validate_json(config_json)
@@ -61,16 +62,43 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
     return key
 
 
+def where_am_i() -> tuple[str, str]:
+    """(node, accelerator) of this process: the Ray node id and its
+    ``accelerator_type:*`` resource inside Ray, else the host name; otherwise the
+    device JAX computes on (e.g. "NVIDIA B200", or "cpu")."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()
+            for info in ray.nodes():
+                if info["NodeID"] == node:
+                    kinds = [k.split(":", 1)[1] for k in info["Resources"] if k.startswith("accelerator_type:")]
+                    if kinds:
+                        return node, kinds[0]
+            return node, _jax_device()
+    except ImportError:
+        pass
+    return socket.gethostname(), _jax_device()
+
+
+def _jax_device() -> str:
+    import jax
+
+    device = jax.devices()[0]
+    return device.device_kind if device.platform == "gpu" else "cpu"
+
+
 class ActorReporter:
     """Reports to the job-state actor (the Ray path)."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
 
-    def started(self, job_id: str, token: int, node: str, pid: int) -> bool:
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
         import ray
 
-        return ray.get(self.actor.started.remote(job_id, token, node, pid))
+        return ray.get(self.actor.started.remote(job_id, token, node, accelerator, pid))
 
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
         self.actor.progress.remote(job_id, token, step, total, cells_per_second)  # fire and forget
@@ -79,3 +107,33 @@ class ActorReporter:
         import ray
 
         ray.get(self.actor.completed.remote(job_id, token, key, sha256, size, info))
+
+
+class HttpReporter:
+    """Reports to the API's callback endpoints with the job's own token (providers
+    that cannot reach Ray actors, such as Modal)."""
+
+    def __init__(self, api_url: str, callback_token: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=api_url.rstrip("/"), headers={"Authorization": f"Bearer {callback_token}"}, timeout=30, transport=httpx.HTTPTransport(retries=3))
+
+    def _post(self, job_id: str, event: str, **body: Any) -> dict[str, Any]:
+        response = self.http.post(f"/v1/internal/jobs/{job_id}/{event}", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
+        return bool(self._post(job_id, "started", token=token, node=node, accelerator=accelerator, pid=pid)["accepted"])
+
+    def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
+        try:
+            self._post(job_id, "progress", token=token, step=step, total=total, cells_per_second=cells_per_second)
+        except Exception:  # noqa: BLE001 - a lost progress report must not stop the solve
+            log.warning("progress report failed", extra={"job_id": job_id})
+
+    def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None:
+        self._post(job_id, "completed", token=token, key=key, sha256=sha256, size=size, info=info)
+
+    def failed(self, job_id: str, token: int, reason: str) -> None:
+        self._post(job_id, "failed", token=token, reason=reason)
