@@ -337,3 +337,13 @@ def test_concurrent_submissions_respect_the_quota(service: dict) -> None:
         active = conn.execute("SELECT j.id FROM jobs j JOIN api_keys k ON k.id = j.key_id WHERE k.name = 'frank' AND status IN ('QUEUED', 'RUNNING')").fetchall()
     assert len(active) == 1
     service["client"].delete(f"/v1/simulations/{active[0]['id']}", headers=auth(key))
+
+
+def test_worker_callbacks_need_the_jobs_token(service: dict) -> None:
+    key = service["keys"]["erin"]
+    job_id = service["client"].get("/v1/simulations", headers=auth(key)).json()["items"][0]["id"]
+    body = {"token": 1, "node": "x", "accelerator": "cpu", "pid": 1}
+    assert service["client"].post(f"/v1/internal/jobs/{job_id}/started", json=body).status_code == 401
+    wrong = service["client"].post(f"/v1/internal/jobs/{job_id}/started", json=body, headers=auth("not-the-token"))
+    assert wrong.status_code == 401  # Ray-dispatched jobs have no callback token at all
+    assert "/v1/internal/jobs/{job_id}/{event}" not in service["client"].get("/openapi.json").json()["paths"]
