@@ -73,15 +73,16 @@ class Simulation(MetoModel):
             _raise(errors, self)
         if isinstance(self.medium, PECMedium):
             errors.append((("medium",), "the background medium cannot be PEC"))
+        # Bound the cell count from floats before any grid exists: a vanishing cell
+        # size must be refused here, not overflow later.
+        dl = self.grid_spec.cell_size(self.eps_max)
+        cells = math.prod(max(1.0, s / dl) for s in self.size if s > 0)
+        if not math.isfinite(cells) or cells > max_cells():
+            errors.append((("grid_spec",), f"{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
+            _raise(errors, self)
         errors += self._check_boundaries()
         errors += self._check_placement()
         errors += self._check_coupling()
-        if not errors:
-            cells = self.grid.total_cells
-            if cells > max_cells():
-                errors.append(
-                    (("grid_spec",), f"{cells:,} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)")
-                )
         _raise(errors, self)
         return self
 

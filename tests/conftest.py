@@ -76,7 +76,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
     from metosim.serve import keys
     from metosim.serve.db import connect, migrate
-    from metosim.serve.jobs import JOBSTATE, NAMESPACE
+    from metosim.serve.jobs import NAMESPACE
+    from metosim.serve.service import shutdown
     from metosim.serve.settings import Settings
     from metosim.serve.storage import S3Store
 
@@ -119,12 +120,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url}
     finally:
         client.close()
-        serve.shutdown()
-        try:
-            ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
-        ray.shutdown()
+        shutdown()
         s3.stop()
         postgres.cleanup()
 

@@ -20,21 +20,11 @@ from metosim.client import AuthenticationError, ValidationError, download
 from metosim.widgets import JobProgress, ProgressView, SlicerState, TextProgress
 
 from .conftest import F_UNIT, issue_key
+from .test_service import slow, tiny
 
 pytest.importorskip("ray")
 
 PULSE = ms.GaussianPulse(freq0=F_UNIT, fwidth=0.25 * F_UNIT)
-
-
-def tiny(run_fs: float = 40.0) -> ms.Simulation:
-    return ms.Simulation(
-        size=(4, 0, 0),
-        grid_spec=ms.GridSpec.uniform(0.02),
-        run_time=run_fs * 1e-15,
-        sources=[ms.PlaneWave(center=(-1, 0, 0), size=(0, ms.inf, ms.inf), direction="+x", polarization="Ey", source_time=PULSE)],
-        monitors=[ms.FluxMonitor(name="T", center=(1, 0, 0), size=(0, ms.inf, ms.inf), freqs=[F_UNIT])],
-        boundary_spec=ms.BoundarySpec(x=ms.Boundary()),
-    )
 
 
 def volume(n: int = 48) -> ms.Simulation:
@@ -82,8 +72,6 @@ def test_checksum_mismatch_deletes_and_raises(client: ms.Client, tmp_path: Path)
 
 
 def test_quota_exceeded_and_wait_for_slot(client: ms.Client) -> None:
-    from .test_service import slow
-
     first = client.submit(slow(1.0))
     with pytest.raises(ms.QuotaExceeded) as excinfo:
         client.submit(tiny())
@@ -94,8 +82,6 @@ def test_quota_exceeded_and_wait_for_slot(client: ms.Client) -> None:
 
 
 def test_cancel_surfaces_as_job_failed(client: ms.Client) -> None:
-    from .test_service import slow
-
     job = client.submit(slow(3.0))
     threading.Timer(1.5, job.cancel).start()
     with pytest.raises(ms.JobFailed) as excinfo:

@@ -95,6 +95,8 @@ def test_numpy_inputs_are_accepted() -> None:
         (dict(medium=ms.PEC), "medium", "cannot be PEC"),
         (dict(courant=1.5), "courant", "less than or equal to 1"),
         (dict(precision="float16"), "precision", "float32"),
+        # found by hypothesis: a denormal cell size once overflowed to Δt = 0
+        (dict(grid_spec=ms.GridSpec.uniform(2.2250738585072014e-308)), "grid_spec", "exceed the limit"),
     ],
 )
 def test_validation_names_field_and_reason(changes: dict, location: str, message: str) -> None:

