@@ -1,4 +1,4 @@
-"""The ``metosim`` command: ``--version``, ``demo``, ``serve`` and ``keys``."""
+"""The ``metosim`` command: ``--version``, ``demo``, ``serve``, ``stop`` and ``keys``."""
 
 from __future__ import annotations
 
@@ -55,9 +55,15 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"  step {step}/{total} ({100 * step / total:.0f}%)", flush=True)
             last[0] = now
 
-    data = ms.solve(sim, backend=args.backend, progress=progress)
-    info = data.info
-    print(f"solved {info['time_steps']} steps with {info['backend']} on {info['device']}: {info['cells_per_second'] / 1e6:.1f} Mcells/s")
+    if args.in_process:
+        data = ms.solve(sim, backend=args.backend, progress=progress)
+        info = data.info
+        print(f"solved {info['time_steps']} steps with {info['backend']} on {info['device']}: {info['cells_per_second'] / 1e6:.1f} Mcells/s")
+    else:
+        client = ms.Client()
+        print(f"running on the MetoSim service at {client.url}")
+        data = client.run(sim)
+        print(f"solved {data.info['time_steps']} steps on the service ({data.info['cells_per_second'] / 1e6:.1f} Mcells/s); result verified by SHA-256")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     data.plot_field("field", "Hz", z=0, val="abs", ax=left)
     flux = data["through"]
@@ -115,14 +121,22 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop(args: argparse.Namespace) -> int:
+    from .client import stop_local_service
+
+    print("stopped the local service" if stop_local_service() else "no local service was running")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metosim", description="MetoSim: notebook-native FDTD simulation.")
     parser.add_argument("--version", action="version", version=f"metosim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="solve a sample simulation and write a field PNG")
+    demo = commands.add_parser("demo", help="run a sample simulation (on the embedded local service unless METOSIM_URL is set) and write a field PNG")
     demo.add_argument("--out", default="metosim-demo.png", help="PNG to write (default: %(default)s)")
     demo.add_argument("--hdf5", default=None, help="also write the results file here")
-    demo.add_argument("--backend", default="auto", choices=("auto", "jax", "numpy"))
+    demo.add_argument("--in-process", action="store_true", help="solve in this process instead of on the service")
+    demo.add_argument("--backend", default="auto", choices=("auto", "jax", "numpy"), help="engine backend with --in-process")
     demo.set_defaults(handler=_demo)
 
     serve = commands.add_parser("serve", help="start the compute service (local Ray, embedded PostgreSQL, local store by default)")
@@ -130,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, or METOSIM_PORT)")
     serve.add_argument("--address", default=None, help="Ray cluster address, e.g. 'auto' on a cluster head (default: start a local Ray)")
     serve.set_defaults(handler=_serve)
+
+    stop = commands.add_parser("stop", help="stop the embedded local service that ms.Client() started")
+    stop.set_defaults(handler=_stop)
 
     key_parser = commands.add_parser("keys", help="create, list or revoke API keys")
     key_commands = key_parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)

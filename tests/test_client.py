@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -242,16 +239,17 @@ def test_embedded_local_service_starts_once_and_is_reused(tmp_path: Path, monkey
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("METOSIM_URL", raising=False)
     monkeypatch.delenv("METOSIM_API_KEY", raising=False)
+    config = tmp_path / "config" / "metosim" / "local.json"
     try:
         first = ms.Client()
         assert first.url == f"http://127.0.0.1:{port}"
-        config = tmp_path / "config" / "metosim" / "local.json"
         assert oct(config.stat().st_mode & 0o777) == "0o600"
         data = first.run(tiny(), progress=False)
         assert data["T"].size == 1
         second = ms.Client()
         assert second.http.headers["authorization"] == first.http.headers["authorization"]
     finally:
-        subprocess.run(["pkill", "-f", f"metosim.cli serve --port {port}"], check=False)
-        subprocess.run([sys.executable, "-c", "import ray"], check=False)
-        os.environ.pop("METOSIM_PORT", None)
+        from metosim.client import stop_local_service
+
+        stopped = stop_local_service()
+    assert stopped and not config.exists()

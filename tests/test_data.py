@@ -123,7 +123,7 @@ def test_cli_version() -> None:
 
 def test_cli_demo_writes_png_and_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png, h5 = tmp_path / "demo.png", tmp_path / "demo.h5"
-    assert main(["demo", "--out", str(png), "--hdf5", str(h5)]) == 0
+    assert main(["demo", "--in-process", "--out", str(png), "--hdf5", str(h5)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     again = ms.SimulationData.from_hdf5(str(h5))
     assert again.simulation == demo_simulation()
