@@ -304,10 +304,10 @@ def test_local_store_links_are_signed_and_expire(service: dict, tmp_path: Any) -
     path.write_bytes(b"result bytes")
     key = result_key("22222222-2222-2222-2222-222222222222", hashlib.sha256(b"result bytes").hexdigest())
     store.put(key, str(path))
-    url = store.presigned_url(key, expires_in=1)
+    url = store.presigned_url(key, expires_in=2)
     assert httpx.get(url).content == b"result bytes"
     assert httpx.get(url.replace("signature=", "signature=0")).status_code == 403
-    time.sleep(2.1)
+    time.sleep(3.1)
     assert httpx.get(url).status_code == 403  # expired
     assert httpx.get(store.presigned_url(key, expires_in=900)).status_code == 200
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import shutil
@@ -103,7 +104,7 @@ class LocalStore:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def presigned_url(self, key: str, expires_in: int) -> str:
-        expires = int(time.time()) + expires_in
+        expires = math.ceil(time.time() + expires_in)  # valid for at least expires_in
         return f"{self.base_url}/v1/files/{key}?{urlencode({'expires': expires, 'signature': self.signature(key, expires)})}"
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
