@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -83,18 +84,23 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import signal
 
-    from .serve.service import start, stop_api
+    from .serve.service import pid_file, start, stop_api
     from .serve.settings import Settings
 
     settings = Settings.from_env(host=args.host, port=args.port, ray_address=args.address)
     start(settings)
-    print(f"MetoSim API on {settings.base_url} (OpenAPI at {settings.base_url}/docs); Ctrl-C to stop", flush=True)
+    pid_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    pid_file(settings).write_text(str(os.getpid()))  # for `metosim stop`
+    print(f"MetoSim API on {settings.base_url} (OpenAPI at {settings.base_url}/docs); Ctrl-C or `metosim stop` to stop", flush=True)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
-    while not stop:
-        time.sleep(0.5)
-    stop_api()
+    try:
+        while not stop:
+            time.sleep(0.5)
+        stop_api()
+    finally:
+        pid_file(settings).unlink(missing_ok=True)
     return 0
 
 
@@ -122,17 +128,24 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from .client import stop_local_service
+    from .client import forget_local_service
 
-    print("stopped the local service" if stop_local_service() else "no local service was running")
+    forget_local_service()
     try:
         from .serve.db import stop_embedded
+        from .serve.service import pid_file, terminate
         from .serve.settings import Settings
-    except ImportError:  # no service extras installed: nothing more to stop
+    except ImportError:  # no service extras installed: nothing runs here to stop
+        print("no local service was running")
         return 0
-    # The service's SIGTERM handler needs a moment before its database can go.
-    time.sleep(1.0)
-    if stop_embedded(Settings.from_env()):
+    settings = Settings.from_env()
+    stopped = terminate(settings)
+    if stopped is None:
+        # Its database must outlive it.
+        print(f"the local service (pid in {pid_file(settings)}) did not exit within 60 s; the embedded PostgreSQL stays up", file=sys.stderr)
+        return 1
+    print("stopped the local service" if stopped else "no local service was running")
+    if stop_embedded(settings):
         print("stopped the embedded PostgreSQL")
     return 0
 

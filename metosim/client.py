@@ -274,12 +274,11 @@ def local_service(start_timeout: float = 120.0) -> tuple[str, str]:
     port = int(os.environ.get("METOSIM_PORT", "8000"))
     url = f"http://127.0.0.1:{port}"
     metosim = [sys.executable, "-m", "metosim.cli"]
-    pid = None
     if not _healthy(url):
         log_dir = config_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "serve.log", "ab") as log:
-            pid = subprocess.Popen([*metosim, "serve", "--port", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True).pid
+            subprocess.Popen([*metosim, "serve", "--port", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + start_timeout
         while not _healthy(url):
             if time.monotonic() > deadline:
@@ -289,28 +288,15 @@ def local_service(start_timeout: float = 120.0) -> tuple[str, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "api_key": key, "pid": pid}, f)
+        json.dump({"url": url, "api_key": key}, f)
     os.chmod(path, 0o600)
     return url, key
 
 
-def stop_local_service() -> bool:
-    """Stop the background service that :func:`local_service` started; its local Ray
-    instance ends with it. Returns whether one was running."""
-    import signal
-
-    path = config_dir() / "local.json"
-    if not path.exists():
-        return False
-    pid = json.loads(path.read_text()).get("pid")
-    path.unlink()
-    if not pid:
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
+def forget_local_service() -> None:
+    """Drop the saved URL and key of the embedded local service (``metosim stop``
+    stops the service itself)."""
+    (config_dir() / "local.json").unlink(missing_ok=True)
 
 
 def _healthy(url: str) -> bool:

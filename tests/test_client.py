@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -248,9 +250,16 @@ def test_embedded_local_service_starts_once_and_is_reused(tmp_path: Path, monkey
         assert data["T"].size == 1
         second = ms.Client()
         assert second.http.headers["authorization"] == first.http.headers["authorization"]
+        serve_pid = int((tmp_path / "data" / "serve.pid").read_text())
     finally:
         from metosim.cli import main
 
-        main(["stop"])
+        assert main(["stop"]) == 0
+    # `metosim stop` waited for the service to exit before it stopped its database.
     assert not config.exists()
+    assert not (tmp_path / "data" / "serve.pid").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(serve_pid, 0)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2)
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()

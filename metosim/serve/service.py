@@ -4,6 +4,10 @@ Serve app on ``settings.host:settings.port``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -46,3 +50,51 @@ def shutdown() -> None:
     except ValueError:  # already gone
         pass
     ray.shutdown()
+
+
+def pid_file(settings: Settings) -> Path:
+    """Where a running ``metosim serve`` records its process id."""
+    return Path(settings.data_dir) / "serve.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our exited child (a zombie)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _is_metosim_serve(pid: int) -> bool:
+    """Guard against a stale pid file naming an unrelated process (pid reuse)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():  # no procfs: trust the file
+        return _alive(pid)
+    args = cmdline.read_bytes().split(b"\0")
+    return b"serve" in args and any(b"metosim" in a for a in args)
+
+
+def terminate(settings: Settings, timeout_s: float = 60.0) -> bool | None:
+    """SIGTERM the ``metosim serve`` recorded in :func:`pid_file` and wait until it has
+    exited (it stops Serve and its local Ray first). Returns True when one was stopped,
+    False when none was running, None when it did not exit within ``timeout_s``."""
+    path = pid_file(settings)
+    try:
+        pid = int(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not (_alive(pid) and _is_metosim_serve(pid)):
+        path.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+    path.unlink(missing_ok=True)
+    return True
