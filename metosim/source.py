@@ -13,11 +13,11 @@ Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
 Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 
 
-class GaussianPulse(MetoModel):
-    """sin(2π f0 (t − t0)) · exp(−(t − t0)² / 2τ²) with τ = 1/(2π fwidth), t0 = offset · τ
-    (no DC content)."""
+class _SourceTime(MetoModel):
+    """A sine at ``freq0`` (Hz) under a Gaussian of width τ = 1/(2π fwidth), centred at
+    t0 = offset · τ."""
 
-    type: Literal["GaussianPulse"] = "GaussianPulse"
+    type: str
     freq0: PositiveFinite
     fwidth: PositiveFinite
     offset: Annotated[PositiveFinite, Field(ge=2.0)] = 5.0
@@ -28,35 +28,31 @@ class GaussianPulse(MetoModel):
         return 1.0 / (2 * math.pi * self.fwidth)
 
     @property
-    def end_time(self) -> float:
-        """Time (s) after which the pulse is off (envelope below exp(−offset²/2))."""
-        return 2 * self.offset * self.tau
-
-    @property
     def max_freq(self) -> float:
         """Highest frequency (Hz) with significant spectral content (f0 + 3·fwidth)."""
         return self.freq0 + 3 * self.fwidth
 
 
-class ContinuousWave(MetoModel):
+class GaussianPulse(_SourceTime):
+    """sin(2π f0 (t − t0)) · exp(−(t − t0)² / 2τ²) with τ = 1/(2π fwidth), t0 = offset · τ
+    (no DC content)."""
+
+    type: Literal["GaussianPulse"] = "GaussianPulse"
+
+    @property
+    def end_time(self) -> float:
+        """Time (s) after which the pulse is off (envelope below exp(−offset²/2))."""
+        return 2 * self.offset * self.tau
+
+
+class ContinuousWave(_SourceTime):
     """sin(2π f0 (t − t0)) switched on over a Gaussian ramp of width τ = 1/(2π fwidth); never off."""
 
     type: Literal["ContinuousWave"] = "ContinuousWave"
-    freq0: PositiveFinite
-    fwidth: PositiveFinite
-    offset: Annotated[PositiveFinite, Field(ge=2.0)] = 5.0
-
-    @property
-    def tau(self) -> float:
-        return 1.0 / (2 * math.pi * self.fwidth)
 
     @property
     def end_time(self) -> float:
         return math.inf
-
-    @property
-    def max_freq(self) -> float:
-        return self.freq0 + 3 * self.fwidth
 
 
 SourceTime = Annotated[Union[GaussianPulse, ContinuousWave], Field(discriminator="type")]
