@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .kernels import hdf5
+from .plot import draw_structure_outlines, plane_axes, spectral_label
 from .simulation import Simulation
 
 Quantity = str  # "real" | "imag" | "abs" | "int"
@@ -101,7 +102,6 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         given), as ``val`` ∈ real | imag | abs | int, with structure outlines."""
         import matplotlib.pyplot as plt
 
-        from .plot import draw_structure_outlines, plane_axes
 
         if val not in _QUANTITIES:
             raise ValueError(f"val must be one of {sorted(_QUANTITIES)}, not {val!r}")
@@ -131,7 +131,7 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         ax.set_xlabel(f"{axes[u]} (µm)")
         ax.set_ylabel(f"{axes[v]} (µm)")
         when = {k: array.coords[k].item() for k in ("f", "t") if k in array.coords}
-        stamp = ", ".join(f"{k} = {val_:.4g} {'Hz' if k == 'f' else 's'}" for k, val_ in when.items())
+        stamp = ", ".join(f"{k} = {spectral_label(k, val_)}" for k, val_ in when.items())
         ax.set_title(f"{monitor}: {component}, {axes[normal]} = {position:g} µm" + (f", {stamp}" if stamp else ""))
         return ax
 

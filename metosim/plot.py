@@ -16,6 +16,14 @@ from .source import PointDipole
 _BIG = 1e6  # stands in for an infinite extent when clipping to the domain (µm)
 
 
+def spectral_label(dim: str, value: float) -> str:
+    """A frequency (``dim="f"``, Hz) or time (``"t"``, s) to 4 significant digits with an
+    SI prefix: 193.4 THz, 12.35 fs."""
+    from matplotlib.ticker import EngFormatter
+
+    return EngFormatter(unit="Hz" if dim == "f" else "s")(float(f"{value:.4g}"))
+
+
 def plane_axes(x: float | None, y: float | None, z: float | None) -> tuple[int, float, int, int]:
     """The normal axis and position of the requested cut, and the two in-plane axes."""
     given = [(a, v) for a, v in enumerate((x, y, z)) if v is not None]

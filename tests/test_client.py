@@ -118,9 +118,10 @@ def test_progress_widget_state_without_a_browser() -> None:
     widget.downloading(50, 100)
     assert widget.bar.value == 0.5 and "downloading" in widget.label.value and widget.cancel_button.disabled
     widget.done()
-    assert widget.bar.bar_style == "success" and "done" in widget.label.value
-    widget.update({"status": "FAILED", "progress": {}, "error": "boom"})
-    assert widget.bar.bar_style == "danger" and "boom" in widget.label.value
+    assert widget.bar.bar_style == "success" and "done" in widget.label.value and "1.0 Mcells/s" in widget.label.value
+    assert widget.cancel_button.layout.display == "none"  # nothing left to cancel
+    widget.update({"status": "FAILED", "progress": {}, "error": "<b>boom</b>"})
+    assert widget.bar.bar_style == "danger" and "&lt;b&gt;boom&lt;/b&gt;" in widget.label.value  # a reason is text, never markup
 
 
 def test_text_progress_rewrites_one_line() -> None:
@@ -216,7 +217,8 @@ def test_field_slicer_widget_and_state(volume_file: tuple[ms.SimulationData, byt
     slicer = FieldSlicer(data)
     assert slicer.monitor.options == ("volume",)
     assert slicer.component.options == ("Ex", "Ey", "Ez", "Hx", "Hy", "Hz")
-    assert [label for label, _ in slicer.spectral.options] == [f"{0.9 * F_UNIT:.4g} Hz", f"{F_UNIT:.4g} Hz"]
+    # F_UNIT = c / 1 µm ≈ 299.8 THz
+    assert [label for label, _ in slicer.spectral.options] == ["269.8 THz", "299.8 THz"]
     slicer.axis.value = "x"
     assert slicer.state.axis == "x" and slicer.slider.max == 47 and slicer.state.index == 24
     slicer.slider.value = 3

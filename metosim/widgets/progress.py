@@ -3,6 +3,7 @@ elsewhere. Both render the same :class:`ProgressView`."""
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class ProgressView:
         parts.append(f"elapsed {_clock(self.elapsed_s)}")
         if self.eta_s is not None:
             parts.append(f"ETA {_clock(self.eta_s)}")
-        if self.mcells_per_s and self.state == "running":
+        if self.mcells_per_s and self.state in ("running", "done"):
             parts.append(f"{self.mcells_per_s:.1f} Mcells/s")
         if self.reason and self.state in ("failed", "cancelled"):
             parts.append(f"— {self.reason}")
@@ -130,8 +131,10 @@ class JobProgress(_Display):
         v = self.view
         self.bar.value = v.bytes_done / max(v.bytes_total, 1) if v.state == "downloading" else v.fraction
         self.bar.bar_style = {"failed": "danger", "cancelled": "warning", "done": "success"}.get(v.state, "info")
-        self.label.value = f"<code>{v.text()}</code>"
+        self.label.value = f"<code style='white-space: pre'>{html.escape(v.text())}</code>"
         self.cancel_button.disabled = v.state in ("done", "failed", "cancelled", "downloading")
+        if final:  # nothing left to cancel
+            self.cancel_button.layout.display = "none"
 
 
 def in_notebook() -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ..data import SimulationData
+from ..plot import spectral_label
 
 QUANTITIES = ("real", "imag", "abs", "int")
 
@@ -127,8 +128,7 @@ class FieldSlicer:
         self._syncing = True
         s = self.state
         self.component.options, self.component.value = s.components, s.component
-        unit = "Hz" if s.spectral_dim == "f" else "s"
-        self.spectral.options = [(f"{v:.4g} {unit}", i) for i, v in enumerate(s.spectral_values)]
+        self.spectral.options = [(spectral_label(s.spectral_dim, v), i) for i, v in enumerate(s.spectral_values)]
         self.spectral.value = s.spectral_index
         self.axis.value = s.axis
         self.slider.max = s.dataset.sizes[s.axis] - 1
