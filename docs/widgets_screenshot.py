@@ -1,15 +1,16 @@
-"""Run the widgets in a real JupyterLab in headless Chromium and save a screenshot.
+"""Run the widgets in a real JupyterLab (or Notebook 7) in headless Chromium and save a screenshot.
 
 The test suite checks the widgets' state logic without a browser and runs the
 notebooks headlessly (no front end); this script is the front-end check: it opens a
 notebook in JupyterLab, runs ``client.run(sim)`` (live progress widget) through the
 embedded local service and ``ms.widgets.FieldSlicer(data)``, switches the slicer's
 field component and checks that the image changes, then writes
-``docs/jupyterlab-widgets.png``. It fails on any error output.
+``docs/jupyterlab-widgets.png`` (or ``docs/notebook-widgets.png`` with
+``--frontend notebook``). It fails on any error output.
 
-    pip install -e ".[docs]"          # jupyterlab, playwright
+    pip install -e ".[docs]"          # jupyterlab, notebook, playwright
     apt-get install chromium          # the browser (Debian's package)
-    python docs/widgets_screenshot.py [--chromium /usr/bin/chromium]
+    python docs/widgets_screenshot.py [--frontend lab|notebook] [--chromium /usr/bin/chromium]
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def kernel_idle(server: str, token: str) -> bool:
+    """The notebook's kernel has started and is idle (from the server's REST API, so
+    it works the same for either front end)."""
+    sessions = httpx.get(f"{server}/api/sessions?token={token}").json()
+    return bool(sessions) and sessions[0]["kernel"]["execution_state"] == "idle"
+
+
 def slicer_image(page: Page) -> str:
     return page.locator(".jp-OutputArea-output img").last.get_attribute("src") or ""
 
@@ -55,8 +63,9 @@ def slicer_image(page: Page) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("jupyterlab-widgets.png")))
+    parser.add_argument("--frontend", choices=("lab", "notebook"), default="lab")
     args = parser.parse_args()
+    out = Path(__file__).with_name(f"{'jupyterlab' if args.frontend == 'lab' else 'notebook'}-widgets.png")
 
     work = Path(tempfile.mkdtemp(prefix="metosim-lab-"))
     (work / "nb").mkdir()
@@ -67,7 +76,7 @@ def main() -> None:
     env = dict(os.environ, XDG_CONFIG_HOME=str(work / "config"), METOSIM_DATA_DIR=str(work / "data"), METOSIM_PORT=str(free_port()))
     port, token = free_port(), "metosim-screenshot"
     lab = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work / 'nb'}"],
+        [sys.executable, "-m", "jupyter", args.frontend, "--no-browser", "--allow-root", f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work / 'nb'}"],
         env=env, stdout=open(work / "lab.log", "w"), stderr=subprocess.STDOUT,
     )
     try:
@@ -81,9 +90,10 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/widgets.ipynb?token={token}")
+            path = "lab/tree" if args.frontend == "lab" else "notebooks"
+            page.goto(f"http://127.0.0.1:{port}/{path}/widgets.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=60_000)
-            wait_until(lambda: "Idle" in " ".join(page.locator(".jp-StatusBar-Widget").all_inner_texts()), 60, "the kernel")
+            wait_until(lambda: kernel_idle(f"http://127.0.0.1:{port}", token), 60, "the kernel")
             page.click("text=Run", timeout=10_000)
             page.click("text=Run All Cells", timeout=10_000)
             wait_until(lambda: page.locator(".jp-OutputArea-output img").count() >= 1, 300, "the slicer's image")
@@ -98,9 +108,9 @@ def main() -> None:
             if news.count():
                 news.first.click()
                 time.sleep(1)
-            page.locator(".jp-NotebookPanel-notebook").screenshot(path=args.out)
+            page.locator(".jp-NotebookPanel-notebook").screenshot(path=out)
             browser.close()
-        print(f"progress widget: {progress!r}; slicer redrew on a field change; wrote {args.out}")
+        print(f"progress widget: {progress!r}; slicer redrew on a field change; wrote {out}")
     finally:
         lab.terminate()
         subprocess.run([sys.executable, "-m", "metosim.cli", "stop"], env=env, check=False)
