@@ -102,7 +102,6 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         given), as ``val`` ∈ real | imag | abs | int, with structure outlines."""
         import matplotlib.pyplot as plt
 
-
         if val not in _QUANTITIES:
             raise ValueError(f"val must be one of {sorted(_QUANTITIES)}, not {val!r}")
         data = self[monitor]
