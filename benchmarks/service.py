@@ -65,61 +65,66 @@ def main() -> None:
     start(settings, num_cpus=os.cpu_count())
     try:
         print(f"service up in {time.perf_counter() - started:.1f} s")
-        with connect(database_url(settings)) as conn:
-            key, _ = keys.create(conn, "bench")
-        headers = {"Authorization": f"Bearer {key}"}
-        client = httpx.Client(base_url=settings.base_url, headers=headers, timeout=30)
-        body = tiny().model_dump_json()
-
-        def run_once() -> float:
-            t0 = time.perf_counter()
-            job = client.post("/v1/simulations", content=body).json()
-            while client.get(f"/v1/simulations/{job['id']}").json()["status"] != "COMPLETED":
-                time.sleep(0.01)
-            return time.perf_counter() - t0
-
-        run_once()  # warm the worker (imports, JIT)
-        service_times = [run_once() for _ in range(args.runs)]
-        ms.solve(tiny())
-        local_times = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            ms.solve(tiny())
-            local_times.append(time.perf_counter() - t0)
-        service, local = statistics.median(service_times), statistics.median(local_times)
-        print(f"submit → COMPLETED: median {service * 1000:.0f} ms; ms.solve in-process: {local * 1000:.0f} ms; platform overhead {(service - local) * 1000:.0f} ms")
-
-        job_id = client.get("/v1/simulations").json()["items"][0]["id"]
-        latencies: list[float] = []
-        lock = threading.Lock()
-        per_client = args.requests // args.clients
-
-        def hammer() -> None:
-            mine = []
-            with httpx.Client(base_url=settings.base_url, headers=headers, timeout=30) as c:
-                for _ in range(per_client):
-                    t0 = time.perf_counter()
-                    assert c.get(f"/v1/simulations/{job_id}").status_code == 200
-                    mine.append(time.perf_counter() - t0)
-            with lock:
-                latencies.extend(mine)
-
-        threads = [threading.Thread(target=hammer) for _ in range(args.clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-        ms_lat = np.array(latencies) * 1000
-        print(f"GET /v1/simulations/{{id}}, {args.clients} concurrent clients, {len(ms_lat)} requests: p50 {np.percentile(ms_lat, 50):.1f} ms, p99 {np.percentile(ms_lat, 99):.1f} ms, {len(ms_lat) / elapsed:.0f} req/s")
-
-        if shutil.which("wrk"):
-            for path in (f"/v1/simulations/{job_id}", "/v1/health"):
-                print(f"wrk, {args.clients} connections, 10 s, GET {path}: {wrk(settings.base_url + path, key, args.clients)}")
+        measure(settings, args)
     finally:
         shutdown()
         stop_embedded(settings)
+
+
+def measure(settings: Settings, args: argparse.Namespace) -> None:
+    """Platform overhead, then GET latency from Python clients and (if installed) wrk."""
+    with connect(database_url(settings)) as conn:
+        key, _ = keys.create(conn, "bench")
+    headers = {"Authorization": f"Bearer {key}"}
+    client = httpx.Client(base_url=settings.base_url, headers=headers, timeout=30)
+    body = tiny().model_dump_json()
+
+    def run_once() -> float:
+        t0 = time.perf_counter()
+        job = client.post("/v1/simulations", content=body).json()
+        while client.get(f"/v1/simulations/{job['id']}").json()["status"] != "COMPLETED":
+            time.sleep(0.01)
+        return time.perf_counter() - t0
+
+    run_once()  # warm the worker (imports, JIT)
+    service_times = [run_once() for _ in range(args.runs)]
+    ms.solve(tiny())
+    local_times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        ms.solve(tiny())
+        local_times.append(time.perf_counter() - t0)
+    service, local = statistics.median(service_times), statistics.median(local_times)
+    print(f"submit → COMPLETED: median {service * 1000:.0f} ms; ms.solve in-process: {local * 1000:.0f} ms; platform overhead {(service - local) * 1000:.0f} ms")
+
+    job_id = client.get("/v1/simulations").json()["items"][0]["id"]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_client = args.requests // args.clients
+
+    def hammer() -> None:
+        mine = []
+        with httpx.Client(base_url=settings.base_url, headers=headers, timeout=30) as c:
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                assert c.get(f"/v1/simulations/{job_id}").status_code == 200
+                mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=hammer) for _ in range(args.clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    ms_lat = np.array(latencies) * 1000
+    print(f"GET /v1/simulations/{{id}}, {args.clients} concurrent clients, {len(ms_lat)} requests: p50 {np.percentile(ms_lat, 50):.1f} ms, p99 {np.percentile(ms_lat, 99):.1f} ms, {len(ms_lat) / elapsed:.0f} req/s")
+
+    if shutil.which("wrk"):
+        for path in (f"/v1/simulations/{job_id}", "/v1/health"):
+            print(f"wrk, {args.clients} connections, 10 s, GET {path}: {wrk(settings.base_url + path, key, args.clients)}")
 
 
 def wrk(url: str, key: str, connections: int) -> str:
