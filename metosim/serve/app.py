@@ -56,8 +56,21 @@ def problem(status: int, title: str, detail: str, headers: dict[str, str] | None
     return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-class Unauthorized(Exception):
-    pass
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+class Problem(Exception):
+    """A refusal raised from a helper and answered as problem+json by the handler below,
+    so routes read straight through instead of checking what each helper returned."""
+
+    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.response = problem(status, title, detail, headers=headers)
+
+
+@app.exception_handler(Problem)
+async def problem_response(request: Request, exc: Problem) -> JSONResponse:
+    return exc.response
 
 
 class TokenBucket:
@@ -107,24 +120,21 @@ class Api:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("missing Authorization: Bearer <key>")
+            raise Problem(401, "Unauthorized", "missing Authorization: Bearer <key>", headers=BEARER)
         await self._open()
         async with self.db.connection() as conn:
             cur = await conn.execute(keys.AUTHENTICATE, (keys.digest(token.strip()),))
             key = await cur.fetchone()
         if key is None:
-            raise Unauthorized("unknown or revoked API key")
+            raise Problem(401, "Unauthorized", "unknown or revoked API key", headers=BEARER)
         return key
 
-    async def _guard(self, request: Request) -> dict[str, Any] | JSONResponse:
-        """Authenticate and rate-limit; a problem response when refused."""
-        try:
-            key = await self._key(request)
-        except Unauthorized as e:
-            return problem(401, "Unauthorized", str(e), headers={"WWW-Authenticate": "Bearer"})
+    async def _guard(self, request: Request) -> dict[str, Any]:
+        """The caller's key, authenticated and rate-limited (else Problem 401/429)."""
+        key = await self._key(request)
         wait = self.limiter.take(str(key["id"]))
         if wait > 0:
-            return problem(429, "Too Many Requests", f"rate limit of {self.settings.rate_per_second:g} requests/s per key", headers={"Retry-After": str(max(1, round(wait)))})
+            raise Problem(429, "Too Many Requests", f"rate limit of {self.settings.rate_per_second:g} requests/s per key", headers={"Retry-After": str(max(1, round(wait)))})
         return key
 
     def _job_view(self, job: "dict[str, Any]") -> dict[str, Any]:
@@ -159,14 +169,12 @@ class Api:
             }
         return view
 
-    async def _guarded_job(self, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]] | JSONResponse:
-        """(key, job) for the caller's own job, or the problem response (401/429/404)."""
+    async def _guarded_job(self, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(key, job) for the caller's own job (else Problem 401/429/404)."""
         key = await self._guard(request)
-        if isinstance(key, JSONResponse):
-            return key
         job = await self._own_job(job_id, key)
         if job is None:
-            return problem(404, "Not Found", f"no simulation {job_id} for this key")
+            raise Problem(404, "Not Found", f"no simulation {job_id} for this key")
         return key, job
 
     async def _own_job(self, job_id: str, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -182,8 +190,6 @@ class Api:
     @app.post("/v1/simulations", status_code=201, summary="Submit a simulation (body: the Simulation JSON; ?accelerator=A100 asks for a GPU type)")
     async def submit(self, request: Request, accelerator: str | None = None) -> Response:
         key = await self._guard(request)
-        if isinstance(key, JSONResponse):
-            return key
         if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
             return problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
         limit = self.settings.max_body_bytes
@@ -217,16 +223,12 @@ class Api:
 
     @app.get("/v1/simulations/{job_id}", summary="Status, progress and (when done) the result of a job")
     async def get_job(self, job_id: str, request: Request) -> Response:
-        found = await self._guarded_job(job_id, request)
-        if isinstance(found, JSONResponse):
-            return found
-        return JSONResponse(self._job_view(found[1]))
+        _, job = await self._guarded_job(job_id, request)
+        return JSONResponse(self._job_view(job))
 
     @app.get("/v1/simulations", summary="This key's jobs, newest first")
     async def list_jobs(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
         key = await self._guard(request)
-        if isinstance(key, JSONResponse):
-            return key
         limit, offset = min(max(limit, 1), 100), max(offset, 0)
         async with self.db.connection() as conn:
             cur = await conn.execute("SELECT * FROM jobs WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
@@ -236,10 +238,7 @@ class Api:
 
     @app.delete("/v1/simulations/{job_id}", summary="Cancel a queued or running job")
     async def cancel(self, job_id: str, request: Request) -> Response:
-        found = await self._guarded_job(job_id, request)
-        if isinstance(found, JSONResponse):
-            return found
-        key = found[0]
+        key, _ = await self._guarded_job(job_id, request)
         job = await self.jobs.cancel.remote(job_id, str(key["id"]))
         if job["status"] != "CANCELLED":
             return problem(409, "Not cancellable", f"the job is already {job['status']}")
@@ -247,10 +246,7 @@ class Api:
 
     @app.get("/v1/simulations/{job_id}/events", summary="Server-Sent Events of state and progress")
     async def events(self, job_id: str, request: Request) -> Response:
-        found = await self._guarded_job(job_id, request)
-        if isinstance(found, JSONResponse):
-            return found
-        key = found[0]
+        key, _ = await self._guarded_job(job_id, request)
 
         async def stream() -> AsyncIterator[str]:
             last, deadline = None, time.monotonic() + 3600
@@ -281,29 +277,27 @@ class Api:
         return FileResponse(path, media_type="application/x-hdf5", filename=path.name)
 
     # ------------------------------------------------------------ overflow workers
-    async def _callback(self, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]] | JSONResponse:
-        """Authenticate a remote worker by its job's callback token."""
+    async def _callback(self, job_id: str, request: Request) -> dict[str, Any]:
+        """The body of a remote worker's call, authenticated by its job's callback token
+        (else Problem 404/401)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
             uuid.UUID(job_id)
         except ValueError:
-            return problem(404, "Not Found", "no such job")
+            raise Problem(404, "Not Found", "no such job")
         await self._open()
         async with self.db.connection() as conn:
             cur = await conn.execute("SELECT callback_token_sha256 FROM jobs WHERE id = %s", (job_id,))
             row = await cur.fetchone()
         expected = row and row["callback_token_sha256"]
         if scheme.lower() != "bearer" or not expected or not hmac.compare_digest(expected, hashlib.sha256(token.encode()).hexdigest()):
-            return problem(401, "Unauthorized", "invalid job callback token", headers={"WWW-Authenticate": "Bearer"})
-        return row, await request.json()
+            raise Problem(401, "Unauthorized", "invalid job callback token", headers=BEARER)
+        return await request.json()
 
     @app.post("/v1/internal/jobs/{job_id}/{event}", include_in_schema=False)
     async def worker_event(self, job_id: str, event: str, request: Request) -> Response:
         """started | progress | completed | failed, from a worker outside Ray."""
-        checked = await self._callback(job_id, request)
-        if isinstance(checked, JSONResponse):
-            return checked
-        _, body = checked
+        body = await self._callback(job_id, request)
         token = int(body["token"])
         if event == "started":
             accepted = await self.jobs.started.remote(job_id, token, str(body["node"])[:200], str(body["accelerator"])[:100], int(body["pid"]))
