@@ -13,9 +13,11 @@ from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Per
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
 from .medium import PEC, Drude, Lorentz, Medium, PECMedium
-from .monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor
+from .modes import ModeSolver, ModeSolverData, ModeSpec
+from .monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
-from .source import ContinuousWave, GaussianBeam, GaussianPulse, PlaneWave, PointDipole
+from .resonance import ResonanceFinder
+from .source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
 
 
 
@@ -58,10 +60,16 @@ __all__ = [
     "GridSpec",
     "Lorentz",
     "Medium",
+    "ModeMonitor",
+    "ModeSolver",
+    "ModeSolverData",
+    "ModeSource",
+    "ModeSpec",
     "PECBoundary",
     "PECMedium",
     "PMCBoundary",
     "Periodic",
+    "ResonanceFinder",
     "PlaneWave",
     "PointDipole",
     "PolySlab",

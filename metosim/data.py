@@ -15,7 +15,7 @@ from .plot import draw_structure_outlines, plane_axes, spectral_label
 from .simulation import Simulation
 
 Quantity = str  # "real" | "imag" | "abs" | "int"
-_QUANTITIES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+QUANTITIES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     "real": (np.real, "Re"),
     "imag": (np.imag, "Im"),
     "abs": (np.abs, "|·|"),
@@ -102,8 +102,8 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         given), as ``val`` ∈ real | imag | abs | int, with structure outlines."""
         import matplotlib.pyplot as plt
 
-        if val not in _QUANTITIES:
-            raise ValueError(f"val must be one of {sorted(_QUANTITIES)}, not {val!r}")
+        if val not in QUANTITIES:
+            raise ValueError(f"val must be one of {sorted(QUANTITIES)}, not {val!r}")
         data = self[monitor]
         if not isinstance(data, xr.Dataset) or component not in data:
             raise ValueError(f"monitor {monitor!r} has no field component {component!r}")
@@ -114,7 +114,7 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         for dim, value in (("f", f), ("t", t)):
             if dim in array.dims:
                 array = array.sel({dim: value}, method="nearest") if value is not None else array.isel({dim: 0})
-        func, label = _QUANTITIES[val]
+        func, label = QUANTITIES[val]
         image = func(np.asarray(array.transpose(axes[u], axes[v]).values))
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4))

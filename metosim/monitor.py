@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from .base import Coordinate, FIELD_COMPONENTS, Frequencies, MetoModel, NonNegativeFinite, Size, _as_tuple
+from .modes import ModeSpec, check_plane
 
 Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -66,6 +67,32 @@ class FluxMonitor(_Monitor):
     normal_dir: Literal["+", "-"] = "+"
 
 
-Monitor = Annotated[Union[FieldMonitor, FieldTimeMonitor, FluxMonitor], Field(discriminator="type")]
+class ModeMonitor(_Monitor):
+    """Complex amplitudes of the modes of ``mode_spec`` passing a plane at ``freqs`` (Hz).
 
-__all__ = ["FieldMonitor", "FieldTimeMonitor", "FluxMonitor", "Monitor"]
+    Result (an ``xarray.Dataset``): ``amps`` on (direction "+"/"-", mode_index, f) and
+    ``n_eff`` on (mode_index, f). |amp|² is the power in that mode, along that
+    direction of the plane's normal, relative to the power the first source injects
+    (as for ``FluxMonitor``). Phase reference: when the first source is a
+    ``ModeSource``, ``amps`` is the mode's complex amplitude at this plane divided by
+    the injected mode's amplitude at the source plane (both in the same unit-power
+    mode normalisation, each mode's largest E component real and positive at its
+    peak), so it is directly the S-parameter S(out, in) from the source plane to this
+    plane; move a reference plane by a distance L along a guide by multiplying by
+    exp(−i·2π·n_eff·f·L/c). For other sources the amplitude is relative to the
+    source's power only (no phase reference).
+    """
+
+    type: Literal["ModeMonitor"] = "ModeMonitor"
+    freqs: Frequencies
+    mode_spec: ModeSpec = ModeSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModeMonitor":
+        check_plane(self.size)
+        return self
+
+
+Monitor = Annotated[Union[FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor], Field(discriminator="type")]
+
+__all__ = ["FieldMonitor", "FieldTimeMonitor", "FluxMonitor", "ModeMonitor", "Monitor"]

@@ -15,7 +15,7 @@ from .boundary import PML, BoundarySpec, Periodic
 from .geometry import Geometry
 from .grid import Grid, GridSpec, num_cells_along, time_step
 from .medium import Medium, MediumType, PECMedium
-from .monitor import FieldTimeMonitor, FluxMonitor, Monitor
+from .monitor import FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import PointDipole, Source
 
 SCHEMA_VERSION = 1
@@ -134,6 +134,10 @@ class Simulation(MetoModel):
                             "a flux monitor must be a plane: size 0 along exactly one axis of non-zero simulation size",
                         )
                     )
+            if isinstance(mon, ModeMonitor) and self.size[mon.size.index(0.0)] == 0:
+                errors.append(
+                    (("monitors", i, "size"), f"the mode plane's normal {AXES[mon.size.index(0.0)]} is an axis of zero simulation size; no mode propagates along it")
+                )
         return errors
 
     def _check_coupling(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -151,7 +155,7 @@ class Simulation(MetoModel):
                     )
             elif self.size[src.axis] == 0:
                 errors.append(
-                    (("sources", i, "direction"), f"cannot propagate along {src.direction}: the simulation size there is 0")
+                    (("sources", i, "direction"), f"cannot propagate along {AXES[src.axis]}: the simulation size there is 0")
                 )
         return errors
 
@@ -209,7 +213,7 @@ class Simulation(MetoModel):
                 count = max(0, math.floor((min(stop, self.run_time) - m.start) / g.dt / m.interval)) + 2
                 monitors += points * len(m.fields) * count * item
             else:
-                comps = 4 if isinstance(m, FluxMonitor) else len(m.fields)
+                comps = 4 if isinstance(m, (FluxMonitor, ModeMonitor)) else len(m.fields)
                 monitors += points * comps * len(m.freqs) * 2 * item
         return {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors}
 

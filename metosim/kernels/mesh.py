@@ -60,13 +60,14 @@ def _property_tables(sim: Simulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.array(eps), np.array(sigma), np.array(pec)
 
 
-def mesh_media(sim: Simulation, grid: Grid) -> MeshedMedia:
-    """Rasterise ``sim``'s structures onto the E-component nodes of ``grid``."""
+def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] | None = None) -> MeshedMedia:
+    """Rasterise ``sim``'s structures onto the E-component nodes of ``grid`` (only the
+    nodes in ``window``, index slices per axis, when given: e.g. one mode plane)."""
     eps_table, sigma_table, pec_table = _property_tables(sim)
     active = [a for a in range(3) if grid.active[a]]
     out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
     for p, comp in enumerate(("Ex", "Ey", "Ez")):
-        coords = [grid.component_nodes(comp, a) for a in range(3)]
+        coords = [grid.component_nodes(comp, a)[window[a] if window else slice(None)] for a in range(3)]
         mesh = np.meshgrid(*coords, indexing="ij")
         index = medium_index(sim, *mesh)
         eps = eps_table[index]

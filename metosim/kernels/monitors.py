@@ -16,7 +16,8 @@ import numpy as np
 import xarray as xr
 
 from ..grid import Grid
-from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor
+from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
+from .modes import Modes, Plane
 from .units import TIME_UNIT
 
 
@@ -35,7 +36,9 @@ class Region:
         return {ax: grid.nodes(a, half=False)[slice(*self.targets[a])] for a, ax in enumerate("xyz")}
 
 
-def _targets(grid: Grid, axis: int, center: float, size: float) -> tuple[int, int]:
+def node_range(grid: Grid, axis: int, center: float, size: float) -> tuple[int, int]:
+    """Integer nodes [start, stop) along ``axis`` inside center ± size/2 (µm); the
+    nearest node for a zero size or a box between nodes."""
     if not grid.active[axis]:
         return 0, 1
     nodes = grid.nodes(axis, half=False)
@@ -48,7 +51,7 @@ def _targets(grid: Grid, axis: int, center: float, size: float) -> tuple[int, in
 
 
 def monitor_region(grid: Grid, center: tuple[float, ...], size: tuple[float, ...], components: tuple[str, ...]) -> Region:
-    targets = tuple(_targets(grid, a, center[a], size[a]) for a in range(3))
+    targets = tuple(node_range(grid, a, center[a], size[a]) for a in range(3))
     slices, staggered, padded = {}, {}, {}
     for comp in components:
         own = "xyz".index(comp[1])
@@ -121,3 +124,49 @@ def time_dataset(monitor: FieldTimeMonitor, region: Region, grid: Grid, recorded
         for comp in monitor.fields
     }
     return xr.Dataset(data, coords={**region.coords(grid), "t": steps * grid.dt}, attrs={"monitor_type": monitor.type})
+
+
+def mode_recording(plane: Plane, where: str) -> tuple[tuple[str, tuple[slice, slice, slice]], ...]:
+    """What a mode monitor records: the transverse E on the plane's E nodes and the
+    transverse H on the two H planes either side (index i0 − 1 and i0 along the normal)."""
+    n, (u, v) = plane.normal, plane.axes
+    i0 = plane.index
+    if i0 < 1:
+        raise ValueError(f"{where}: the mode plane must be at least one cell inside the domain")
+    e_window, h_window = list(plane.window), list(plane.window)
+    e_window[n], h_window[n] = slice(i0, i0 + 1), slice(i0 - 1, i0 + 1)
+    return tuple((f"{kind}{'xyz'[a]}", tuple(e_window if kind == "E" else h_window)) for kind in "EH" for a in (u, v))  # type: ignore[misc]
+
+
+def mode_dataset(monitor: ModeMonitor, plane: Plane, modes: list[Modes], recorded: dict[str, np.ndarray], reference: np.ndarray, dn: float) -> xr.Dataset:
+    """Forward/backward amplitudes of each mode from the recorded DFT fields.
+
+    With E = (a₊ + a₋)e and H = (a₊ − a₋)h on the plane (the backward mode of a guide
+    invariant along its axis has the same e and the opposite h), the unconjugated
+    overlaps give a± = (⟨E, h⟩ ± ⟨e, H⟩) / (2⟨e, h⟩); the H recorded half a cell either
+    side of the plane averages to cos(βΔn/2)·H(i0) for each mode, divided out again.
+    ``reference``: per frequency, the injected amplitude (complex for a mode source,
+    √power otherwise).
+    """
+    from .modes import reciprocal_overlap
+
+    u, v = plane.axes
+    E = [plane.from_grid(recorded[f"E{'xyz'[a]}"]) for a in (u, v)]  # (f, Nu, Nv)
+    H = [plane.from_grid(0.5 * recorded[f"H{'xyz'[a]}"].sum(axis=1 + plane.normal, keepdims=True)) for a in (u, v)]
+    num_modes = modes[0].n_eff.size
+    amps = np.zeros((2, num_modes, len(modes)), dtype=complex)
+    for i, m in enumerate(modes):
+        for k in range(num_modes):
+            e, h = (m.E[0][k], m.E[1][k]), (m.H[0][k], m.H[1][k])
+            norm = reciprocal_overlap(e[0], e[1], h[0], h[1], plane.steps)
+            field_h = reciprocal_overlap(E[0][i], E[1][i], h[0], h[1], plane.steps)
+            e_field = reciprocal_overlap(e[0], e[1], H[0][i], H[1][i], plane.steps) / np.cos(m.beta[k] * dn / 2)
+            amps[0, k, i] = (field_h + e_field) / (2 * norm)
+            amps[1, k, i] = (field_h - e_field) / (2 * norm)
+    amps /= reference[None, None, :]
+    n_eff = np.stack([m.n_eff for m in modes], axis=1)
+    return xr.Dataset(
+        {"amps": (("direction", "mode_index", "f"), amps), "n_eff": (("mode_index", "f"), np.real(n_eff))},
+        coords={"direction": ["+", "-"], "mode_index": np.arange(num_modes), "f": np.asarray(monitor.freqs)},
+        attrs={"monitor_type": monitor.type, "normal": "xyz"[plane.normal]},
+    )

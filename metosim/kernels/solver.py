@@ -22,13 +22,14 @@ import xarray as xr
 
 from ..boundary import PML, PECBoundary, Periodic, PMCBoundary
 from ..medium import Drude, Lorentz
-from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor
+from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
-from ..source import PointDipole
+from ..source import ModeSource, PointDipole
 from . import monitors as mon
 from .cpml import slab_profile
 from .mesh import mesh_media
-from .sources import dipole_power, point_injection, sheet_injection
+from .modes import plane_on_grid, simulation_modes
+from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
 from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step
 
@@ -112,9 +113,11 @@ class _Problem:
     params: dict[str, Any]
     state: dict[str, Any]
     eps: list[np.ndarray]
-    regions: dict[str, mon.Region]
+    regions: dict[str, Any]  # mon.Region, or (modes.Plane, [modes.Modes per f]) for mode monitors
     snapshot_steps: dict[str, np.ndarray]
     source_power: Callable[[np.ndarray], np.ndarray] | None
+    #: Complex amplitude spectrum of the first source when it is a mode source.
+    source_amplitude: Callable[[np.ndarray], np.ndarray] | None
     sources_end: float  # normalised time after which every source is off
     num_steps: int
 
@@ -170,9 +173,30 @@ def _setup(sim: Simulation) -> _Problem:
 
     # ---- sources
     points, point_params, sheets, sheet_params = [], [], [], []
-    source_power = None
-    for src in sim.sources:
-        if isinstance(src, PointDipole):
+    source_power = source_amplitude = None
+
+    def add_sheet(sheet: SheetInjection) -> None:
+        sheets.append((sheet.e_field, sheet.h_field, sheet.e_slices, sheet.h_slices))
+        sheet_params.append(
+            {
+                "e_profile": sheet.e_profile.astype(dtype),
+                "h_profile": sheet.h_profile.astype(dtype),
+                "e_waveform": sheet.e_waveform.astype(dtype),
+                "h_waveform": sheet.h_waveform.astype(dtype),
+            }
+        )
+
+    for i, src in enumerate(sim.sources):
+        if isinstance(src, ModeSource):
+            try:
+                mode_sheets, amplitude, power = mode_injection(src, f"sources[{i}] ({src.name or src.type})", sim, dt, media.permittivity, cb, num_steps)
+            except ValueError as exc:  # ModeSolverError included
+                raise EngineInputError(str(exc)) from None
+            for sheet in mode_sheets:
+                add_sheet(sheet)
+            if source_power is None:
+                source_amplitude = amplitude
+        elif isinstance(src, PointDipole):
             inj = point_injection(src, grid, dt, cb["xyz".index(src.polarization[1])] if src.polarization[0] == "E" else None, num_steps)
             points.append((inj.field, inj.index))
             point_params.append((np.asarray(inj.amplitude, dtype), inj.waveform.astype(dtype)))
@@ -182,15 +206,7 @@ def _setup(sim: Simulation) -> _Problem:
                 raise EngineInputError("plane-wave and beam sources need a non-dispersive background medium")
             p = "xyz".index(src.polarization[1])
             sheet, power = sheet_injection(src, grid, dt, sim.medium.permittivity, cb[p], num_steps)
-            sheets.append((sheet.e_field, sheet.h_field, sheet.e_slices, sheet.h_slices))
-            sheet_params.append(
-                {
-                    "e_profile": sheet.e_profile.astype(dtype),
-                    "h_profile": sheet.h_profile.astype(dtype),
-                    "e_waveform": sheet.e_waveform.astype(dtype),
-                    "h_waveform": sheet.h_waveform.astype(dtype),
-                }
-            )
+            add_sheet(sheet)
         source_power = source_power or power
     sources_end = max((src.source_time.end_time for src in sim.sources), default=0.0) / TIME_UNIT
 
@@ -213,24 +229,35 @@ def _setup(sim: Simulation) -> _Problem:
     # ---- monitors
     complex_dtype = np.result_type(dtype, np.complex64)
     regions, dft_layout, snap_layout, snapshot_steps, omega, dft_state, snap_state = {}, [], [], {}, {}, {}, {}
-    for m in sim.monitors:
-        if isinstance(m, FluxMonitor):
-            comps = mon.flux_components(mon.flux_normal(m, grid))
+    for i, m in enumerate(sim.monitors):
+        if isinstance(m, ModeMonitor):
+            # The modes are solved before time stepping so a plane without a guide
+            # fails at once, not after the run.
+            where = f"monitors[{i}] ({m.name})"
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+            try:
+                plane, modes = simulation_modes(sim, m.center, m.size, m.mode_spec, freqs, where, permittivity=media.permittivity, dt=dt)
+                slices = dict(mon.mode_recording(plane, where))
+            except ValueError as exc:  # ModeSolverError included
+                raise EngineInputError(str(exc)) from None
+            regions[m.name] = (plane, modes)
+            comps = tuple(slices)
         else:
-            comps = m.fields
-        region = mon.monitor_region(grid, m.center, m.size, tuple(comps))
-        regions[m.name] = region
-        shapes = {c: tuple(s.stop - s.start for s in region.slices[c]) for c in comps}
+            comps = mon.flux_components(mon.flux_normal(m, grid)) if isinstance(m, FluxMonitor) else m.fields
+            region = mon.monitor_region(grid, m.center, m.size, tuple(comps))
+            regions[m.name] = region
+            slices = region.slices
+        shapes = {c: tuple(s.stop - s.start for s in slices[c]) for c in comps}
         if isinstance(m, FieldTimeMonitor):
             steps = mon.snapshot_steps(m, grid.dt, num_steps)
             snapshot_steps[m.name] = steps
             start = int(steps[0]) if steps.size else num_steps + 1
-            snap_layout.append((m.name, tuple((c, region.slices[c]) for c in comps), start, m.interval, int(steps.size)))
+            snap_layout.append((m.name, tuple((c, slices[c]) for c in comps), start, m.interval, int(steps.size)))
             snap_state[m.name] = {c: np.zeros((steps.size + 1, *shapes[c]), dtype) for c in comps}
         else:
             freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             omega[m.name] = (2 * np.pi * freqs).astype(dtype)
-            dft_layout.append((m.name, tuple((c, region.slices[c]) for c in comps)))
+            dft_layout.append((m.name, tuple((c, slices[c]) for c in comps)))
             dft_state[m.name] = {c: np.zeros((freqs.size, *shapes[c]), complex_dtype) for c in comps}
 
     layout = Layout(
@@ -261,7 +288,7 @@ def _setup(sim: Simulation) -> _Problem:
         "snap": snap_state,
     }
     eps = [m.astype(dtype) for m in media.permittivity]
-    return _Problem(layout, params, state, eps, regions, snapshot_steps, source_power, sources_end, num_steps)
+    return _Problem(layout, params, state, eps, regions, snapshot_steps, source_power, source_amplitude, sources_end, num_steps)
 
 
 def chunk_length(num_steps: int, source_steps: float) -> int:
@@ -358,7 +385,7 @@ def _to_numpy(state: dict) -> dict:
 def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dict[str, xr.Dataset | xr.DataArray]:
     grid, out = sim.grid, {}
     dt = problem.layout.dt
-    for m in sim.monitors:
+    for i, m in enumerate(sim.monitors):
         region = problem.regions[m.name]
         if not isinstance(m, FieldTimeMonitor):
             # The running sums omit Δt; the DFT is Σ F e^{iωt} Δt.
@@ -369,6 +396,14 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
             freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             power = problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
             out[m.name] = mon.flux_array(m, region, grid, dft, power)
+        elif isinstance(m, ModeMonitor):
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+            if problem.source_amplitude is not None:
+                reference = problem.source_amplitude(freqs)
+            else:
+                reference = np.sqrt(problem.source_power(freqs)) if problem.source_power else np.ones(freqs.size)
+            plane, modes = region
+            out[m.name] = mon.mode_dataset(m, plane, modes, dft, reference, grid.dl[plane.normal])
         else:
             taken = problem.snapshot_steps[m.name]
             out[m.name] = mon.time_dataset(m, region, grid, state["snap"][m.name], taken[taken <= steps])

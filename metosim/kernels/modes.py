@@ -1,0 +1,463 @@
+"""Finite-difference eigenmodes of a waveguide cross-section on the Yee grid.
+
+The plane has transverse axes (u, v) and normal n, (u, v, n) cyclic (for n = x:
+u = y, v = z). Each transverse Yee cell i, j holds the six components at their own
+nodes — Eu (i+½, j), Ev (i, j+½), En (i, j), Hu (i, j+½), Hv (i+½, j), Hn (i+½, j+½) —
+exactly as in the 3D grid, so a mode solved here is the grid's own mode.
+
+With fields ∝ exp(i(βn − ωt)) (normalised units: c = ε₀ = μ₀ = 1, lengths µm),
+eliminating En and Hn from Maxwell's equations leaves, for e = (Eu, Ev):
+
+    iβ h = Q e / (iω),   iβ e = P h / (iω)   ⇒   (P Q / ω²) e = β² e
+
+    Q = [[−Du_b M Dv_f,            Du_b M Du_f + ω² εv],
+         [−Dv_b M Dv_f − ω² εu,     Dv_b M Du_f       ]],   M = 1/μn
+    P = [[ Du_f K Dv_b,            −Du_f K Du_b − ω² μv],
+         [ Dv_f K Dv_b + ω² μu,    −Dv_f K Du_b        ]],   K = 1/εn
+
+with forward differences D_f on E (onto half nodes) and backward differences D_b on
+H (onto integer nodes). Beyond the plane's last cell the ghost E is zero (a PEC
+wall, as at the engine's plus face) and before its first cell the ghost H is zero;
+``num_pml`` cells of stretched-coordinate PML absorb at the edges instead. A bend of
+radius R maps onto an equivalent straight guide (transformation optics: ε, μ
+transverse × h, normal ÷ h with h = 1 + r/R along the radial axis).
+
+Mode normalisation: ½ Re Σ (Eu Hv* − Ev Hu*) ΔA = 1 (unit power along +n), phase
+chosen so the largest E component is real and positive at its peak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..grid import C_0, MICROMETRE
+
+#: Extra eigenpairs computed beyond ``num_modes`` when filtering by polarisation.
+_FILTER_EXTRA = 4
+
+
+class ModeSolverError(ValueError):
+    """No guided mode could be found, or the eigenproblem failed."""
+
+
+@dataclass(frozen=True)
+class PlaneSteps:
+    """Primal cell sizes (µm) along u and v: ``steps[a][i] = node[i+1] − node[i]``.
+    An axis of one cell and no extent (a 2D simulation) has ``active`` False."""
+
+    u: np.ndarray
+    v: np.ndarray
+    active: tuple[bool, bool]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.u.size, self.v.size
+
+
+@dataclass(frozen=True)
+class Modes:
+    """Solved modes, ordered by decreasing Re n_eff (after polarisation filtering).
+
+    ``E``, ``H``: (Fu, Fv, Fn) arrays of shape (num_modes, Nu, Nv) on each
+    component's own Yee nodes. ``beta``: propagation constant (1/µm) along n.
+    """
+
+    n_eff: np.ndarray
+    beta: np.ndarray
+    E: tuple[np.ndarray, np.ndarray, np.ndarray]
+    H: tuple[np.ndarray, np.ndarray, np.ndarray]
+    te_fraction: np.ndarray
+    n_group: np.ndarray
+
+
+def _dual(steps: np.ndarray) -> np.ndarray:
+    """Dual step at integer node i: the distance between half nodes i−½ and i+½ (the
+    ghost half node before the first cell mirrors the first step)."""
+    before = np.concatenate([steps[:1], steps[:-1]])
+    return 0.5 * (before + steps)
+
+
+def face_areas(steps: PlaneSteps) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Areas (µm², or µm on a 1D cross-section) of the Yee faces around each node kind,
+    shape (Nu, Nv): Eu/Hv at (i+½, j), Ev/Hu at (i, j+½), En at (i, j), Hn at (i+½, j+½)."""
+    primal = [d if act else np.ones_like(d) for d, act in zip((steps.u, steps.v), steps.active)]
+    dual = [_dual(d) if act else np.ones_like(d) for d, act in zip((steps.u, steps.v), steps.active)]
+    return (
+        np.outer(primal[0], dual[1]),
+        np.outer(dual[0], primal[1]),
+        np.outer(dual[0], dual[1]),
+        np.outer(primal[0], primal[1]),
+    )
+
+
+def reciprocal_overlap(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.ndarray, steps: PlaneSteps) -> np.ndarray:
+    """Σ (E × H)·n̂ dA = Σ (Eu Hv − Ev Hu) dA over the plane's last two axes (no
+    conjugate: the overlap under which the modes of a lossless or lossy guide are
+    orthogonal)."""
+    area_u, area_v, _, _ = face_areas(steps)
+    return np.sum(Eu * Hv * area_u - Ev * Hu * area_v, axis=(-2, -1))
+
+
+def _difference(n: int, periodic: bool) -> sp.csr_matrix:
+    """Forward difference F[i+1] − F[i] on n nodes, the ghost past the end zero (or wrapped)."""
+    d = sp.diags([-np.ones(n), np.ones(n - 1)], [0, 1], shape=(n, n), format="lil")
+    if periodic and n > 1:
+        d[n - 1, 0] = 1.0
+    return d.tocsr()
+
+
+def _pml_stretch(steps: np.ndarray, num_pml: tuple[int, int], omega: float, half: bool) -> np.ndarray:
+    """Complex coordinate stretch s = 1 + iσ/ω on integer (or half) nodes, with a
+    cubic σ profile rising to give e^{-16} round-trip reflection at normal incidence."""
+    n = steps.size
+    s = np.ones(n, dtype=complex)
+    position = np.arange(n) + (0.5 if half else 0.0)
+    for side, layers in zip(("minus", "plus"), num_pml):
+        if layers <= 0:
+            continue
+        thickness = layers * float(np.mean(steps))
+        sigma_max = 4 * 16 / (2 * thickness)  # (order + 1)·ln(1/R)/(2 d), order 3, R = e^{-16}
+        depth = (layers - position) / layers if side == "minus" else (position - (n - layers)) / layers
+        depth = np.clip(depth, 0.0, 1.0)
+        s = s + 1j * sigma_max * depth**3 / omega
+    return s
+
+
+def derivative_matrices(steps: PlaneSteps, omega: float, num_pml: tuple[int, int] = (0, 0), periodic: tuple[bool, bool] = (False, False)) -> tuple[sp.csr_matrix, ...]:
+    """(Du_f, Du_b, Dv_f, Dv_b) acting on flattened (Nu, Nv) arrays (C order); zero
+    matrices along an inactive axis."""
+    Nu, Nv = steps.shape
+    out = []
+    for a, (d, n, other) in enumerate(((steps.u, Nu, Nv), (steps.v, Nv, Nu))):
+        if not steps.active[a]:
+            zero = sp.csr_matrix((Nu * Nv, Nu * Nv))
+            out += [zero, zero]
+            continue
+        diff = _difference(n, periodic[a])
+        layers = num_pml[a] if isinstance(num_pml[a], int) else 0
+        pml = (layers, layers) if layers else (0, 0)
+        s_half = _pml_stretch(d, pml, omega, half=True)
+        s_int = _pml_stretch(d, pml, omega, half=False)
+        forward = sp.diags(1.0 / (s_half * d)) @ diff
+        backward = sp.diags(1.0 / (s_int * _dual(d))) @ (-diff.T)
+        eye = sp.identity(other, format="csr")
+        if a == 0:
+            out += [sp.kron(forward, eye, format="csr"), sp.kron(backward, eye, format="csr")]
+        else:
+            out += [sp.kron(eye, forward, format="csr"), sp.kron(eye, backward, format="csr")]
+    return tuple(out)
+
+
+def bend_factors(steps: PlaneSteps, radius: float, radial_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """h = 1 + r/R on integer and half nodes of the radial axis (r from the plane centre, µm)."""
+    d = steps.u if radial_axis == 0 else steps.v
+    nodes = np.concatenate([[0.0], np.cumsum(d)])[:-1]
+    centre = 0.5 * float(np.sum(d))
+    integer = 1 + (nodes - centre) / radius
+    half = 1 + (nodes + 0.5 * d - centre) / radius
+    return integer, half
+
+
+def solve_modes(
+    eps: tuple[np.ndarray, np.ndarray, np.ndarray],
+    steps: PlaneSteps,
+    omega: float,
+    num_modes: int,
+    target_neff: float | None = None,
+    filter_pol: str | None = None,
+    num_pml: tuple[int, int] = (0, 0),
+    periodic: tuple[bool, bool] = (False, False),
+    bend_radius: float | None = None,
+    bend_axis: int | None = None,
+    precision: str = "double",
+) -> Modes:
+    """Eigenmodes of the cross-section with relative permittivity ``eps`` = (εu, εv, εn),
+    each (Nu, Nv) on its own E node, at angular frequency ``omega`` (rad per µm/c).
+
+    ``target_neff``: shift of the shift-invert search (default: the largest index in
+    the plane). ``filter_pol``: "te" / "tm" puts modes with ``te_fraction`` (the share
+    of |E|² in Eu) ≥ ½ / < ½ first. ``bend_axis``: the tangential axis (0 = u, 1 = v)
+    the guide bends about; the other one is radial.
+    """
+    Nu, Nv = steps.shape
+    size = Nu * Nv
+    eu, ev, en = (np.asarray(e, dtype=complex).reshape(size) for e in eps)
+    mu = [np.ones(size, dtype=complex) for _ in range(3)]
+    eps_c = [eu, ev, en]
+    if bend_radius is not None:
+        radial = 1 - int(bend_axis or 0)
+        h_int, h_half = bend_factors(steps, bend_radius, radial)
+        shape = (-1, 1) if radial == 0 else (1, -1)
+        # Node kind of each component along the radial axis: half for Eu/Hv (u) ...
+        comp_half = {0: (True, False, False), 1: (False, True, False)}[radial]
+        mu_half = {0: (False, True, True), 1: (True, False, True)}[radial]
+        for k in range(3):
+            h = np.broadcast_to((h_half if comp_half[k] else h_int).reshape(shape), (Nu, Nv)).reshape(size)
+            eps_c[k] = eps_c[k] * (h if k < 2 else 1 / h)
+            hm = np.broadcast_to((h_half if mu_half[k] else h_int).reshape(shape), (Nu, Nv)).reshape(size)
+            mu[k] = mu[k] * (hm if k < 2 else 1 / hm)
+    eu, ev, en = eps_c
+    Du_f, Du_b, Dv_f, Dv_b = derivative_matrices(steps, omega, num_pml, periodic)
+    M, K = sp.diags(1 / mu[2]), sp.diags(1 / en)
+    w2 = omega**2
+    Q = sp.bmat([[-Du_b @ M @ Dv_f, Du_b @ M @ Du_f + w2 * sp.diags(ev)], [-Dv_b @ M @ Dv_f - w2 * sp.diags(eu), Dv_b @ M @ Du_f]], format="csc")
+    P = sp.bmat([[Du_f @ K @ Dv_b, -Du_f @ K @ Du_b - w2 * sp.diags(mu[1])], [Dv_f @ K @ Dv_b + w2 * sp.diags(mu[0]), -Dv_f @ K @ Du_b]], format="csc")
+    A = (P @ Q / w2).tocsc().astype(np.complex64 if precision == "single" else np.complex128)
+    # Rows of an axis that carries no field (Eu on a 1-cell inactive u) are still valid:
+    # the operator decouples the polarisations there.
+    if target_neff is None:
+        target_neff = float(np.sqrt(max(np.max(np.real(e) * np.real(m)) for e, m in zip((eu, ev, en), mu))))
+    shift = (target_neff * omega) ** 2
+    want = num_modes + (_FILTER_EXTRA if filter_pol else 0)
+    k = min(want, 2 * size - 2)
+    if k < num_modes:
+        raise ModeSolverError(f"the plane has {size} cells: too few for {num_modes} modes")
+    try:
+        values, vectors = spla.eigs(A, k=k, sigma=shift, which="LM")
+    except (RuntimeError, spla.ArpackNoConvergence) as exc:  # singular shift or no convergence
+        values, vectors = spla.eigs(A, k=k, sigma=shift * (1 + 1e-7), which="LM", tol=1e-10) if "singular" in str(exc).lower() else (None, None)
+        if values is None:
+            raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
+    beta = np.sqrt(values.astype(complex))  # principal root: Re β ≥ 0, forward along +n
+    order = np.argsort(-np.real(beta))
+    beta, vectors = beta[order], vectors[:, order]
+
+    E_u, E_v, E_n, H_u, H_v, H_n, te = [], [], [], [], [], [], []
+    area_u, area_v, area_n_e, area_n_h = (a.reshape(size) for a in face_areas(steps))
+    for m in range(beta.size):
+        e = vectors[:, m]
+        h = -(Q @ e) / (omega * beta[m])
+        ex, ey = e[:size], e[size:]
+        hx, hy = h[:size], h[size:]
+        hn = (Du_f @ ey - Dv_f @ ex) / (1j * omega * mu[2])
+        en_ = (Du_b @ hy - Dv_b @ hx) / (-1j * omega * en)
+        power = 0.5 * np.real(np.sum(ex * np.conj(hy) * area_u) - np.sum(ey * np.conj(hx) * area_v))
+        if power < 0:  # a backward-power eigenvector (only in lossy planes): flip H's sign convention
+            power = -power
+        scale = 1 / np.sqrt(power)
+        # Phase: the largest transverse E component real and positive at its peak.
+        flat = np.concatenate([ex, ey])
+        peak = flat[np.argmax(np.abs(flat))]
+        scale *= np.conj(peak) / abs(peak)
+        E_u.append(ex * scale), E_v.append(ey * scale), E_n.append(en_ * scale)
+        H_u.append(hx * scale), H_v.append(hy * scale), H_n.append(hn * scale)
+        wu, wv = np.sum(np.abs(ex) ** 2 * area_u), np.sum(np.abs(ey) ** 2 * area_v)
+        te.append(wu / (wu + wv))
+    te = np.asarray(te)
+    if filter_pol is not None:
+        keep = te >= 0.5 if filter_pol == "te" else te < 0.5
+        order = np.concatenate([np.nonzero(keep)[0], np.nonzero(~keep)[0]])
+    else:
+        order = np.arange(beta.size)
+    order = order[:num_modes]
+
+    def pack(parts: list[np.ndarray]) -> np.ndarray:
+        return np.stack([parts[i].reshape(Nu, Nv) for i in order])
+
+    E = (pack(E_u), pack(E_v), pack(E_n))
+    H = (pack(H_u), pack(H_v), pack(H_n))
+    # Group index from the energy theorem: n_g = c·U/P with U = ¼Σ(ε|E|² + μ|H|²)ΔA and
+    # P = 1 (non-dispersive media; exact for the transverse-discrete problem).
+    n_group = []
+    for k_, i in enumerate(order):
+        energy = (
+            np.sum(np.real(eu) * np.abs(E[0][k_].reshape(size)) ** 2 * area_u)
+            + np.sum(np.real(ev) * np.abs(E[1][k_].reshape(size)) ** 2 * area_v)
+            + np.sum(np.real(en) * np.abs(E[2][k_].reshape(size)) ** 2 * area_n_e)
+            + np.sum(np.real(mu[0]) * np.abs(H[0][k_].reshape(size)) ** 2 * area_v)
+            + np.sum(np.real(mu[1]) * np.abs(H[1][k_].reshape(size)) ** 2 * area_u)
+            + np.sum(np.real(mu[2]) * np.abs(H[2][k_].reshape(size)) ** 2 * area_n_h)
+        )
+        n_group.append(0.25 * energy)
+    return Modes(
+        n_eff=beta[order] / omega,
+        beta=beta[order],
+        E=E,
+        H=H,
+        te_fraction=te[order],
+        n_group=np.asarray(n_group),
+    )
+
+
+# ---------------------------------------------------------------- a plane of a simulation grid
+@dataclass(frozen=True)
+class Plane:
+    """A mode plane on the simulation's Yee grid: its normal axis, the integer node
+    ``index`` it sits on along the normal, and the cells it spans (``window``: index
+    slices per x, y, z, one node along the normal)."""
+
+    normal: int
+    index: int
+    window: tuple[slice, slice, slice]
+    steps: PlaneSteps
+    periodic: tuple[bool, bool]
+
+    @property
+    def axes(self) -> tuple[int, int]:
+        """The transverse axes (u, v), cyclic with the normal."""
+        return (self.normal + 1) % 3, (self.normal + 2) % 3
+
+    def to_grid(self, F: np.ndarray) -> np.ndarray:
+        """A (..., Nu, Nv) plane array as (..., Nx, Ny, Nz), length 1 along the normal."""
+        lead = F.ndim - 2
+        u, v = self.axes
+        return np.moveaxis(F[..., None], [lead, lead + 1, lead + 2], [lead + u, lead + v, lead + self.normal])
+
+    def from_grid(self, F: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_grid`: (..., Nx, Ny, Nz) with one node along the normal → (..., Nu, Nv)."""
+        lead = F.ndim - 3
+        u, v = self.axes
+        return np.moveaxis(F, [lead + u, lead + v, lead + self.normal], [lead, lead + 1, lead + 2])[..., 0]
+
+
+def plane_on_grid(grid, center: tuple[float, ...], size: tuple[float, ...], periodic: tuple[bool, bool, bool]) -> Plane:
+    """The plane of a mode source, monitor or solver box (size 0 along its normal)."""
+    from .monitors import node_range
+
+    normal = next(a for a in range(3) if size[a] == 0 and grid.active[a])
+    ranges = [node_range(grid, a, center[a], size[a]) for a in range(3)]
+    window = tuple(slice(*r) for r in ranges)
+    u, v = (normal + 1) % 3, (normal + 2) % 3
+    steps = PlaneSteps(
+        u=np.full(ranges[u][1] - ranges[u][0], grid.dl[u]),
+        v=np.full(ranges[v][1] - ranges[v][0], grid.dl[v]),
+        active=(grid.active[u], grid.active[v]),
+    )
+    spans = [ranges[a] == (0, grid.num_cells[a]) for a in range(3)]
+    return Plane(
+        normal=normal,
+        index=ranges[normal][0],
+        window=window,  # type: ignore[arg-type]
+        steps=steps,
+        periodic=(periodic[u] and spans[u], periodic[v] and spans[v]),
+    )
+
+
+def plane_permittivity(permittivity: tuple[np.ndarray, np.ndarray, np.ndarray], plane: Plane, windowed: bool = False) -> tuple[np.ndarray, ...]:
+    """(εu, εv, εn) on the plane from the meshed permittivity of each E component
+    (whole-grid arrays, or already cut to ``plane.window`` when ``windowed``)."""
+    u, v = plane.axes
+    cut = (lambda e: e) if windowed else (lambda e: e[plane.window])
+    return tuple(plane.from_grid(cut(permittivity[a])) for a in (u, v, plane.normal))
+
+
+def grid_omega(omega: float, dt: float) -> float:
+    """The angular frequency the leapfrog time step sees: (2/Δt)·sin(ωΔt/2)."""
+    return 2 / dt * np.sin(omega * dt / 2)
+
+
+def grid_beta(beta: np.ndarray, dn: float) -> np.ndarray:
+    """The propagation constant on a grid of step ``dn`` along the normal whose
+    central difference gives ``beta``: (2/Δn)·arcsin(βΔn/2)."""
+    return 2 / dn * np.arcsin(beta * dn / 2)
+
+
+def simulation_modes(sim, center: tuple[float, ...], size: tuple[float, ...], spec, freqs: np.ndarray, where: str, permittivity: tuple[np.ndarray, ...] | None = None, dt: float | None = None) -> tuple[Plane, list[Modes]]:
+    """Modes of ``sim`` on the plane ``center``/``size`` (µm) at normalised ``freqs``
+    (c/µm), one :class:`Modes` per frequency, for the ``ModeSpec`` ``spec``.
+
+    ``permittivity``: the whole grid's meshed ε per E component, if the caller has it
+    (the engine); else the plane alone is meshed. ``dt`` (normalised): solve at the
+    leapfrog's ω̃ and report the grid's β along the normal, so the modes are exact
+    solutions of the time-stepped equations (the engine's sources and monitors).
+    ``where`` names the caller in errors ("sources[0]", "ModeSolver").
+    """
+    from dataclasses import replace
+
+    from ..boundary import Periodic
+    from .mesh import mesh_media
+
+    grid = sim.grid
+    periodic = tuple(isinstance(sim.boundary_spec[a].minus, Periodic) for a in range(3))
+    plane = plane_on_grid(grid, center, size, periodic)  # type: ignore[arg-type]
+    if permittivity is None:
+        eps = plane_permittivity(mesh_media(sim, grid, plane.window).permittivity, plane, windowed=True)
+    else:
+        eps = plane_permittivity(permittivity, plane)
+    cladding = _edge_index(eps, plane.steps, spec.num_pml)
+    out = []
+    for f in freqs:
+        omega_physical = 2 * np.pi * f
+        omega = grid_omega(omega_physical, dt) if dt is not None else omega_physical
+        try:
+            modes = solve_modes(eps, plane.steps, omega, spec.num_modes, spec.target_neff, spec.filter_pol, spec.num_pml, plane.periodic, spec.bend_radius, spec.bend_axis, spec.precision)
+        except ModeSolverError as exc:
+            raise ModeSolverError(f"{where}: {exc}") from None
+        if spec.bend_radius is None and not np.real(modes.n_eff[0]) > cladding * (1 + 1e-9):
+            searched = spec.target_neff or float(np.sqrt(max(np.max(np.real(e)) for e in eps)))
+            raise ModeSolverError(
+                f"{where}: no guided mode on the plane at {f * C_0 / MICROMETRE / 1e12:.4g} THz: searched near n_eff = {searched:.4g}, "
+                f"found n_eff {np.real(modes.n_eff).min():.4g}…{np.real(modes.n_eff).max():.4g}, none above the index at the plane's edges "
+                f"({cladding:.4g}); does the plane cross a waveguide core?"
+            )
+        if dt is not None:
+            dn = grid.dl[plane.normal]
+            beta = grid_beta(modes.beta, dn)
+            modes = replace(modes, beta=beta, n_eff=beta / omega_physical)
+        out.append(modes)
+    return plane, out
+
+
+def _edge_index(eps: tuple[np.ndarray, ...], steps: PlaneSteps, num_pml: tuple[int, int]) -> float:
+    """The largest refractive index on the plane's outer cells (inside any PML): a
+    guided mode's n_eff lies above it."""
+    edges = []
+    for e in eps:
+        e = np.real(e)
+        for a in range(2):
+            if not steps.active[a]:
+                continue
+            k = num_pml[a]
+            first, last = np.take(e, k, axis=a), np.take(e, e.shape[a] - 1 - k, axis=a)
+            edges += [first.max(), last.max()]
+    return float(np.sqrt(max(edges))) if edges else 0.0
+
+
+def yee_staggering(component: str, normal: int) -> tuple[bool, bool, bool]:
+    """Whether ``component`` sits on half nodes along x, y, z within a plane (the normal
+    excluded: a plane has one node along it)."""
+    own = "xyz".index(component[1])
+    return tuple(a != normal and ((a == own) == (component[0] == "E")) for a in range(3))  # type: ignore[return-value]
+
+
+def colocate_plane(F: np.ndarray, staggered: tuple[bool, bool, bool]) -> np.ndarray:
+    """Average a (..., Nx, Ny, Nz) plane array from half nodes onto the integer nodes
+    (cell boundaries) along its staggered axes; the first node repeats the edge value."""
+    lead = F.ndim - 3
+    for a in range(3):
+        if staggered[a] and F.shape[lead + a] > 1:
+            axis = lead + a
+            padded = np.concatenate([np.take(F, [0], axis=axis), F], axis=axis)
+            n = padded.shape[axis]
+            F = 0.5 * (np.take(padded, range(0, n - 1), axis=axis) + np.take(padded, range(1, n), axis=axis))
+    return F
+
+
+def modes_dataset(grid, plane: Plane, modes: list[Modes], freqs_hz: np.ndarray) -> "xr.Dataset":
+    """Mode data as xarray: n_complex, te_fraction, n_group on (mode_index, f); the six
+    field components on (mode_index, f, and the two transverse axes), on the plane's
+    cell boundaries (µm)."""
+    import xarray as xr
+
+    u, v = plane.axes
+    axes = "xyz"
+    data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        "n_complex": (("mode_index", "f"), np.stack([m.n_eff for m in modes], axis=1)),
+        "te_fraction": (("mode_index", "f"), np.stack([m.te_fraction for m in modes], axis=1)),
+        "n_group": (("mode_index", "f"), np.stack([m.n_group for m in modes], axis=1)),
+    }
+    plane_dims = tuple(axes[a] for a in sorted((u, v)))
+    for kind in "EH":
+        for k, a in enumerate((u, v, plane.normal)):
+            comp = f"{kind}{axes[a]}"
+            stacked = np.stack([getattr(m, kind)[k] for m in modes], axis=1)  # (mode, f, Nu, Nv)
+            on_grid = colocate_plane(plane.to_grid(stacked), yee_staggering(comp, plane.normal))
+            data[comp] = (("mode_index", "f", *plane_dims), np.take(on_grid, 0, axis=2 + plane.normal))
+    coords = {axes[a]: grid.nodes(a, half=False)[plane.window[a]] for a in (u, v)}
+    coords[axes[plane.normal]] = float(grid.nodes(plane.normal, half=False)[plane.index])
+    ordered = {c: data[c] for c in ("n_complex", "te_fraction", "n_group", "Ex", "Ey", "Ez", "Hx", "Hy", "Hz")}
+    return xr.Dataset(ordered, coords={"mode_index": np.arange(modes[0].n_eff.size), "f": np.asarray(freqs_hz), **coords})
