@@ -140,11 +140,12 @@ class ResonanceFinder:
         return f"ResonanceFinder(freq_window=({lo:.4g}, {hi:.4g}) Hz, rcond={self.rcond:g})"
 
 
-def lorentzian_q(freqs: np.ndarray, power: np.ndarray, guess: float | None = None) -> dict[str, Any]:
+def lorentzian_q(freqs: np.ndarray, power: np.ndarray, guess: float | None = None, span: float = 3.0) -> dict[str, Any]:
     """Fit a Lorentzian dip or peak, P(f) = c + A / (1 + (2(f − f₀)/Δf)²), to a
-    spectrum (Hz, any power units) and return f0, FWHM, Q = f0/FWHM and the fit
-    residual. ``guess``: the resonance frequency to start from (default: the extreme
-    point furthest from the median)."""
+    spectrum (Hz, any power units) within ``span`` half-maximum widths of the
+    resonance, and return f0, FWHM, Q = f0/FWHM, the baseline, the depth and the
+    rms residual relative to the depth. ``guess``: the resonance frequency to start
+    from (default: the point furthest from the median)."""
     from scipy.optimize import curve_fit
 
     f, p = np.asarray(freqs, float), np.asarray(power, float)
@@ -159,7 +160,12 @@ def lorentzian_q(freqs: np.ndarray, power: np.ndarray, guess: float | None = Non
     def model(ff: np.ndarray, c: float, a: float, f0: float, fwhm: float) -> np.ndarray:
         return c + a / (1 + (2 * (ff - f0) / fwhm) ** 2)
 
-    params, _ = curve_fit(model, f, p, p0=(base, depth, f[i], width), maxfev=20000)
+    # Only the resonance itself: neighbours and the Airy wings of a ring bias a global fit.
+    near = np.abs(f - f[i]) <= span * width
+    if np.count_nonzero(near) < 5:
+        raise ValueError("fewer than 5 spectrum points within the resonance: sample the spectrum more finely")
+    f, p = f[near], p[near]
+    params, _ = curve_fit(model, f, p, p0=(base, depth, f[np.argmin(np.abs(f - freqs[i]))], width), maxfev=20000)
     c, a, f0, fwhm = params
     fwhm = abs(fwhm)
     residual = float(np.sqrt(np.mean((model(f, *params) - p) ** 2)) / max(abs(a), 1e-300))

@@ -4,7 +4,8 @@
     /simulation             attrs: json (the Simulation), versions, run info
     /simulation/grid/{x,y,z}  cell boundaries (µm)
     /monitors/<name>        attrs: monitor_type, kind ("dataset" | "dataarray")
-    /monitors/<name>/coords/<dim>   coordinate values (µm, Hz or s)
+    /monitors/<name>/coords/<dim>   coordinate values (µm, Hz or s; UTF-8 strings for labels
+                            such as a mode monitor's direction "+"/"-")
     /monitors/<name>/<var>  data; attr ``dims`` lists dimension names in order
 
 Field arrays are chunked so one plane (all x, y at one z and one f or t) is one
@@ -81,7 +82,11 @@ def write_results(target: str | IO[bytes], simulation_json: str, monitors: dict[
             for key, value in data.attrs.items():
                 group.attrs[key] = value
             for dim, coord in data.coords.items():
-                group.create_dataset(f"coords/{dim}", data=np.asarray(coord.values))
+                values = np.asarray(coord.values)
+                if values.dtype.kind == "U":  # labels such as a mode monitor's direction "+"/"-"
+                    group.create_dataset(f"coords/{dim}", data=values.astype(object), dtype=h5py.string_dtype())
+                else:
+                    group.create_dataset(f"coords/{dim}", data=values)
             variables = {data.name or "data": data} if isinstance(data, xr.DataArray) else dict(data.data_vars)
             for var, array in variables.items():
                 _write_variable(group, str(var), array)
@@ -105,7 +110,7 @@ class LazyDataset(BackendArray):
 
 def read_monitor(group: h5py.Group, lazy: bool = False) -> xr.Dataset | xr.DataArray:
     """One monitor group as xarray; ``lazy`` reads values only when indexed."""
-    coords = {dim: np.asarray(values[()]) for dim, values in group["coords"].items()}
+    coords = {dim: np.asarray(values.asstr()[()] if values.dtype.kind == "O" else values[()]) for dim, values in group["coords"].items()}
     variables = {}
     for var, dset in group.items():
         if var == "coords":

@@ -114,6 +114,8 @@ def snapshot_steps(monitor: FieldTimeMonitor, dt_seconds: float, num_steps: int)
     """Time-step numbers at which ``monitor`` records (state after that many steps)."""
     start = math.ceil(monitor.start / dt_seconds - 1e-9)
     stop = num_steps if monitor.stop is None else min(num_steps, math.floor(monitor.stop / dt_seconds + 1e-9))
+    if stop < start and start <= num_steps:  # a window between two steps (start = stop): the nearest step
+        start = stop = min(num_steps, round(monitor.start / dt_seconds))
     return np.arange(start, stop + 1, monitor.interval)
 
 

@@ -194,63 +194,116 @@ def dipole_power(injection: PointInjection, src: PointDipole, dt: float) -> Call
 def mode_injection(
     src: ModeSource, where: str, sim, dt: float, permittivity: tuple[np.ndarray, ...], cb: list[np.ndarray], num_steps: int
 ) -> tuple[list[SheetInjection], Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """The two TFSF sheets (one per transverse (E, H) pair) that launch mode
+    """The TFSF sheets (one per transverse (E, H) pair and profile) that launch mode
     ``src.mode_index`` along ``src.direction``, the injected mode's complex amplitude
     spectrum A(f) (its power is |A|², in the unit-power mode normalisation), and the
     power spectrum a FluxMonitor normalises by.
 
-    The incident field is the mode at the pulse's centre frequency with the grid's
-    own β: E(i0, t) = e·s(t) on the E plane and, half a cell upstream,
-    H(i0 ∓ ½, t) = ±h·s(t ± δ), δ = β·Δn/(2ω₀) (the phase delay across half a cell).
+    The incident field on the E plane i0 is E(f) = e(f)·S(f) and on the H plane half a
+    cell upstream H(f) = ±h(f)·S(f)·exp(i(ωΔt/2 ± β(f)Δn/2)) (half a time step later,
+    half a cell's phase earlier), with e, h, β the grid's own mode. The profile's
+    frequency dependence is interpolated through ``num_freqs`` Chebyshev nodes over the
+    pulse band (f0 ± 2·fwidth) by Lagrange polynomials, each node's profile driven
+    by the pulse filtered with its polynomial (one FFT per node); one node keeps the
+    f0 profile, with β(f) linear through the group index.
     """
     grid = sim.grid
-    f0 = to_normalised_frequency(src.source_time.freq0)
-    plane, (modes,) = simulation_modes(sim, src.center, src.size, src.mode_spec, np.array([f0]), where, permittivity=permittivity, dt=dt)
+    st = src.source_time
+    f0, fw = to_normalised_frequency(st.freq0), to_normalised_frequency(st.fwidth)
+    K = src.num_freqs
+    nodes = f0 + 2 * fw * np.cos((2 * np.arange(K) + 1) * np.pi / (2 * K)) if K > 1 else np.array([f0])
+    nodes = np.maximum(nodes, 0.05 * f0)
+    plane, mode_sets = simulation_modes(sim, src.center, src.size, src.mode_spec, nodes, where, permittivity=permittivity, dt=dt)
     n, (u, v) = plane.normal, plane.axes
     i0 = plane.index
     if i0 < 1:
         raise ValueError(f"{where}: the mode plane must be at least one cell inside the domain")
-    k = src.mode_index
-    # Lossless guides give real profiles (up to rounding) once the peak is made real.
-    e = {u: np.real(modes.E[0][k]), v: np.real(modes.E[1][k])}
-    h = {u: np.real(modes.H[0][k]), v: np.real(modes.H[1][k])}
+    profiles = _track_mode(mode_sets, src.mode_index, plane, int(np.argmin(np.abs(nodes - f0))))
     dn = grid.dl[n]
-    delay = float(np.real(modes.beta[k])) * dn / (2 * 2 * np.pi * f0)
+    beta_nodes = np.array([p[2] for p in profiles])
+
+    def lagrange(f: np.ndarray) -> np.ndarray:
+        """(K, len(f)) Lagrange basis on the nodes, held constant outside f0 ± 3·fwidth."""
+        f = np.clip(f, f0 - 3 * fw, f0 + 3 * fw)
+        basis = np.ones((K, f.size))
+        for k in range(K):
+            for j in range(K):
+                if j != k:
+                    basis[k] *= (f - nodes[j]) / (nodes[k] - nodes[j])
+        return basis
+
+    k_centre = int(np.argmin(np.abs(nodes - f0)))
+    n_group = float(np.real(mode_sets[k_centre].n_group[src.mode_index]))
+
+    def beta_of(f: np.ndarray) -> np.ndarray:
+        if K == 1:
+            return beta_nodes[0] + n_group * 2 * np.pi * (f - nodes[0])
+        return lagrange(f).T @ beta_nodes
+
     steps = np.arange(num_steps)
-    s_e = signal(src.source_time, steps * dt)
-    s_h = signal(src.source_time, (steps + 0.5) * dt + src.sign * delay)
+    s_e = signal(st, steps * dt)
+    if isinstance(st, ContinuousWave):
+        # One frequency: the half-cell phase is a time shift; an FFT would wrap the
+        # never-ending signal.
+        delay = beta_nodes[0] * dn / (2 * 2 * np.pi * f0)
+        waves = [(s_e, signal(st, (steps + 0.5) * dt + src.sign * delay))]
+    else:
+        size = 2 * num_steps  # zero-padded: the filters shift the pulse by under a step
+        f = np.fft.rfftfreq(size, dt)
+        spectrum = np.fft.rfft(s_e, size)
+        weights = lagrange(f)
+        shift = np.exp(1j * (2 * np.pi * f * dt / 2 + src.sign * beta_of(f) * dn / 2))
+        waves = [(np.fft.irfft(spectrum * w, size)[:num_steps], np.fft.irfft(spectrum * w * shift, size)[:num_steps]) for w in weights]
     sheets = []
-    for p, q in ((u, v), (v, u)):
-        s_pn = curl_sign(p, n)
-        window = list(plane.window)
-        window[n] = slice(i0, i0 + 1)
-        e_slices = tuple(window)
-        window[n] = slice(i0 - 1, i0)
-        h_slices = tuple(window)
-        sheets.append(
-            SheetInjection(
-                e_field="E" + "xyz"[p],
-                h_field="H" + "xyz"[q],
-                e_slices=e_slices,  # type: ignore[arg-type]
-                h_slices=h_slices,  # type: ignore[arg-type]
-                # E_p(i0) += −s·cb/Δn·H_q,inc(i0 − ½) with H_inc = sign·h_q·s_h: the signs cancel.
-                e_profile=-s_pn / dn * cb[p][e_slices] * plane.to_grid(h[q]),
-                h_profile=-src.sign * s_pn * dt / dn * plane.to_grid(e[p]),
-                e_waveform=s_h,
-                h_waveform=s_e,
+    for (e, h, _), (wave_e, wave_h) in zip(profiles, waves):
+        for p, q in ((u, v), (v, u)):
+            s_pn = curl_sign(p, n)
+            window = list(plane.window)
+            window[n] = slice(i0, i0 + 1)
+            e_slices = tuple(window)
+            window[n] = slice(i0 - 1, i0)
+            h_slices = tuple(window)
+            sheets.append(
+                SheetInjection(
+                    e_field="E" + "xyz"[p],
+                    h_field="H" + "xyz"[q],
+                    e_slices=e_slices,  # type: ignore[arg-type]
+                    h_slices=h_slices,  # type: ignore[arg-type]
+                    # E_p(i0) += −s·cb/Δn·H_q,inc(i0 − ½) with H_inc = sign·h_q·wave_h: the signs cancel.
+                    e_profile=-s_pn / dn * cb[p][e_slices] * plane.to_grid(h[q]),
+                    h_profile=-src.sign * s_pn * dt / dn * plane.to_grid(e[p]),
+                    e_waveform=wave_h,
+                    h_waveform=wave_e,
+                )
             )
-        )
 
     def amplitude(freqs: np.ndarray) -> np.ndarray:
         return dft(s_e, steps * dt, freqs, dt)
 
-    beta0, n_group = float(np.real(modes.beta[k])), float(np.real(modes.n_group[k]))
-
     def power(freqs: np.ndarray) -> np.ndarray:
         # What a FluxMonitor reads for this wave: it averages H from the two half
-        # nodes around its plane, which scales a mode's flux by cos(βΔn/2); β(f) to
-        # first order from the group index.
-        beta = beta0 + n_group * 2 * np.pi * (freqs - f0)
-        return np.abs(amplitude(freqs)) ** 2 * np.cos(beta * dn / 2)
+        # nodes around its plane, which scales a mode's flux by cos(βΔn/2).
+        return np.abs(amplitude(freqs)) ** 2 * np.cos(beta_of(freqs) * dn / 2)
 
     return sheets, amplitude, power
+
+
+def _track_mode(mode_sets: list, index: int, plane, reference: int) -> list[tuple[dict, dict, float]]:
+    """Mode ``index`` at the ``reference`` frequency followed to the other frequencies
+    by its largest overlap (sign made continuous): per frequency (e, h, β) with e, h
+    real transverse profiles keyed by axis (a lossless guide's profiles are real once
+    the peak is made real)."""
+    from .modes import reciprocal_overlap
+
+    u, v = plane.axes
+    ref = mode_sets[reference]
+    e_ref = (ref.E[0][index], ref.E[1][index])
+    out = []
+    for modes in mode_sets:
+        overlaps = np.array([reciprocal_overlap(e_ref[0], e_ref[1], modes.H[0][m], modes.H[1][m], plane.steps) for m in range(modes.n_eff.size)])
+        m = index if modes is ref else int(np.argmax(np.abs(overlaps)))
+        sign = 1.0 if np.real(overlaps[m]) >= 0 else -1.0
+        e = {u: sign * np.real(modes.E[0][m]), v: sign * np.real(modes.E[1][m])}
+        h = {u: sign * np.real(modes.H[0][m]), v: sign * np.real(modes.H[1][m])}
+        out.append((e, h, float(np.real(modes.beta[m]))))
+    return out
