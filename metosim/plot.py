@@ -10,8 +10,8 @@ from .base import AXES
 from .boundary import PML
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .medium import PECMedium
-from .monitor import FluxMonitor
-from .source import PointDipole
+from .monitor import FluxMonitor, ModeMonitor
+from .source import ModeSource, PointDipole
 
 _BIG = 1e6  # stands in for an infinite extent when clipping to the domain (µm)
 
@@ -136,8 +136,13 @@ def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z:
             ax.plot(src.center[u], src.center[v], marker="o", color="red", label=f"source:{src.name or src.type}")
         else:
             _draw_box(ax, src.center, src.size, u, v, span, color="red", label=f"source:{src.name or src.type}")
+        if isinstance(src, ModeSource) and src.axis in (u, v):
+            # An arrow along the launch direction, from the plane's centre.
+            step = 0.08 * max(span[u][1] - span[u][0], span[v][1] - span[v][0]) * src.sign
+            du, dv = (step, 0.0) if src.axis == u else (0.0, step)
+            ax.annotate("", xy=(src.center[u] + du, src.center[v] + dv), xytext=(src.center[u], src.center[v]), arrowprops=dict(arrowstyle="->", color="red", linewidth=2))
     for mon in sim.monitors:
-        colour = "orange" if isinstance(mon, FluxMonitor) else "green"
+        colour = "orange" if isinstance(mon, FluxMonitor) else "purple" if isinstance(mon, ModeMonitor) else "green"
         _draw_box(ax, mon.center, mon.size, u, v, span, color=colour, label=f"monitor:{mon.name}", dashed=True)
 
     ax.set_xlim(*span[u])

@@ -265,3 +265,25 @@ def test_embedded_local_service_starts_once_and_is_reused(tmp_path: Path, monkey
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2)
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+
+
+def test_mode_data_over_the_service(client: ms.Client) -> None:
+    """A waveguide with a mode source runs on the service; its mode amplitudes come back
+    in the verified download and over lazy range reads, and the slicer offers only
+    the field monitors."""
+    from metosim.widgets.slicer import field_monitors
+
+    from .test_modes import F0, straight_guide
+
+    sim = straight_guide(False)
+    sim = sim.model_copy(update={"monitors": (*sim.monitors, ms.FieldMonitor(name="field", size=(ms.inf, ms.inf, 0), freqs=[F0], fields=("Ey", "Hz")))})
+    job = client.submit(sim)
+    result = job.wait(progress=False)["result"]
+    data = job.result(job.status())
+    s21 = data["after"].amps.sel(direction="+", mode_index=0).values
+    np.testing.assert_allclose(np.abs(s21) ** 2, 1.0, atol=5e-3)
+    remote = ms.SimulationData.open(result["url"])
+    np.testing.assert_array_equal(remote["after"].amps.values, data["after"].amps.values)
+    assert list(remote["after"].direction.values) == ["+", "-"]
+    remote.close()
+    assert field_monitors(data) == ["field"]

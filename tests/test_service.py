@@ -180,6 +180,27 @@ def test_invalid_simulation_is_422_naming_fields(service: dict) -> None:
     assert not_json.status_code == 422
 
 
+def test_invalid_mode_source_and_monitor_are_422_with_field_paths(service: dict) -> None:
+    document = json.loads(tiny().model_dump_json())
+    pulse = document["sources"][0]["source_time"]
+    document["sources"] = [
+        {"type": "ModeSource", "center": [-1, 0, 0], "size": [0, "Infinity", "Infinity"], "source_time": pulse, "mode_index": 2, "mode_spec": {"num_modes": 1}},
+        {"type": "ModeSource", "center": [-1, 0, 0], "size": [0, 0, "Infinity"], "source_time": pulse},
+    ]
+    document["monitors"] = [{"type": "ModeMonitor", "name": "far", "center": [7, 0, 0], "size": [0, "Infinity", "Infinity"], "freqs": [F_UNIT]}]
+    response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    errors = {e["loc"]: e["msg"] for e in response.json()["errors"]}
+    assert "mode_index 2 needs mode_spec.num_modes" in errors["sources.0.ModeSource"]
+    assert "size 0 along exactly one axis" in errors["sources.1.ModeSource"]
+    # The domain check runs once each member is valid on its own.
+    document["sources"] = document["sources"][:1]
+    document["sources"][0]["mode_index"] = 0
+    response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
+    assert response.status_code == 422
+    assert "outside the simulation domain" in {e["loc"]: e["msg"] for e in response.json()["errors"]}["monitors.0.center"]
+
+
 def test_job_size_limit_is_422(service: dict) -> None:
     huge = tiny(size=(4, 4, 4), grid_spec=ms.GridSpec.uniform(0.01), run_time=1e-12, sources=[], monitors=[], boundary_spec=ms.BoundarySpec.all_sides(ms.Periodic()))
     response = submit(service, service["keys"]["erin"], huge)

@@ -2,7 +2,8 @@
 Yee nodes of each E component, with subpixel averaging at interfaces.
 
 Averaging rule for Eₚ in a cell cut by an interface: sample the cell on a
-``SUBPIXEL``ⁿ lattice, average ε arithmetically across the axes transverse to p,
+lattice of ``SUBPIXEL[n]`` points per active axis (n active axes), average ε
+arithmetically across the axes transverse to p,
 then harmonically along p. For a planar interface this is the exact effective
 permittivity (arithmetic for E parallel to the interface, harmonic for E normal to
 it), which restores second-order accuracy; curved interfaces get a close
@@ -21,7 +22,10 @@ from ..medium import Drude, Lorentz, Medium, PECMedium
 from ..simulation import Simulation
 from .units import to_normalised_conductivity
 
-SUBPIXEL = 4
+#: Samples per active axis of a cut cell, by the number of active axes: the midpoint
+#: lattice places an interface to within dl/(2·samples), so 1D and 2D grids (few cut
+#: cells) sample finely enough for waveguide indices to converge at second order.
+SUBPIXEL = {1: 64, 2: 16, 3: 4}
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,8 @@ def _subpixel(
     pec_table: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Effective (ε, σ) for the cells centred on ``points`` (each shape (M,))."""
-    offsets = (np.arange(SUBPIXEL) + 0.5) / SUBPIXEL - 0.5
+    samples = SUBPIXEL[sum(grid.active)]
+    offsets = (np.arange(samples) + 0.5) / samples - 0.5
     lattice = [offsets * grid.dl[a] if grid.active[a] else np.zeros(1) for a in range(3)]
     # Samples shape (M, s_x, s_y, s_z).
     samples = [

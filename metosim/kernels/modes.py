@@ -52,6 +52,9 @@ class PlaneSteps:
     u: np.ndarray
     v: np.ndarray
     active: tuple[bool, bool]
+    #: Position (µm) of the first integer node along u and v relative to the plane's
+    #: centre (where a bend's radius is measured from).
+    origin: tuple[float, float] = (0.0, 0.0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -155,11 +158,8 @@ def derivative_matrices(steps: PlaneSteps, omega: float, num_pml: tuple[int, int
 def bend_factors(steps: PlaneSteps, radius: float, radial_axis: int) -> tuple[np.ndarray, np.ndarray]:
     """h = 1 + r/R on integer and half nodes of the radial axis (r from the plane centre, µm)."""
     d = steps.u if radial_axis == 0 else steps.v
-    nodes = np.concatenate([[0.0], np.cumsum(d)])[:-1]
-    centre = 0.5 * float(np.sum(d))
-    integer = 1 + (nodes - centre) / radius
-    half = 1 + (nodes + 0.5 * d - centre) / radius
-    return integer, half
+    nodes = steps.origin[radial_axis] + np.concatenate([[0.0], np.cumsum(d)])[:-1]
+    return 1 + nodes / radius, 1 + (nodes + 0.5 * d) / radius
 
 
 def solve_modes(
@@ -191,6 +191,10 @@ def solve_modes(
     if bend_radius is not None:
         radial = 1 - int(bend_axis or 0)
         h_int, h_half = bend_factors(steps, bend_radius, radial)
+        if min(h_int.min(), h_half.min()) <= 0:
+            raise ModeSolverError(
+                f"the plane reaches the bend's centre: its half-width along the radial axis must be below |bend_radius| = {abs(bend_radius):g} µm"
+            )
         shape = (-1, 1) if radial == 0 else (1, -1)
         # Node kind of each component along the radial axis: half for Eu/Hv (u) ...
         comp_half = {0: (True, False, False), 1: (False, True, False)}[radial]
@@ -206,7 +210,11 @@ def solve_modes(
     w2 = omega**2
     Q = sp.bmat([[-Du_b @ M @ Dv_f, Du_b @ M @ Du_f + w2 * sp.diags(ev)], [-Dv_b @ M @ Dv_f - w2 * sp.diags(eu), Dv_b @ M @ Du_f]], format="csc")
     P = sp.bmat([[Du_f @ K @ Dv_b, -Du_f @ K @ Du_b - w2 * sp.diags(mu[1])], [Dv_f @ K @ Dv_b + w2 * sp.diags(mu[0]), -Dv_f @ K @ Du_b]], format="csc")
-    A = (P @ Q / w2).tocsc().astype(np.complex64 if precision == "single" else np.complex128)
+    A = (P @ Q / w2).tocsc()
+    # Lossless straight and bent guides give a real operator: real LU and ARPACK
+    # iterations are several times cheaper than complex ones.
+    real = not np.any(np.imag(A.data))
+    A = (A.real if real else A).astype((np.float32 if real else np.complex64) if precision == "single" else (np.float64 if real else np.complex128))
     # Rows of an axis that carries no field (Eu on a 1-cell inactive u) are still valid:
     # the operator decouples the polarisations there.
     if target_neff is None:
@@ -216,12 +224,16 @@ def solve_modes(
     k = min(want, 2 * size - 2)
     if k < num_modes:
         raise ModeSolverError(f"the plane has {size} cells: too few for {num_modes} modes")
+    ncv = min(2 * size, max(2 * k + 1, 20))  # a wider Krylov space: fewer restarts
     try:
-        values, vectors = spla.eigs(A, k=k, sigma=shift, which="LM")
-    except (RuntimeError, spla.ArpackNoConvergence) as exc:  # singular shift or no convergence
-        values, vectors = spla.eigs(A, k=k, sigma=shift * (1 + 1e-7), which="LM", tol=1e-10) if "singular" in str(exc).lower() else (None, None)
-        if values is None:
+        values, vectors = spla.eigs(A, k=k, sigma=shift, which="LM", ncv=ncv)
+    except RuntimeError:  # the shift hit an eigenvalue exactly: move it a little
+        try:
+            values, vectors = spla.eigs(A, k=k, sigma=shift * (1 + 1e-6), which="LM", ncv=ncv)
+        except (RuntimeError, spla.ArpackNoConvergence) as exc:
             raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
+    except spla.ArpackNoConvergence as exc:
+        raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
     beta = np.sqrt(values.astype(complex))  # principal root: Re β ≥ 0, forward along +n
     order = np.argsort(-np.real(beta))
     beta, vectors = beta[order], vectors[:, order]
@@ -326,6 +338,7 @@ def plane_on_grid(grid, center: tuple[float, ...], size: tuple[float, ...], peri
         u=np.full(ranges[u][1] - ranges[u][0], grid.dl[u]),
         v=np.full(ranges[v][1] - ranges[v][0], grid.dl[v]),
         active=(grid.active[u], grid.active[v]),
+        origin=tuple(float(grid.nodes(a, half=False)[ranges[a][0]] - center[a]) if grid.active[a] else 0.0 for a in (u, v)),  # type: ignore[arg-type]
     )
     spans = [ranges[a] == (0, grid.num_cells[a]) for a in range(3)]
     return Plane(

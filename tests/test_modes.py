@@ -1,0 +1,364 @@
+"""Waveguide modes against analytic and independent physics: the slab dispersion
+relation, the effective-index method and Richardson extrapolation for a 3D strip,
+discrete orthogonality, the energy theorem for the group index, unit transmission of
+a straight guide, power conservation in a taper, coupled-mode theory in a
+directional coupler, and the resonance finder on known damped sinusoids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from scipy.optimize import brentq
+
+import metosim as ms
+from metosim.kernels import EngineInputError
+from metosim.kernels.modes import ModeSolverError, reciprocal_overlap
+
+LAMBDA = 1.55  # µm
+F0 = ms.C_0 / (LAMBDA * 1e-6)
+K0 = 2 * np.pi / LAMBDA
+SILICON, SILICA = ms.Medium(permittivity=3.48**2), ms.Medium(permittivity=1.444**2)
+
+
+def slab_neff(n_core: float, n_clad: float, width: float, k0: float, polarisation: str, order: int) -> float:
+    """Symmetric slab guide, analytic: TE (E parallel to the faces) or TM (E normal to
+    them), mode ``order`` (even orders: κ·tan(κa) = γ·r; odd: −κ·cot(κa) = γ·r with
+    r = 1 for TE, (n_core/n_clad)² for TM)."""
+    a = width / 2
+    ratio = 1.0 if polarisation == "TE" else (n_core / n_clad) ** 2
+
+    def mismatch(n: float) -> float:
+        kappa, gamma = k0 * np.sqrt(n_core**2 - n**2), k0 * np.sqrt(n**2 - n_clad**2)
+        lhs = kappa * np.tan(kappa * a) if order % 2 == 0 else -kappa / np.tan(kappa * a)
+        return lhs - gamma * ratio
+
+    grid = np.linspace(n_clad + 1e-9, n_core - 1e-9, 200_001)
+    values = mismatch(grid)
+    roots = [brentq(mismatch, grid[i], grid[i + 1]) for i in range(grid.size - 1) if np.sign(values[i]) != np.sign(values[i + 1]) and abs(values[i]) < 50 and abs(values[i + 1]) < 50]
+    return sorted(roots, reverse=True)[order // 2]
+
+
+def slab_simulation(steps_per_wvl: float, width: float, offset: float) -> ms.Simulation:
+    """2D (xy) slab of n = 3 in n = 1.5 along x, faces normal to y; λ = 1 µm."""
+    return ms.Simulation(
+        size=(1.0, 4.0, 0),
+        grid_spec=ms.GridSpec.auto(wavelength=1.0, min_steps_per_wvl=steps_per_wvl),
+        run_time=1e-15,
+        medium=ms.Medium(permittivity=1.5**2),
+        structures=[ms.Structure(geometry=ms.Box(center=(0, offset, 0), size=(ms.inf, width, ms.inf)), medium=ms.Medium(permittivity=9.0))],
+    )
+
+
+def slab_modes(sim: ms.Simulation) -> dict[str, float]:
+    """TE0, TE1 (E along z, parallel to the faces: te_fraction 0 for a normal along x)
+    and TM0 (E along y) of the slab simulation."""
+    plane, f = ms.Box(size=(0, ms.inf, ms.inf)), ms.C_0 / 1e-6
+    te = ms.ModeSolver(sim, plane, ms.ModeSpec(num_modes=2, filter_pol="tm"), [f]).solve()
+    tm = ms.ModeSolver(sim, plane, ms.ModeSpec(num_modes=1, filter_pol="te"), [f]).solve()
+    assert np.all(te.te_fraction.values < 1e-9) and np.all(tm.te_fraction.values > 1 - 1e-9)
+    return {"TE0": float(te.n_eff[0, 0]), "TE1": float(te.n_eff[1, 0]), "TM0": float(tm.n_eff[0, 0])}
+
+
+def test_slab_modes_match_the_dispersion_relation() -> None:
+    width = 0.43
+    exact = {"TE0": slab_neff(3, 1.5, width, 2 * np.pi, "TE", 0), "TE1": slab_neff(3, 1.5, width, 2 * np.pi, "TE", 1), "TM0": slab_neff(3, 1.5, width, 2 * np.pi, "TM", 0)}
+    # 20 cells per wavelength in the core (n = 3), faces off the grid nodes.
+    solved = slab_modes(slab_simulation(20, width, offset=0.0123))
+    errors = {k: abs(solved[k] - exact[k]) for k in exact}
+    # Bound 5e-3 (issue); measured ≤ 1.3e-3 (TE1, the least confined).
+    assert max(errors.values()) < 5e-3, errors
+
+
+def test_slab_convergence_is_second_order() -> None:
+    """Faces on grid nodes at every resolution, so the order measured is the solver's
+    own (subpixel smoothing of faces between nodes adds an error that changes sign
+    with the face position; that case is bounded by the test above)."""
+    width = 0.4
+    steps = np.array([15, 30, 60])  # dl = 1/45, 1/90, 1/180 µm: 0.2 µm is a whole number of cells
+    exact = {"TE0": slab_neff(3, 1.5, width, 2 * np.pi, "TE", 0), "TM0": slab_neff(3, 1.5, width, 2 * np.pi, "TM", 0)}
+    errors = {k: [] for k in exact}
+    for s in steps:
+        solved = slab_modes(slab_simulation(float(s), width, offset=0.0))
+        for k in exact:
+            errors[k].append(abs(solved[k] - exact[k]))
+    for k, e in errors.items():
+        order = -np.polyfit(np.log(steps), np.log(e), 1)[0]
+        assert order >= 1.8, (k, e, order)
+
+
+def strip_simulation(steps_per_wvl: float) -> ms.Simulation:
+    """Silicon strip 0.5 × 0.22 µm in silica, along x."""
+    return ms.Simulation(
+        size=(1.0, 2.5, 2.0),
+        grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=steps_per_wvl),
+        run_time=1e-15,
+        medium=SILICA,
+        structures=[ms.Structure(geometry=ms.Box(size=(ms.inf, 0.5, 0.22)), medium=SILICON)],
+    )
+
+
+def test_strip_converges_to_the_effective_index_estimate() -> None:
+    """A 0.48 × 0.24 µm silicon strip on grids whose nodes hold its faces (so subpixel
+    smoothing is exact and the convergence seen is the solver's own)."""
+    width, height = 0.48, 0.24
+    # Effective-index method: the vertical slab's TE index, then a lateral slab of that
+    # index with E normal to the side walls (TM).
+    n_vertical = slab_neff(3.48, 1.444, height, K0, "TE", 0)
+    n_eim = slab_neff(n_vertical, 1.444, width, K0, "TM", 0)
+    cells = np.array([0.024, 0.016, 0.012])  # µm: 10, 15, 20 cells across the height
+    n = []
+    for dl in cells:
+        sim = ms.Simulation(
+            size=(1.0, 2.4, 2.16), grid_spec=ms.GridSpec.uniform(float(dl)), run_time=1e-15, medium=SILICA,
+            structures=[ms.Structure(geometry=ms.Box(size=(ms.inf, width, height)), medium=SILICON)],
+        )
+        modes = ms.ModeSolver(sim, ms.Box(size=(0, ms.inf, ms.inf)), ms.ModeSpec(), [F0]).solve()
+        assert modes.te_fraction.values[0, 0] > 0.9  # the fundamental quasi-TE mode
+        n.append(float(modes.n_eff[0, 0]))
+    # Richardson extrapolation n(h) = n∞ + C·h^p through the three points.
+    def ratio_mismatch(p: float) -> float:
+        return (n[0] - n[1]) / (n[1] - n[2]) - (cells[0] ** p - cells[1] ** p) / (cells[1] ** p - cells[2] ** p)
+
+    order = brentq(ratio_mismatch, 0.5, 4.0)
+    richardson = n[2] - (n[1] - n[2]) / (cells[1] ** order - cells[2] ** order) * cells[2] ** order
+    print(f"strip n_eff {n}, observed order {order:.2f}, Richardson {richardson:.5f}, EIM {n_eim:.5f}")
+    # Measured: 2.48393, 2.48498, 2.48533 → order 2.1, Richardson limit 2.48576.
+    assert 1.2 < order < 2.5
+    assert abs(n[2] - richardson) < 1e-3
+    # Bound 2% (issue): the EIM over-estimates a high-contrast wire (measured 1.8%).
+    assert abs(richardson - n_eim) / n_eim < 0.02
+
+
+def test_strip_modes_are_orthogonal_and_power_normalised() -> None:
+    modes = ms.ModeSolver(strip_simulation(20), ms.Box(size=(0, ms.inf, ms.inf)), ms.ModeSpec(num_modes=3), [F0]).solve()
+    from metosim.kernels.modes import plane_on_grid, simulation_modes
+
+    sim = strip_simulation(20)
+    plane, (raw,) = simulation_modes(sim, (0, 0, 0), (0, ms.inf, ms.inf), ms.ModeSpec(num_modes=3), np.array([1 / LAMBDA]), "test")
+    overlap = np.array([[0.5 * reciprocal_overlap(raw.E[0][m], raw.E[1][m], np.conj(raw.H[0][k]), np.conj(raw.H[1][k]), plane.steps) for k in range(3)] for m in range(3)])
+    # Unit power on the diagonal; bound 1e-6 (issue) off it: measured ~1e-16.
+    np.testing.assert_allclose(np.real(np.diag(overlap)), 1.0, atol=1e-9)
+    assert np.max(np.abs(overlap - np.diag(np.diag(overlap)))) < 1e-6
+    assert np.all(np.diff(modes.n_eff.values[:, 0]) < 0)
+    assert plane_on_grid(sim.grid, (0, 0, 0), (0, ms.inf, ms.inf), (False,) * 3).normal == 0
+
+
+def test_group_index_is_the_frequency_derivative() -> None:
+    sim, plane = strip_simulation(16), ms.Box(size=(0, ms.inf, ms.inf))
+    d = 1e-4
+    n = [float(ms.ModeSolver(sim, plane, ms.ModeSpec(), [F0 * (1 + s)]).solve().n_eff[0, 0]) for s in (-d, d)]
+    n_group = float(ms.ModeSolver(sim, plane, ms.ModeSpec(), [F0]).solve().n_group[0, 0])
+    n0 = float(ms.ModeSolver(sim, plane, ms.ModeSpec(), [F0]).solve().n_eff[0, 0])
+    # n_g = n + f·dn/df (central difference, error O(d²)); the solver's n_g comes from
+    # the energy theorem, exact for the transverse-discrete problem.
+    assert abs(n_group - (n0 + (n[1] - n[0]) / (2 * d))) < 1e-6
+    assert 3.5 < n_group < 5.0  # a silicon wire's group index
+
+
+def test_bend_mode_moves_outwards_and_straightens_for_large_radii() -> None:
+    sim = ms.Simulation(
+        size=(1.0, 3.0, 0), grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=20), run_time=1e-15, medium=SILICA,
+        structures=[ms.Structure(geometry=ms.Box(size=(ms.inf, 0.4, ms.inf)), medium=ms.Medium(permittivity=12.0))],
+    )
+    plane = ms.Box(size=(0, 2.4, ms.inf))
+    straight = ms.ModeSolver(sim, plane, ms.ModeSpec(filter_pol="te"), [F0]).solve()
+    huge = ms.ModeSolver(sim, plane, ms.ModeSpec(filter_pol="te", bend_radius=1e5, bend_axis=1), [F0]).solve()
+    tight = ms.ModeSolver(sim, plane, ms.ModeSpec(filter_pol="te", bend_radius=1.5, bend_axis=1), [F0]).solve()
+    assert abs(float(huge.n_eff[0, 0]) - float(straight.n_eff[0, 0])) < 1e-6
+    # Bent about z with the radial axis y: the mode leans towards +y (outside the bend).
+    y = tight.dataset.y.values
+    profile = np.abs(tight.dataset["Ey"].isel(mode_index=0, f=0).values[:, 0]) ** 2
+    assert np.sum(y * profile) / np.sum(profile) > 0.01
+    assert float(tight.n_eff[0, 0]) > float(straight.n_eff[0, 0])  # per arc length at the guide centre
+    # A mirror-symmetric guide bent the other way has the same index (no first-order 1/R term).
+    mirrored = ms.ModeSolver(sim, plane, ms.ModeSpec(filter_pol="te", bend_radius=-1.5, bend_axis=1), [F0]).solve()
+    assert abs(float(mirrored.n_eff[0, 0]) - float(tight.n_eff[0, 0])) < 1e-5
+    with pytest.raises(ModeSolverError, match="bend's centre"):
+        ms.ModeSolver(sim, plane, ms.ModeSpec(bend_radius=1.0, bend_axis=1), [F0]).solve()
+
+
+# ------------------------------------------------------------------ sources and monitors in the engine
+def straight_guide(three_d: bool, direction: str = "+") -> ms.Simulation:
+    """A straight silicon guide with a mode source and monitors either side of it."""
+    freqs = F0 * np.linspace(0.9, 1.1, 5)
+    port = (0, 1.6, 1.2) if three_d else (0, 2.0, ms.inf)
+    x_source = -1.0 if direction == "+" else 1.0
+    return ms.Simulation(
+        size=(3.0, 2.4 if three_d else 3.0, 2.0 if three_d else 0),
+        grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=14 if three_d else 16),
+        run_time=300e-15,
+        medium=SILICA,
+        structures=[ms.Structure(geometry=ms.Box(size=(ms.inf, 0.5, 0.22 if three_d else ms.inf)), medium=SILICON)],
+        sources=[ms.ModeSource(center=(x_source, 0, 0), size=port, direction=direction, source_time=ms.GaussianPulse(freq0=F0, fwidth=F0 / 10), num_freqs=5)],
+        monitors=[
+            ms.ModeMonitor(name="after", center=(-x_source * 0.9, 0, 0), size=port, freqs=freqs),
+            ms.ModeMonitor(name="before", center=(x_source * 1.2, 0, 0), size=port, freqs=freqs),
+        ],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=10)),
+    )
+
+
+@pytest.mark.parametrize("three_d", [False, True], ids=["2D", "3D"])
+def test_straight_guide_transmits_the_mode(three_d: bool) -> None:
+    sim = straight_guide(three_d)
+    data = ms.solve(sim)
+    s21 = data["after"].amps.sel(direction="+", mode_index=0).values
+    s11 = data["before"].amps.sel(direction="-", mode_index=0).values
+    # Bounds from the issue over the pulse band f0 ± fwidth: |S21|² = 1 within 0.5%
+    # (measured within 0.1%), backward |S11|² < 1e-3 (measured < 1e-8).
+    np.testing.assert_allclose(np.abs(s21) ** 2, 1.0, atol=5e-3)
+    assert np.all(np.abs(s11) ** 2 < 1e-3)
+    # The phase reference is the source plane: S21 = exp(iβL) with the grid's β.
+    x = sim.grid.nodes(0, half=False)
+    length = x[np.argmin(np.abs(x - 0.9))] - x[np.argmin(np.abs(x + 1.0))]
+    beta = 2 * np.pi * data["after"].f.values / ms.C_0 * 1e-6 * data["after"].n_eff.sel(mode_index=0).values
+    assert np.max(np.abs(np.angle(s21 * np.exp(-1j * beta * length)))) < 5e-3
+
+
+def test_mode_source_launches_backwards_too() -> None:
+    data = ms.solve(straight_guide(False, direction="-"))
+    np.testing.assert_allclose(np.abs(data["after"].amps.sel(direction="-", mode_index=0).values) ** 2, 1.0, atol=5e-3)
+    assert np.all(np.abs(data["before"].amps.sel(direction="+", mode_index=0).values) ** 2 < 1e-3)
+
+
+def test_taper_conserves_power() -> None:
+    """A linear taper 0.4 → 1.4 µm over 1 µm: what leaves in the guided modes, what
+    reflects, and what radiates through the sides of a flux box adds up to what went in."""
+    freqs = F0 * np.linspace(0.95, 1.05, 3)
+    taper = ms.PolySlab(vertices=[(-0.5, -0.2), (0.5, -0.7), (0.5, 0.7), (-0.5, 0.2)], slab_bounds=(-1, 1))
+    spec = ms.ModeSpec(num_modes=4, filter_pol="te")
+    sim = ms.Simulation(
+        size=(5.0, 4.0, 0),
+        grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=18),
+        run_time=400e-15,
+        medium=SILICA,
+        structures=[
+            ms.Structure(geometry=ms.Box(center=(-1.5, 0, 0), size=(2.0, 0.4, ms.inf)), medium=SILICON),
+            ms.Structure(geometry=taper, medium=SILICON),
+            ms.Structure(geometry=ms.Box(center=(1.75, 0, 0), size=(2.5, 1.4, ms.inf)), medium=SILICON),
+        ],
+        sources=[ms.ModeSource(center=(-1.6, 0, 0), size=(0, 2.0, ms.inf), mode_spec=ms.ModeSpec(filter_pol="te"), source_time=ms.GaussianPulse(freq0=F0, fwidth=F0 / 10), num_freqs=3)],
+        monitors=[
+            ms.ModeMonitor(name="in", center=(-1.3, 0, 0), size=(0, 3.0, ms.inf), freqs=freqs, mode_spec=ms.ModeSpec(filter_pol="te")),
+            ms.ModeMonitor(name="out", center=(1.6, 0, 0), size=(0, 3.0, ms.inf), freqs=freqs, mode_spec=spec),
+            ms.FluxMonitor(name="top", center=(0.15, 1.5, 0), size=(2.9, 0, ms.inf), freqs=freqs),
+            ms.FluxMonitor(name="bottom", center=(0.15, -1.5, 0), size=(2.9, 0, ms.inf), freqs=freqs, normal_dir="-"),
+        ],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
+    )
+    data = ms.solve(sim)
+    out = data["out"]
+    guided = out.n_eff > 1.444  # modes above the cladding index
+    transmitted = (np.abs(out.amps.sel(direction="+")) ** 2).where(guided, 0).sum("mode_index").values
+    reflected = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
+    radiated = data["top"].values + data["bottom"].values
+    total = transmitted + reflected + radiated
+    print(f"taper: transmitted {transmitted}, reflected {reflected}, radiated {radiated}")
+    assert np.all(transmitted > 0.9)
+    # Bound 1% (issue).
+    np.testing.assert_allclose(total, 1.0, atol=0.01)
+
+
+def test_directional_coupler_follows_coupled_mode_theory() -> None:
+    """Two parallel silicon guides: light launched in one crosses to the other as
+    sin²(π·Δn·L/λ), Δn from the solver's even and odd supermodes. At L = L_c/2 half
+    the power has crossed."""
+    width, gap = 0.4, 0.15
+    centre = (width + gap) / 2
+    base = dict(
+        grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=16),
+        medium=SILICA,
+        structures=[
+            ms.Structure(geometry=ms.Box(center=(0, -centre, 0), size=(ms.inf, width, ms.inf)), medium=SILICON),
+            ms.Structure(geometry=ms.Box(center=(0, centre, 0), size=(ms.inf, width, ms.inf)), medium=SILICON),
+        ],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
+    )
+    probe = ms.Simulation(size=(1.0, 4.0, 0), run_time=1e-15, **base)
+    supermodes = ms.ModeSolver(probe, ms.Box(size=(0, ms.inf, ms.inf)), ms.ModeSpec(num_modes=2, filter_pol="te"), [F0]).solve()
+    delta_n = float(supermodes.n_eff[0, 0] - supermodes.n_eff[1, 0])
+    half_coupling = LAMBDA / (4 * delta_n)  # L_c/2 = λ/(4Δn)
+    x_source = -half_coupling / 2
+    sim = ms.Simulation(
+        size=(half_coupling + 2.4, 4.0, 0),
+        run_time=600e-15,
+        sources=[ms.ModeSource(center=(x_source, -centre - 0.3, 0), size=(0, 1.2, ms.inf), mode_spec=ms.ModeSpec(filter_pol="te"), source_time=ms.GaussianPulse(freq0=F0, fwidth=F0 / 20), num_freqs=3)],
+        monitors=[
+            ms.ModeMonitor(name="cross", center=(x_source + half_coupling, centre + 0.3, 0), size=(0, 1.2, ms.inf), freqs=[F0], mode_spec=ms.ModeSpec(filter_pol="te")),
+            ms.ModeMonitor(name="bar", center=(x_source + half_coupling, -centre - 0.3, 0), size=(0, 1.2, ms.inf), freqs=[F0], mode_spec=ms.ModeSpec(filter_pol="te")),
+        ],
+        **base,
+    )
+    data = ms.solve(sim)
+    cross = float(np.abs(data["cross"].amps.sel(direction="+", mode_index=0, f=F0)) ** 2)
+    bar = float(np.abs(data["bar"].amps.sel(direction="+", mode_index=0, f=F0)) ** 2)
+    print(f"coupler: Δn {delta_n:.4f}, L_c/2 {half_coupling:.3f} µm, cross {cross:.4f}, bar {bar:.4f}")
+    # Bound 3% (issue) at L = L_c/2.
+    assert abs(cross - 0.5) < 0.03 * 0.5
+    assert abs(cross + bar - 1.0) < 0.03
+
+
+# ------------------------------------------------------------------ resonance finder
+def test_resonance_finder_on_noisy_damped_sinusoids() -> None:
+    rng = np.random.default_rng(7)
+    dt = 5e-17
+    t = np.arange(60_000) * dt
+    truth = [(190e12, 2000.0, 1.0, 0.3), (195e12, 500.0, 0.5, -1.0)]
+    x = sum(a * np.exp(-np.pi * f / q * t) * np.cos(2 * np.pi * f * t + p) for f, q, a, p in truth)
+    x = x + 1e-4 * rng.standard_normal(t.size)
+    found = ms.ResonanceFinder(freq_window=(185e12, 200e12)).run_raw_signal(x, dt)
+    assert found.sizes["resonance"] == 2
+    for (f, q, a, p), k in zip(truth, range(2)):
+        # Bounds from the issue: f within 1e-6 relative, Q within 1%.
+        assert abs(found.freq.values[k] - f) / f < 1e-6
+        assert abs(found.Q.values[k] - q) / q < 0.01
+        assert abs(found.amplitude.values[k] - a) / a < 0.01
+        assert found.error.values[k] < 1e-4
+
+
+def test_resonance_finder_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="freq_window"):
+        ms.ResonanceFinder(freq_window=(2e14, 1e14))
+    with pytest.raises(ValueError, match="too short"):
+        ms.ResonanceFinder(freq_window=(1.9e14, 1.91e14)).run_raw_signal(np.ones(6), 1e-17)
+
+
+# ------------------------------------------------------------------ bad input
+def test_mode_models_name_the_field_and_reason() -> None:
+    pulse = ms.GaussianPulse(freq0=F0, fwidth=F0 / 10)
+    with pytest.raises(ValidationError, match="mode_index 1 needs mode_spec.num_modes"):
+        ms.ModeSource(center=(0, 0, 0), size=(0, 1, 1), source_time=pulse, mode_index=1)
+    with pytest.raises(ValidationError, match="size 0 along exactly one axis"):
+        ms.ModeSource(center=(0, 0, 0), size=(0, 1, 0), source_time=pulse)
+    with pytest.raises(ValidationError, match="size 0 along exactly one axis"):
+        ms.ModeMonitor(name="m", size=(1, 1, 1), freqs=[F0])
+    with pytest.raises(ValidationError, match="bend_axis"):
+        ms.ModeSpec(bend_radius=5.0)
+    with pytest.raises(ValidationError, match="num_freqs must be 1"):
+        ms.ModeSource(center=(0, 0, 0), size=(0, 1, 1), source_time=ms.ContinuousWave(freq0=F0, fwidth=F0 / 10), num_freqs=3)
+    with pytest.raises(ValidationError) as outside:
+        straight_guide(False).model_copy(update={}).model_validate(
+            {**straight_guide(False).model_dump(), "monitors": [ms.ModeMonitor(name="far", center=(9, 0, 0), size=(0, 1, ms.inf), freqs=[F0]).model_dump()]}
+        )
+    assert outside.value.errors()[0]["loc"] == ("monitors", 0, "center")
+
+
+def test_a_plane_without_a_guide_is_refused_before_stepping() -> None:
+    sim = straight_guide(False)
+    empty = sim.model_copy(update={"structures": ()})
+    with pytest.raises(EngineInputError, match=r"sources\[0\].*no guided mode.*searched near n_eff = 1\.444.*does the plane cross a waveguide"):
+        ms.solve(empty)
+    with pytest.raises(ModeSolverError, match="ModeSolver: no guided mode"):
+        ms.ModeSolver(empty, ms.Box(size=(0, 2, ms.inf)), freqs=[F0]).solve()
+    with pytest.raises(ValueError, match="zero-size axis"):
+        ms.ModeSolver(sim, ms.Box(size=(1, 1, 0)), freqs=[F0])
+
+
+def test_mode_solver_data_plots_and_reprs() -> None:
+    modes = ms.ModeSolver(strip_simulation(12), ms.Box(size=(0, 2.0, 1.6)), ms.ModeSpec(num_modes=2), [F0, 1.05 * F0]).solve()
+    assert modes.dataset["Ey"].dims == ("mode_index", "f", "y", "z")
+    ax = modes.plot_field("Ey", mode_index=0)
+    assert "n_eff = 2.4" in ax.get_title() and len([p for p in ax.patches if not p.get_fill()]) == 1
+    assert "<table>" in modes._repr_html_() and "n_group" in repr(modes)
+    np.testing.assert_array_less(np.abs(modes.k_eff.values), 1e-9)
