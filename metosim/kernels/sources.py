@@ -50,9 +50,9 @@ class PointInjection:
 
 @dataclass(frozen=True)
 class SheetInjection:
-    """A TFSF sheet along ``axis``: at step n, ``e_field[e_slices] += e_profile · e_waveform[n]``
-    (on the E-node plane i0) and ``h_field[h_slices] += h_profile · h_waveform[n]`` (on the
-    H-node plane i0 − ½)."""
+    """A TFSF sheet along ``axis``: at step n, ``e_field[e_slices] += Σₖ e_waveform[n, k] ·
+    e_profile[k]`` (on the E-node plane i0) and likewise for ``h_field`` on the H-node
+    plane i0 − ½: K profiles (shape (K, *slice)), each with its own waveform (num_steps, K)."""
 
     e_field: str
     h_field: str
@@ -165,10 +165,10 @@ def sheet_injection(
         h_field=h_field,
         e_slices=e_slices,  # type: ignore[arg-type]
         h_slices=h_slices,  # type: ignore[arg-type]
-        e_profile=-src.sign * s / dl * cb[e_slices] * profile,
-        h_profile=-src.sign * s * dt / dl * profile,
-        e_waveform=inc.h_before,
-        h_waveform=inc.e,
+        e_profile=(-src.sign * s / dl * cb[e_slices] * profile)[None],
+        h_profile=(-src.sign * s * dt / dl * profile)[None],
+        e_waveform=inc.h_before[:, None],
+        h_waveform=inc.e[:, None],
     )
     transverse_area = grid.cell_volume / dl
     weight = float(np.sum(profile**2)) * transverse_area
@@ -194,7 +194,8 @@ def dipole_power(injection: PointInjection, src: PointDipole, dt: float) -> Call
 def mode_injection(
     src: ModeSource, where: str, sim, dt: float, permittivity: tuple[np.ndarray, ...], cb: list[np.ndarray], num_steps: int
 ) -> tuple[list[SheetInjection], Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """The TFSF sheets (one per transverse (E, H) pair and profile) that launch mode
+    """The two TFSF sheets (one per transverse (E, H) pair, each with a profile per
+    frequency node) that launch mode
     ``src.mode_index`` along ``src.direction``, the injected mode's complex amplitude
     spectrum A(f) (its power is |A|², in the unit-power mode normalisation), and the
     power spectrum a FluxMonitor normalises by.
@@ -255,27 +256,26 @@ def mode_injection(
         shift = np.exp(1j * (2 * np.pi * f * dt / 2 + src.sign * beta_of(f) * dn / 2))
         waves = [(np.fft.irfft(spectrum * w, size)[:num_steps], np.fft.irfft(spectrum * w * shift, size)[:num_steps]) for w in weights]
     sheets = []
-    for (e, h, _), (wave_e, wave_h) in zip(profiles, waves):
-        for p, q in ((u, v), (v, u)):
-            s_pn = curl_sign(p, n)
-            window = list(plane.window)
-            window[n] = slice(i0, i0 + 1)
-            e_slices = tuple(window)
-            window[n] = slice(i0 - 1, i0)
-            h_slices = tuple(window)
-            sheets.append(
-                SheetInjection(
-                    e_field="E" + "xyz"[p],
-                    h_field="H" + "xyz"[q],
-                    e_slices=e_slices,  # type: ignore[arg-type]
-                    h_slices=h_slices,  # type: ignore[arg-type]
-                    # E_p(i0) += −s·cb/Δn·H_q,inc(i0 − ½) with H_inc = sign·h_q·wave_h: the signs cancel.
-                    e_profile=-s_pn / dn * cb[p][e_slices] * plane.to_grid(h[q]),
-                    h_profile=-src.sign * s_pn * dt / dn * plane.to_grid(e[p]),
-                    e_waveform=wave_h,
-                    h_waveform=wave_e,
-                )
+    for p, q in ((u, v), (v, u)):
+        s_pn = curl_sign(p, n)
+        window = list(plane.window)
+        window[n] = slice(i0, i0 + 1)
+        e_slices = tuple(window)
+        window[n] = slice(i0 - 1, i0)
+        h_slices = tuple(window)
+        sheets.append(
+            SheetInjection(
+                e_field="E" + "xyz"[p],
+                h_field="H" + "xyz"[q],
+                e_slices=e_slices,  # type: ignore[arg-type]
+                h_slices=h_slices,  # type: ignore[arg-type]
+                # E_p(i0) += −s·cb/Δn·H_q,inc(i0 − ½) with H_inc = sign·h_q·wave_h: the signs cancel.
+                e_profile=np.stack([-s_pn / dn * cb[p][e_slices] * plane.to_grid(h[q]) for _, h, _ in profiles]),
+                h_profile=np.stack([-src.sign * s_pn * dt / dn * plane.to_grid(e[p]) for e, _, _ in profiles]),
+                e_waveform=np.stack([wave_h for _, wave_h in waves], axis=1),
+                h_waveform=np.stack([wave_e for wave_e, _ in waves], axis=1),
             )
+        )
 
     def amplitude(freqs: np.ndarray) -> np.ndarray:
         return dft(s_e, steps * dt, freqs, dt)
