@@ -141,8 +141,7 @@ def derivative_matrices(steps: PlaneSteps, omega: float, num_pml: tuple[int, int
             out += [zero, zero]
             continue
         diff = _difference(n, periodic[a])
-        layers = num_pml[a] if isinstance(num_pml[a], int) else 0
-        pml = (layers, layers) if layers else (0, 0)
+        pml = (num_pml[a], num_pml[a])
         s_half = _pml_stretch(d, pml, omega, half=True)
         s_int = _pml_stretch(d, pml, omega, half=False)
         forward = sp.diags(1.0 / (s_half * d)) @ diff
@@ -174,13 +173,14 @@ def solve_modes(
     bend_radius: float | None = None,
     bend_axis: int | None = None,
     precision: str = "double",
+    te_axis: int = 0,
 ) -> Modes:
     """Eigenmodes of the cross-section with relative permittivity ``eps`` = (εu, εv, εn),
     each (Nu, Nv) on its own E node, at angular frequency ``omega`` (rad per µm/c).
 
     ``target_neff``: shift of the shift-invert search (default: the largest index in
     the plane). ``filter_pol``: "te" / "tm" puts modes with ``te_fraction`` (the share
-    of |E|² in Eu) ≥ ½ / < ½ first. ``bend_axis``: the tangential axis (0 = u, 1 = v)
+    of |E|² along transverse axis ``te_axis``: 0 = u, 1 = v) ≥ ½ / < ½ first. ``bend_axis``: the tangential axis (0 = u, 1 = v)
     the guide bends about; the other one is radial.
     """
     Nu, Nv = steps.shape
@@ -258,7 +258,7 @@ def solve_modes(
         E_u.append(ex * scale), E_v.append(ey * scale), E_n.append(en_ * scale)
         H_u.append(hx * scale), H_v.append(hy * scale), H_n.append(hn * scale)
         wu, wv = np.sum(np.abs(ex) ** 2 * area_u), np.sum(np.abs(ey) ** 2 * area_v)
-        te.append(wu / (wu + wv))
+        te.append((wu if te_axis == 0 else wv) / (wu + wv))
     te = np.asarray(te)
     if filter_pol is not None:
         keep = te >= 0.5 if filter_pol == "te" else te < 0.5
@@ -312,6 +312,13 @@ class Plane:
     def axes(self) -> tuple[int, int]:
         """The transverse axes (u, v), cyclic with the normal."""
         return (self.normal + 1) % 3, (self.normal + 2) % 3
+
+    @property
+    def first_tangential(self) -> int:
+        """Which of (u, v) comes first in x, y, z order (the ``ModeSpec`` convention for
+        ``te_fraction``, ``num_pml`` and ``bend_axis``): 0 = u, except v for a y normal."""
+        u, v = self.axes
+        return 0 if u < v else 1
 
     def to_grid(self, F: np.ndarray) -> np.ndarray:
         """A (..., Nu, Nv) plane array as (..., Nx, Ny, Nz), length 1 along the normal."""
@@ -391,13 +398,20 @@ def simulation_modes(sim, center: tuple[float, ...], size: tuple[float, ...], sp
         eps = plane_permittivity(mesh_media(sim, grid, plane.window).permittivity, plane, windowed=True)
     else:
         eps = plane_permittivity(permittivity, plane)
-    cladding = _edge_index(eps, plane.steps, spec.num_pml)
+    # ModeSpec names tangential axes in x, y, z order; the solver in cyclic (u, v) order.
+    swap = plane.first_tangential == 1
+    num_pml = tuple(reversed(spec.num_pml)) if swap else tuple(spec.num_pml)
+    bend_axis = None if spec.bend_axis is None else (1 - spec.bend_axis if swap else spec.bend_axis)
+    cladding = _edge_index(eps, plane.steps, num_pml)
     out = []
     for f in freqs:
         omega_physical = 2 * np.pi * f
         omega = grid_omega(omega_physical, dt) if dt is not None else omega_physical
         try:
-            modes = solve_modes(eps, plane.steps, omega, spec.num_modes, spec.target_neff, spec.filter_pol, spec.num_pml, plane.periodic, spec.bend_radius, spec.bend_axis, spec.precision)
+            modes = solve_modes(
+                eps, plane.steps, omega, spec.num_modes, spec.target_neff, spec.filter_pol, num_pml, plane.periodic,
+                spec.bend_radius, bend_axis, spec.precision, te_axis=plane.first_tangential,
+            )
         except ModeSolverError as exc:
             raise ModeSolverError(f"{where}: {exc}") from None
         if spec.bend_radius is None and not np.real(modes.n_eff[0]) > cladding * (1 + 1e-9):
