@@ -63,7 +63,10 @@ def ring_report(data: Any) -> dict[str, Any]:
     through = np.abs(data["through"].amps.sel(direction="+", mode_index=0).values) ** 2
     drop = np.abs(data["drop"].amps.sel(direction="-", mode_index=0).values) ** 2
     freqs = data["through"].f.values
-    resonances = ms.ResonanceFinder(freq_window=(freqs[0], freqs[-1])).run(data["probe"]["Hz"])
+    found = ms.ResonanceFinder(freq_window=(freqs[0], freqs[-1])).run(data["probe"]["Hz"])
+    # The ring's own resonances: strong, and confirmed by both matrix pencils.
+    strong = (found.amplitude > 0.05 * found.amplitude.max()) & (found.error < 1e-4)
+    resonances = found.isel(resonance=np.nonzero(strong.values)[0])
     f_res = resonances.freq.values
     k = int(np.argmin(np.abs(f_res - ms.C_0 / 1.55e-6)))
     fit = lorentzian_q(freqs, through, guess=f_res[k])
@@ -74,7 +77,7 @@ def ring_report(data: Any) -> dict[str, Any]:
         "drop": drop,
         "resonances": resonances,
         "f0": float(f_res[k]),
-        "fsr": float(np.mean(np.diff(f_res))),
+        "fsr": float(np.median(np.diff(f_res))),
         "extinction_db": float(10 * np.log10(through[near].max() / through[near].min())),
         "q_resonance_finder": float(resonances.Q.values[k]),
         "q_lorentzian": fit["Q"],

@@ -28,6 +28,7 @@ chosen so the largest E component is real and positive at its peak.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,8 @@ from ..grid import C_0, MICROMETRE
 
 #: Extra eigenpairs computed beyond ``num_modes`` when filtering by polarisation.
 _FILTER_EXTRA = 4
+#: Unknowns (2 × cells) up to which the eigenproblem is solved densely.
+_DENSE_LIMIT = 1200
 
 
 class ModeSolverError(ValueError):
@@ -82,6 +85,37 @@ def _dual(steps: np.ndarray) -> np.ndarray:
     ghost half node before the first cell mirrors the first step)."""
     before = np.concatenate([steps[:1], steps[:-1]])
     return 0.5 * (before + steps)
+
+
+def _dense_nearest(A: sp.csc_matrix, k: int, shift: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k eigenpairs of A nearest ``shift`` from a dense eigensolve, block by block
+    when the (Eu, Ev) polarisations decouple (a 1D cross-section)."""
+    import scipy.linalg
+
+    dense = A.toarray()
+    if not dense[:size, size:].any() and not dense[size:, :size].any():
+        parts = [scipy.linalg.eig(dense[b, b], check_finite=False) for b in (slice(0, size), slice(size, 2 * size))]
+        values = np.concatenate([p[0] for p in parts])
+        vectors = np.zeros((2 * size, 2 * size), dtype=complex)
+        vectors[:size, :size], vectors[size:, size:] = parts[0][1], parts[1][1]
+    else:
+        values, vectors = scipy.linalg.eig(dense, check_finite=False)
+    nearest = np.argsort(np.abs(values - shift))[:k]
+    return values[nearest], vectors[:, nearest]
+
+
+def _shift_invert(A: sp.csc_matrix, k: int, shift: float, target_neff: float) -> tuple[np.ndarray, np.ndarray]:
+    """The k eigenpairs of A nearest ``shift`` by ARPACK's shift-invert mode."""
+    ncv = min(A.shape[0], max(2 * k + 1, 20))  # a wider Krylov space: fewer restarts
+    try:
+        return spla.eigs(A, k=k, sigma=shift, which="LM", ncv=ncv)
+    except RuntimeError:  # the shift hit an eigenvalue exactly: move it a little
+        try:
+            return spla.eigs(A, k=k, sigma=shift * (1 + 1e-6), which="LM", ncv=ncv)
+        except (RuntimeError, spla.ArpackNoConvergence) as exc:
+            raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
+    except spla.ArpackNoConvergence as exc:
+        raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
 
 
 def face_areas(steps: PlaneSteps) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -161,28 +195,45 @@ def bend_factors(steps: PlaneSteps, radius: float, radial_axis: int) -> tuple[np
     return 1 + nodes / radius, 1 + (nodes + 0.5 * d) / radius
 
 
-def solve_modes(
+@dataclass(frozen=True)
+class CrossSection:
+    """The eigenproblem of one plane split by its dependence on ω: Q = Q0 + ω²·Qw and
+    P = P0 + ω²·Pw (so building it once serves every frequency of a monitor), with the
+    materials and derivative matrices needed to recover all six field components."""
+
+    steps: PlaneSteps
+    eps: tuple[np.ndarray, np.ndarray, np.ndarray]  # flattened, bend-transformed
+    mu: tuple[np.ndarray, np.ndarray, np.ndarray]
+    derivatives: tuple[sp.csr_matrix, ...]  # Du_f, Du_b, Dv_f, Dv_b
+    Q0: sp.csc_matrix
+    Qw: sp.csc_matrix
+    P0: sp.csc_matrix
+    Pw: sp.csc_matrix
+    #: The PML stretch depends on ω: such a section serves only ``omega``.
+    omega: float | None
+
+    def operator(self, omega: float) -> sp.csc_matrix:
+        """P·Q/ω², the matrix whose eigenvalues are β²."""
+        w2 = omega**2
+        P, Q = self.P0 + w2 * self.Pw, self.Q0 + w2 * self.Qw
+        return (P @ Q / w2).tocsc()
+
+    def Q(self, omega: float) -> sp.csc_matrix:
+        return self.Q0 + omega**2 * self.Qw
+
+
+def cross_section(
     eps: tuple[np.ndarray, np.ndarray, np.ndarray],
     steps: PlaneSteps,
     omega: float,
-    num_modes: int,
-    target_neff: float | None = None,
-    filter_pol: str | None = None,
     num_pml: tuple[int, int] = (0, 0),
     periodic: tuple[bool, bool] = (False, False),
     bend_radius: float | None = None,
     bend_axis: int | None = None,
-    precision: str = "double",
-    te_axis: int = 0,
-) -> Modes:
-    """Eigenmodes of the cross-section with relative permittivity ``eps`` = (εu, εv, εn),
-    each (Nu, Nv) on its own E node, at angular frequency ``omega`` (rad per µm/c).
-
-    ``target_neff``: shift of the shift-invert search (default: the largest index in
-    the plane). ``filter_pol``: "te" / "tm" puts modes with ``te_fraction`` (the share
-    of |E|² along transverse axis ``te_axis``: 0 = u, 1 = v) ≥ ½ / < ½ first. ``bend_axis``: the tangential axis (0 = u, 1 = v)
-    the guide bends about; the other one is radial.
-    """
+) -> CrossSection:
+    """Assemble the plane's eigenproblem (see the module docstring). ``omega`` is used
+    only by a PML; ``bend_axis``: the tangential axis (0 = u, 1 = v) the guide bends
+    about, the other one being radial."""
     Nu, Nv = steps.shape
     size = Nu * Nv
     eu, ev, en = (np.asarray(e, dtype=complex).reshape(size) for e in eps)
@@ -196,7 +247,7 @@ def solve_modes(
                 f"the plane reaches the bend's centre: its half-width along the radial axis must be below |bend_radius| = {abs(bend_radius):g} µm"
             )
         shape = (-1, 1) if radial == 0 else (1, -1)
-        # Node kind of each component along the radial axis: half for Eu/Hv (u) ...
+        # Whether each E (and H) component sits on half nodes along the radial axis.
         comp_half = {0: (True, False, False), 1: (False, True, False)}[radial]
         mu_half = {0: (False, True, True), 1: (True, False, True)}[radial]
         for k in range(3):
@@ -207,16 +258,57 @@ def solve_modes(
     eu, ev, en = eps_c
     Du_f, Du_b, Dv_f, Dv_b = derivative_matrices(steps, omega, num_pml, periodic)
     M, K = sp.diags(1 / mu[2]), sp.diags(1 / en)
-    w2 = omega**2
-    Q = sp.bmat([[-Du_b @ M @ Dv_f, Du_b @ M @ Du_f + w2 * sp.diags(ev)], [-Dv_b @ M @ Dv_f - w2 * sp.diags(eu), Dv_b @ M @ Du_f]], format="csc")
-    P = sp.bmat([[Du_f @ K @ Dv_b, -Du_f @ K @ Du_b - w2 * sp.diags(mu[1])], [Dv_f @ K @ Dv_b + w2 * sp.diags(mu[0]), -Dv_f @ K @ Du_b]], format="csc")
-    A = (P @ Q / w2).tocsc()
+    zero = sp.csr_matrix((size, size))
+    return CrossSection(
+        steps=steps,
+        eps=(eu, ev, en),
+        mu=tuple(mu),  # type: ignore[arg-type]
+        derivatives=(Du_f, Du_b, Dv_f, Dv_b),
+        Q0=sp.bmat([[-Du_b @ M @ Dv_f, Du_b @ M @ Du_f], [-Dv_b @ M @ Dv_f, Dv_b @ M @ Du_f]], format="csc"),
+        Qw=sp.bmat([[zero, sp.diags(ev)], [-sp.diags(eu), zero]], format="csc"),
+        P0=sp.bmat([[Du_f @ K @ Dv_b, -Du_f @ K @ Du_b], [Dv_f @ K @ Dv_b, -Dv_f @ K @ Du_b]], format="csc"),
+        Pw=sp.bmat([[zero, -sp.diags(mu[1])], [sp.diags(mu[0]), zero]], format="csc"),
+        omega=omega if any(num_pml) else None,
+    )
+
+
+def solve_modes(
+    eps: tuple[np.ndarray, np.ndarray, np.ndarray],
+    steps: PlaneSteps,
+    omega: float,
+    num_modes: int,
+    target_neff: float | None = None,
+    filter_pol: str | None = None,
+    num_pml: tuple[int, int] = (0, 0),
+    periodic: tuple[bool, bool] = (False, False),
+    bend_radius: float | None = None,
+    bend_axis: int | None = None,
+    precision: str = "double",
+    te_axis: int = 0,
+    section: CrossSection | None = None,
+) -> Modes:
+    """Eigenmodes of the cross-section with relative permittivity ``eps`` = (εu, εv, εn),
+    each (Nu, Nv) on its own E node, at angular frequency ``omega`` (rad per µm/c).
+
+    ``target_neff``: shift of the shift-invert search (default: the largest index in
+    the plane). ``filter_pol``: "te" / "tm" puts modes with ``te_fraction`` (the share
+    of |E|² along transverse axis ``te_axis``: 0 = u, 1 = v) ≥ ½ / < ½ first.
+    ``section``: the plane's assembled eigenproblem, to reuse across frequencies
+    (built here from the other arguments when not given).
+    """
+    if section is None or (section.omega is not None and section.omega != omega):
+        section = cross_section(eps, steps, omega, num_pml, periodic, bend_radius, bend_axis)
+    Nu, Nv = steps.shape
+    size = Nu * Nv
+    eu, ev, en = section.eps
+    mu = section.mu
+    Du_f, Du_b, Dv_f, Dv_b = section.derivatives
+    Q = section.Q(omega)
+    A = section.operator(omega)
     # Lossless straight and bent guides give a real operator: real LU and ARPACK
     # iterations are several times cheaper than complex ones.
     real = not np.any(np.imag(A.data))
     A = (A.real if real else A).astype((np.float32 if real else np.complex64) if precision == "single" else (np.float64 if real else np.complex128))
-    # Rows of an axis that carries no field (Eu on a 1-cell inactive u) are still valid:
-    # the operator decouples the polarisations there.
     if target_neff is None:
         target_neff = float(np.sqrt(max(np.max(np.real(e) * np.real(m)) for e, m in zip((eu, ev, en), mu))))
     shift = (target_neff * omega) ** 2
@@ -224,16 +316,12 @@ def solve_modes(
     k = min(want, 2 * size - 2)
     if k < num_modes:
         raise ModeSolverError(f"the plane has {size} cells: too few for {num_modes} modes")
-    ncv = min(2 * size, max(2 * k + 1, 20))  # a wider Krylov space: fewer restarts
-    try:
-        values, vectors = spla.eigs(A, k=k, sigma=shift, which="LM", ncv=ncv)
-    except RuntimeError:  # the shift hit an eigenvalue exactly: move it a little
-        try:
-            values, vectors = spla.eigs(A, k=k, sigma=shift * (1 + 1e-6), which="LM", ncv=ncv)
-        except (RuntimeError, spla.ArpackNoConvergence) as exc:
-            raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
-    except spla.ArpackNoConvergence as exc:
-        raise ModeSolverError(f"the eigenproblem did not converge near n_eff = {target_neff:.4g}: {exc}") from exc
+    if 2 * size <= _DENSE_LIMIT:
+        # Small planes (1D cross-sections): a dense eigensolve is faster than ARPACK's
+        # setup; keep the k eigenvalues nearest the shift, as shift-invert would.
+        values, vectors = _dense_nearest(A, k, shift, size)
+    else:
+        values, vectors = _shift_invert(A, k, shift, target_neff)
     beta = np.sqrt(values.astype(complex))  # principal root: Re β ≥ 0, forward along +n
     order = np.argsort(-np.real(beta))
     beta, vectors = beta[order], vectors[:, order]
@@ -376,7 +464,10 @@ def grid_beta(beta: np.ndarray, dn: float) -> np.ndarray:
     return 2 / dn * np.arcsin(beta * dn / 2)
 
 
-def simulation_modes(sim, center: tuple[float, ...], size: tuple[float, ...], spec, freqs: np.ndarray, where: str, permittivity: tuple[np.ndarray, ...] | None = None, dt: float | None = None) -> tuple[Plane, list[Modes]]:
+def simulation_modes(
+    sim, center: tuple[float, ...], size: tuple[float, ...], spec, freqs: np.ndarray, where: str,
+    permittivity: tuple[np.ndarray, ...] | None = None, dt: float | None = None, on_frequency: Callable[[], None] | None = None,
+) -> tuple[Plane, list[Modes]]:
     """Modes of ``sim`` on the plane ``center``/``size`` (µm) at normalised ``freqs``
     (c/µm), one :class:`Modes` per frequency, for the ``ModeSpec`` ``spec``.
 
@@ -384,7 +475,8 @@ def simulation_modes(sim, center: tuple[float, ...], size: tuple[float, ...], sp
     (the engine); else the plane alone is meshed. ``dt`` (normalised): solve at the
     leapfrog's ω̃ and report the grid's β along the normal, so the modes are exact
     solutions of the time-stepped equations (the engine's sources and monitors).
-    ``where`` names the caller in errors ("sources[0]", "ModeSolver").
+    ``where`` names the caller in errors ("sources[0]", "ModeSolver");
+    ``on_frequency`` is called before each frequency (the engine's heartbeat).
     """
     from dataclasses import replace
 
@@ -403,14 +495,19 @@ def simulation_modes(sim, center: tuple[float, ...], size: tuple[float, ...], sp
     num_pml = tuple(reversed(spec.num_pml)) if swap else tuple(spec.num_pml)
     bend_axis = None if spec.bend_axis is None else (1 - spec.bend_axis if swap else spec.bend_axis)
     cladding = _edge_index(eps, plane.steps, num_pml)
+    section = None
     out = []
     for f in freqs:
+        if on_frequency is not None:
+            on_frequency()
         omega_physical = 2 * np.pi * f
         omega = grid_omega(omega_physical, dt) if dt is not None else omega_physical
         try:
+            if section is None or section.omega is not None:
+                section = cross_section(eps, plane.steps, omega, num_pml, plane.periodic, spec.bend_radius, bend_axis)
             modes = solve_modes(
                 eps, plane.steps, omega, spec.num_modes, spec.target_neff, spec.filter_pol, num_pml, plane.periodic,
-                spec.bend_radius, bend_axis, spec.precision, te_axis=plane.first_tangential,
+                spec.bend_radius, bend_axis, spec.precision, te_axis=plane.first_tangential, section=section,
             )
         except ModeSolverError as exc:
             raise ModeSolverError(f"{where}: {exc}") from None

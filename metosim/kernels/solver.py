@@ -81,7 +81,10 @@ def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = No
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
     setup_start = time.perf_counter()
-    problem = _setup(sim)
+    # Setup (mode solves, compilation) can take a while: report step 0 meanwhile, so
+    # a service sees a live worker.
+    heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
+    problem = _setup(sim, heartbeat)
     if backend == "jax":
         import jax
 
@@ -122,7 +125,7 @@ class _Problem:
     num_steps: int
 
 
-def _setup(sim: Simulation) -> _Problem:
+def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None) -> _Problem:
     grid = sim.grid
     dtype = np.dtype(sim.precision)
     N = grid.num_cells
@@ -236,7 +239,7 @@ def _setup(sim: Simulation) -> _Problem:
             where = f"monitors[{i}] ({m.name})"
             freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             try:
-                plane, modes = simulation_modes(sim, m.center, m.size, m.mode_spec, freqs, where, permittivity=media.permittivity, dt=dt)
+                plane, modes = simulation_modes(sim, m.center, m.size, m.mode_spec, freqs, where, permittivity=media.permittivity, dt=dt, on_frequency=heartbeat)
                 slices = dict(mon.mode_recording(plane, where))
             except ValueError as exc:  # ModeSolverError included
                 raise EngineInputError(str(exc)) from None
@@ -338,6 +341,8 @@ def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | 
         params = jax.device_put(problem.params)
         eps = jax.device_put(problem.eps)
         # Compile before the clock starts: setup is not time stepping.
+        if progress is not None:
+            progress(0, total)
         run.lower(state, params, jnp.int32(0), jnp.int32(0)).compile()
 
         def advance(state: dict, n0: int, n1: int) -> dict:

@@ -34,8 +34,14 @@ def signal(source_time: GaussianPulse | ContinuousWave, t: np.ndarray) -> np.nda
 
 
 def dft(values: np.ndarray, times: np.ndarray, freqs: np.ndarray, dt: float) -> np.ndarray:
-    """Σₙ vₙ e^{i2πf tₙ} Δt over the last axis of ``values`` (normalised units)."""
-    return np.exp(2j * np.pi * np.outer(freqs, times)) @ values * dt
+    """Σₙ vₙ e^{i2πf tₙ} Δt of a signal ``values`` (normalised units), summed between
+    its first and last non-zero sample (a pulse is exactly zero long before a run
+    ends: the same sum for a fraction of the work)."""
+    nonzero = np.flatnonzero(values)
+    if nonzero.size == 0:
+        return np.zeros(np.shape(freqs), dtype=complex)
+    keep = slice(nonzero[0], nonzero[-1] + 1)
+    return np.exp(2j * np.pi * np.outer(freqs, times[keep])) @ values[keep] * dt
 
 
 @dataclass(frozen=True)
