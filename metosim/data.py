@@ -7,20 +7,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import h5py
-import numpy as np
 import xarray as xr
 
 from .kernels import hdf5
-from .plot import draw_structure_outlines, plane_axes, spectral_label
+from .plot import field_image, plane_axes, spectral_label
 from .simulation import Simulation
 
 Quantity = str  # "real" | "imag" | "abs" | "int"
-QUANTITIES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
-    "real": (np.real, "Re"),
-    "imag": (np.imag, "Im"),
-    "abs": (np.abs, "|·|"),
-    "int": (lambda v: np.abs(v) ** 2, "|·|²"),
-}
 
 
 class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
@@ -102,8 +95,6 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         given), as ``val`` ∈ real | imag | abs | int, with structure outlines."""
         import matplotlib.pyplot as plt
 
-        if val not in QUANTITIES:
-            raise ValueError(f"val must be one of {sorted(QUANTITIES)}, not {val!r}")
         data = self[monitor]
         if not isinstance(data, xr.Dataset) or component not in data:
             raise ValueError(f"monitor {monitor!r} has no field component {component!r}")
@@ -114,21 +105,9 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         for dim, value in (("f", f), ("t", t)):
             if dim in array.dims:
                 array = array.sel({dim: value}, method="nearest") if value is not None else array.isel({dim: 0})
-        func, label = QUANTITIES[val]
-        image = func(np.asarray(array.transpose(axes[u], axes[v]).values))
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4))
-        cu, cv = np.asarray(array[axes[u]]), np.asarray(array[axes[v]])
-        symmetric = val in ("real", "imag")
-        vmax = float(np.max(np.abs(image))) or 1.0
-        mesh = ax.pcolormesh(cu, cv, image.T, shading="nearest", cmap="RdBu_r" if symmetric else "magma", vmin=-vmax if symmetric else 0.0, vmax=vmax)
-        ax.figure.colorbar(mesh, ax=ax, label=f"{label} {component}")
-        draw_structure_outlines(ax, self.simulation.structures, normal, float(array[axes[normal]]), color="black" if not symmetric else "grey")
-        ax.set_xlim(cu.min(), cu.max()) if cu.size > 1 else None
-        ax.set_ylim(cv.min(), cv.max()) if cv.size > 1 else None
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"{axes[u]} (µm)")
-        ax.set_ylabel(f"{axes[v]} (µm)")
+        field_image(ax, array, axes[u], axes[v], component, val, self.simulation.structures, normal, float(array[axes[normal]]))
         when = {k: array.coords[k].item() for k in ("f", "t") if k in array.coords}
         stamp = ", ".join(f"{k} = {spectral_label(k, val_)}" for k, val_ in when.items())
         ax.set_title(f"{monitor}: {component}, {axes[normal]} = {position:g} µm" + (f", {stamp}" if stamp else ""))

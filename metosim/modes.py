@@ -116,32 +116,23 @@ class ModeSolverData:
         abs | int), with structure outlines if the solver had a simulation."""
         import matplotlib.pyplot as plt
 
-        from .data import QUANTITIES
-        from .plot import draw_structure_outlines
+        from .plot import QUANTITIES, field_image
 
         if component not in FIELD_COMPONENTS:
             raise ValueError(f"component must be one of {FIELD_COMPONENTS}, not {component!r}")
         array = self.dataset[component].isel(mode_index=mode_index)
         array = array.sel(f=f, method="nearest") if f is not None else array.isel(f=0)
-        func, label = QUANTITIES[val]
         u, v = (a for a in range(3) if a != self.normal)
         axes = "xyz"
-        image = func(np.asarray(array.transpose(axes[u], axes[v]).values))
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4))
-        cu, cv = np.asarray(array[axes[u]]), np.asarray(array[axes[v]])
-        symmetric = val in ("real", "imag")
-        vmax = float(np.max(np.abs(image))) or 1.0
         neff = float(self.n_eff.isel(mode_index=mode_index).sel(f=array.f.item()))
-        if cv.size > 1:
-            mesh = ax.pcolormesh(cu, cv, image.T, shading="nearest", cmap="RdBu_r" if symmetric else "magma", vmin=-vmax if symmetric else 0.0, vmax=vmax)
-            ax.figure.colorbar(mesh, ax=ax, label=f"{label} {component}")
-            if self.simulation is not None:
-                draw_structure_outlines(ax, self.simulation.structures, self.normal, self.plane.center[self.normal], color="grey" if symmetric else "white")
-            ax.set_aspect("equal")
-            ax.set_ylabel(f"{axes[v]} (µm)")
+        if array.sizes[axes[v]] > 1:
+            structures = self.simulation.structures if self.simulation is not None else ()
+            field_image(ax, array, axes[u], axes[v], component, val, structures, self.normal, self.plane.center[self.normal])
         else:  # a 1D cross-section of a 2D simulation
-            ax.plot(cu, image[:, 0])
+            func, label = QUANTITIES[val]
+            ax.plot(np.asarray(array[axes[u]]), func(np.asarray(array.values)).ravel())
             ax.set_ylabel(f"{label} {component}")
         ax.set_xlabel(f"{axes[u]} (µm)")
         ax.set_title(f"mode {mode_index}: {component}, n_eff = {neff:.4f}")

@@ -15,6 +15,36 @@ from .source import ModeSource, PointDipole
 
 _BIG = 1e6  # stands in for an infinite extent when clipping to the domain (µm)
 
+#: What a field plot can show of a complex component: name → (function, label).
+QUANTITIES: dict[str, tuple[Any, str]] = {
+    "real": (np.real, "Re"),
+    "imag": (np.imag, "Im"),
+    "abs": (np.abs, "|·|"),
+    "int": (lambda v: np.abs(v) ** 2, "|·|²"),
+}
+
+
+def field_image(ax: Any, array: Any, u: str, v: str, component: str, val: str, structures: Any = (), normal: int = 2, position: float = 0.0) -> Any:
+    """Draw a 2D DataArray on dims (``u``, ``v``) as ``val`` (real | imag | abs | int)
+    with a colour bar and the outlines of ``structures`` cut at axis ``normal`` =
+    ``position`` (µm); returns the axis."""
+    if val not in QUANTITIES:
+        raise ValueError(f"val must be one of {sorted(QUANTITIES)}, not {val!r}")
+    func, label = QUANTITIES[val]
+    image = func(np.asarray(array.transpose(u, v).values))
+    cu, cv = np.asarray(array[u]), np.asarray(array[v])
+    symmetric = val in ("real", "imag")
+    vmax = float(np.max(np.abs(image))) or 1.0
+    mesh = ax.pcolormesh(cu, cv, image.T, shading="nearest", cmap="RdBu_r" if symmetric else "magma", vmin=-vmax if symmetric else 0.0, vmax=vmax)
+    ax.figure.colorbar(mesh, ax=ax, label=f"{label} {component}")
+    draw_structure_outlines(ax, structures, normal, position, color="black" if not symmetric else "grey")
+    ax.set_xlim(cu.min(), cu.max()) if cu.size > 1 else None
+    ax.set_ylim(cv.min(), cv.max()) if cv.size > 1 else None
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{u} (µm)")
+    ax.set_ylabel(f"{v} (µm)")
+    return ax
+
 
 def spectral_label(dim: str, value: float) -> str:
     """A frequency (``dim="f"``, Hz) or time (``"t"``, s) to 4 significant digits with an

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+import xarray as xr
 
 from ..grid import C_0, MICROMETRE
 
@@ -331,21 +332,19 @@ def solve_modes(
     for m in range(beta.size):
         e = vectors[:, m]
         h = -(Q @ e) / (omega * beta[m])
-        ex, ey = e[:size], e[size:]
-        hx, hy = h[:size], h[size:]
-        hn = (Du_f @ ey - Dv_f @ ex) / (1j * omega * mu[2])
-        en_ = (Du_b @ hy - Dv_b @ hx) / (-1j * omega * en)
-        power = 0.5 * np.real(np.sum(ex * np.conj(hy) * area_u) - np.sum(ey * np.conj(hx) * area_v))
-        if power < 0:  # a backward-power eigenvector (only in lossy planes): flip H's sign convention
-            power = -power
-        scale = 1 / np.sqrt(power)
+        fu, fv = e[:size], e[size:]
+        gu, gv = h[:size], h[size:]
+        gn = (Du_f @ fv - Dv_f @ fu) / (1j * omega * mu[2])
+        fn = (Du_b @ gv - Dv_b @ gu) / (-1j * omega * en)
+        # |P|: in a lossy plane a mode may carry net power backwards.
+        power = abs(0.5 * np.real(np.sum(fu * np.conj(gv) * area_u) - np.sum(fv * np.conj(gu) * area_v)))
         # Phase: the largest transverse E component real and positive at its peak.
-        flat = np.concatenate([ex, ey])
+        flat = np.concatenate([fu, fv])
         peak = flat[np.argmax(np.abs(flat))]
-        scale *= np.conj(peak) / abs(peak)
-        E_u.append(ex * scale), E_v.append(ey * scale), E_n.append(en_ * scale)
-        H_u.append(hx * scale), H_v.append(hy * scale), H_n.append(hn * scale)
-        wu, wv = np.sum(np.abs(ex) ** 2 * area_u), np.sum(np.abs(ey) ** 2 * area_v)
+        scale = np.conj(peak) / abs(peak) / np.sqrt(power)
+        E_u.append(fu * scale), E_v.append(fv * scale), E_n.append(fn * scale)
+        H_u.append(gu * scale), H_v.append(gv * scale), H_n.append(gn * scale)
+        wu, wv = np.sum(np.abs(fu) ** 2 * area_u), np.sum(np.abs(fv) ** 2 * area_v)
         te.append((wu if te_axis == 0 else wv) / (wu + wv))
     te = np.asarray(te)
     if filter_pol is not None:
@@ -363,7 +362,7 @@ def solve_modes(
     # Group index from the energy theorem: n_g = c·U/P with U = ¼Σ(ε|E|² + μ|H|²)ΔA and
     # P = 1 (non-dispersive media; exact for the transverse-discrete problem).
     n_group = []
-    for k_, i in enumerate(order):
+    for k_ in range(order.size):
         energy = (
             np.sum(np.real(eu) * np.abs(E[0][k_].reshape(size)) ** 2 * area_u)
             + np.sum(np.real(ev) * np.abs(E[1][k_].reshape(size)) ** 2 * area_v)
@@ -561,12 +560,10 @@ def colocate_plane(F: np.ndarray, staggered: tuple[bool, bool, bool]) -> np.ndar
     return F
 
 
-def modes_dataset(grid, plane: Plane, modes: list[Modes], freqs_hz: np.ndarray) -> "xr.Dataset":
+def modes_dataset(grid, plane: Plane, modes: list[Modes], freqs_hz: np.ndarray) -> xr.Dataset:
     """Mode data as xarray: n_complex, te_fraction, n_group on (mode_index, f); the six
     field components on (mode_index, f, and the two transverse axes), on the plane's
     cell boundaries (µm)."""
-    import xarray as xr
-
     u, v = plane.axes
     axes = "xyz"
     data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {

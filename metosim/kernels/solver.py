@@ -28,7 +28,7 @@ from ..source import ModeSource, PointDipole
 from . import monitors as mon
 from .cpml import slab_profile
 from .mesh import mesh_media
-from .modes import plane_on_grid, simulation_modes
+from .modes import simulation_modes
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
 from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step

@@ -15,9 +15,9 @@ import numpy as np
 import xarray as xr
 
 from ..data import SimulationData
-from ..plot import spectral_label
+from ..plot import QUANTITIES as PLOT_QUANTITIES, spectral_label
 
-QUANTITIES = ("real", "imag", "abs", "int")
+QUANTITIES = tuple(PLOT_QUANTITIES)
 
 
 def field_monitors(data: SimulationData) -> list[str]:
