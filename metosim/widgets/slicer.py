@@ -21,8 +21,13 @@ QUANTITIES = tuple(PLOT_QUANTITIES)
 
 
 def field_monitors(data: SimulationData) -> list[str]:
-    """Monitors with spatial field components (frequency or time domain)."""
-    return [name for name, d in data.items() if isinstance(d, xr.Dataset) and {"x", "y", "z"} <= set(d.dims)]
+    """Monitors with field components over a plane or volume (frequency or time
+    domain): not flux or mode monitors, nor point probes."""
+    return [
+        name
+        for name, d in data.items()
+        if isinstance(d, xr.Dataset) and {"x", "y", "z"} <= set(d.dims) and sum(d.sizes[a] > 1 for a in "xyz") >= 2
+    ]
 
 
 @dataclass(frozen=True)
