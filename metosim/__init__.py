@@ -12,7 +12,8 @@ from .data import SimulationData, solve
 from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
-from .medium import PEC, Drude, Lorentz, Medium, PECMedium
+from .medium import PEC, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
+from .materials import material_library
 from .modes import ModeSolver, ModeSolverData, ModeSpec
 from .monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
@@ -51,6 +52,7 @@ __all__ = [
     "ContinuousWave",
     "Cylinder",
     "Drude",
+    "DrudeLorentz",
     "FieldMonitor",
     "FieldTimeMonitor",
     "FluxMonitor",
@@ -78,5 +80,6 @@ __all__ = [
     "Sphere",
     "Structure",
     "inf",
+    "material_library",
     "solve",
 ]

@@ -14,7 +14,7 @@ from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, _as_t
 from .boundary import PML, BoundarySpec, Periodic
 from .geometry import Geometry
 from .grid import Grid, GridSpec, num_cells_along, time_step
-from .medium import Medium, MediumType, PECMedium
+from .medium import DISPERSIVE, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import PointDipole, Source
 
@@ -84,6 +84,11 @@ class Simulation(MetoModel):
         errors += self._check_placement()
         errors += self._check_coupling()
         _raise(errors, self)
+        if self.sources:
+            # Where the sources carry power (above e⁻⁴ ≈ 2% of the peak of each pulse).
+            band = (min(max(s.source_time.freq0 - 2 * s.source_time.fwidth, 1.0) for s in self.sources), max(s.source_time.freq0 + 2 * s.source_time.fwidth for s in self.sources))
+            for k, medium in enumerate(self.media):
+                warn_outside_range(medium, band, "medium" if k == 0 else f"structures[{k - 1}]")
         return self
 
     def _check_boundaries(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -183,7 +188,7 @@ class Simulation(MetoModel):
         active = tuple(s > 0 for s in self.size)
         num = tuple(num_cells_along(s, dl_target) for s in self.size)
         dl = tuple(s / n if a else dl_target for s, n, a in zip(self.size, num, active))
-        dt = time_step(dl, active, self.courant)  # type: ignore[arg-type]
+        dt = self._stable_time_step(time_step(dl, active, self.courant))  # type: ignore[arg-type]
         return Grid(
             lo=self.bounds[0],
             dl=dl,  # type: ignore[arg-type]
@@ -192,6 +197,23 @@ class Simulation(MetoModel):
             dt=dt,
             num_time_steps=max(1, math.ceil(self.run_time / dt)),
         )
+
+    def _stable_time_step(self, dt: float) -> float:
+        """``dt`` (s), shortened where a dispersive medium needs it: a strong or fast pole
+        lowers the effective ε at the Nyquist frequency below the courant² the leapfrog
+        needs (see :func:`metosim.medium.ade_stability_margin`)."""
+        dispersive = [m for m in self.media if isinstance(m, DISPERSIVE)]
+
+        def excess(step: float) -> float:
+            return min(ade_stability_margin(m, step) for m in dispersive) - (self.courant * step / dt) ** 2
+
+        if not dispersive or excess(dt) >= 0:
+            return dt
+        lo, hi = 0.0, dt
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if excess(mid) >= 0 else (lo, mid)
+        return 0.99 * lo  # a 1% margin below the limit
 
     def estimate(self) -> dict[str, int]:
         """Cells, time steps and the engine's memory (bytes) for this simulation."""

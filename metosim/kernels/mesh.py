@@ -18,7 +18,7 @@ from itertools import product
 import numpy as np
 
 from ..grid import Grid
-from ..medium import Drude, Lorentz, Medium, PECMedium
+from ..medium import DISPERSIVE, Medium, PECMedium
 from ..simulation import Simulation
 from .units import to_normalised_conductivity
 
@@ -57,7 +57,7 @@ def _property_tables(sim: Simulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
             eps.append(1.0), sigma.append(0.0), pec.append(True)
         elif isinstance(m, Medium):
             eps.append(m.permittivity), sigma.append(to_normalised_conductivity(m.conductivity)), pec.append(False)
-        elif isinstance(m, (Drude, Lorentz)):
+        elif isinstance(m, DISPERSIVE):
             eps.append(m.eps_inf), sigma.append(0.0), pec.append(False)
         else:  # pragma: no cover - the model admits no other media
             raise TypeError(type(m).__name__)

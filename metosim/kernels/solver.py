@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from ..boundary import PML, PECBoundary, Periodic, PMCBoundary
-from ..medium import Drude, Lorentz
+from ..medium import DISPERSIVE
 from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 from ..source import ModeSource, PointDipole
@@ -216,14 +216,12 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None) -> _Pro
     # ---- dispersive poles (auxiliary differential equation, central differences)
     poles, P = [], []
     for k, medium in enumerate(sim.media):
-        if not isinstance(medium, (Drude, Lorentz)):
+        if not isinstance(medium, DISPERSIVE):
             continue
-        for pole in medium.poles:
-            if isinstance(medium, Drude):
-                w0, gamma, strength = 0.0, 2 * math.pi * to_normalised_frequency(pole[1]), (2 * math.pi * to_normalised_frequency(pole[0])) ** 2
-            else:
-                w0 = 2 * math.pi * to_normalised_frequency(pole[1])
-                gamma, strength = 2 * math.pi * to_normalised_frequency(pole[2]), pole[0] * w0**2
+        for f0, damping, strength_hz2 in medium.ade_poles():
+            w0 = 2 * math.pi * to_normalised_frequency(f0)
+            gamma = 2 * math.pi * to_normalised_frequency(damping)
+            strength = strength_hz2 * (2 * math.pi * to_normalised_frequency(1.0)) ** 2
             den = 1 + gamma * dt / 2
             c3 = [((media.medium_index[p] == k) & ~media.pec[p]) * (strength * dt**2 / den) for p in range(3)]
             poles.append((np.asarray((2 - w0**2 * dt**2) / den, dtype), np.asarray(-(1 - gamma * dt / 2) / den, dtype), [c.astype(dtype) for c in c3]))
