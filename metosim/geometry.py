@@ -88,6 +88,15 @@ class PolySlab(MetoModel):
             raise ValueError("vertices enclose no area")
         return self
 
+    @classmethod
+    def from_gds(cls, gds: object, cell: str | None, layer: int, slab_bounds: tuple[float, float], datatype: int = 0, axis: Axis = 2) -> list["PolySlab"]:
+        """The polygons of a GDS ``cell`` on ``layer``/``datatype`` (references flattened,
+        units converted to µm) extruded over ``slab_bounds``; see
+        :func:`metosim.layout.polyslabs_from_gds`."""
+        from .layout import polyslabs_from_gds
+
+        return polyslabs_from_gds(gds, cell, layer, slab_bounds, datatype, axis)  # type: ignore[arg-type]
+
     def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         v = np.asarray(self.vertices)
         a, b = (i for i in range(3) if i != self.axis)

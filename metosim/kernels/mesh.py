@@ -49,8 +49,13 @@ def medium_index(sim: Simulation, x: np.ndarray, y: np.ndarray, z: np.ndarray) -
     return index
 
 
-def _property_tables(sim: Simulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-medium (ε or ε∞, normalised σ, is-PEC)."""
+def _property_tables(sim: Simulation, freq: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-medium (ε or ε∞, normalised σ, is-PEC); with ``freq`` (Hz) ε is each
+    medium's complex ε(freq), its conductivity and poles included (for mode solves)."""
+    if freq is not None:
+        eps_f = np.array([1.0 if isinstance(m, PECMedium) else complex(m.eps_model(freq)) for m in sim.media])
+        pec = np.array([isinstance(m, PECMedium) for m in sim.media])
+        return eps_f, np.zeros(len(sim.media)), pec
     eps, sigma, pec = [], [], []
     for m in sim.media:
         if isinstance(m, PECMedium):
@@ -64,10 +69,12 @@ def _property_tables(sim: Simulation) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.array(eps), np.array(sigma), np.array(pec)
 
 
-def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] | None = None) -> MeshedMedia:
+def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] | None = None, freq: float | None = None) -> MeshedMedia:
     """Rasterise ``sim``'s structures onto the E-component nodes of ``grid`` (only the
-    nodes in ``window``, index slices per axis, when given: e.g. one mode plane)."""
-    eps_table, sigma_table, pec_table = _property_tables(sim)
+    nodes in ``window``, index slices per axis, when given: e.g. one mode plane).
+    With ``freq`` (Hz) the permittivity is each medium's complex ε at that frequency
+    (what a mode solver needs of dispersive and lossy media), averaged alike."""
+    eps_table, sigma_table, pec_table = _property_tables(sim, freq)
     active = [a for a in range(3) if grid.active[a]]
     out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
     for p, comp in enumerate(("Ex", "Ey", "Ez")):

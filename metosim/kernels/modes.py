@@ -480,12 +480,21 @@ def simulation_modes(
     from dataclasses import replace
 
     from ..boundary import Periodic
+    from ..medium import DISPERSIVE, Medium
     from .mesh import mesh_media
 
     grid = sim.grid
     periodic = tuple(isinstance(sim.boundary_spec[a].minus, Periodic) for a in range(3))
     plane = plane_on_grid(grid, center, size, periodic)  # type: ignore[arg-type]
-    if permittivity is None:
+    # Dispersive or lossy media: their ε(f) per frequency, on the plane alone.
+    frequency_dependent = any(isinstance(m, DISPERSIVE) or (isinstance(m, Medium) and m.conductivity > 0) for m in sim.media)
+
+    def plane_eps(f_hz: float) -> tuple[np.ndarray, ...]:
+        return plane_permittivity(mesh_media(sim, grid, plane.window, freq=f_hz).permittivity, plane, windowed=True)
+
+    if frequency_dependent:
+        eps = ()  # meshed per frequency below
+    elif permittivity is None:
         eps = plane_permittivity(mesh_media(sim, grid, plane.window).permittivity, plane, windowed=True)
     else:
         eps = plane_permittivity(permittivity, plane)
@@ -493,12 +502,15 @@ def simulation_modes(
     swap = plane.first_tangential == 1
     num_pml = tuple(reversed(spec.num_pml)) if swap else tuple(spec.num_pml)
     bend_axis = None if spec.bend_axis is None else (1 - spec.bend_axis if swap else spec.bend_axis)
-    cladding = _edge_index(eps, plane.steps, num_pml)
     section = None
     out = []
     for f in freqs:
         if on_frequency is not None:
             on_frequency()
+        if frequency_dependent:
+            eps = plane_eps(float(f) * C_0 / MICROMETRE)
+            section = None
+        cladding = _edge_index(eps, plane.steps, num_pml)
         omega_physical = 2 * np.pi * f
         omega = grid_omega(omega_physical, dt) if dt is not None else omega_physical
         try:
