@@ -15,7 +15,7 @@ from .grid import C_0, Grid, GridSpec
 from .medium import PEC, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
 from .materials import material_library
 from .modes import ModeSolver, ModeSolverData, ModeSpec
-from .monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
+from .monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
 from .resonance import ResonanceFinder
 from .source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
@@ -54,6 +54,7 @@ __all__ = [
     "Drude",
     "DrudeLorentz",
     "FieldMonitor",
+    "FieldProjectionAngleMonitor",
     "FieldTimeMonitor",
     "FluxMonitor",
     "GaussianBeam",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import h5py
+import numpy as np
 import xarray as xr
 
 from .kernels import hdf5
@@ -111,6 +112,25 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         when = {k: array.coords[k].item() for k in ("f", "t") if k in array.coords}
         stamp = ", ".join(f"{k} = {spectral_label(k, val_)}" for k, val_ in when.items())
         ax.set_title(f"{monitor}: {component}, {axes[normal]} = {position:g} µm" + (f", {stamp}" if stamp else ""))
+        return ax
+
+    def plot_far_field(self, monitor: str, phi: float = 0.0, f: float | None = None, ax: Any = None) -> Any:
+        """Polar plot of the radiated power per steradian of a far-field monitor against
+        θ, in the plane φ (rad; nearest), at frequency ``f`` (Hz; the first if not given)."""
+        import matplotlib.pyplot as plt
+
+        data = self[monitor]
+        if not isinstance(data, xr.Dataset) or "power" not in data or "theta" not in data.dims:
+            raise ValueError(f"monitor {monitor!r} is not a far-field projection monitor")
+        power = data["power"].sel(phi=phi, method="nearest")
+        power = power.sel(f=f, method="nearest") if f is not None else power.isel(f=0)
+        if ax is None:
+            _, ax = plt.subplots(subplot_kw={"projection": "polar"}, figsize=(4.5, 4.5))
+        ax.plot(power.theta, power.values)
+        ax.set_theta_zero_location("N")
+        ax.set_theta_direction(-1)
+        when = spectral_label("f", power.f.item())
+        ax.set_title(f"{monitor}: power per sr, φ = {np.degrees(float(power.phi)):.0f}°, f = {when}")
         return ax
 
     # ---------------------------------------------------------------- notebook

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from .base import Coordinate, FIELD_COMPONENTS, Frequencies, MetoModel, NonNegativeFinite, Size, _as_tuple
+from .base import Coordinate, FIELD_COMPONENTS, Finite, Frequencies, MetoModel, NonNegativeFinite, PositiveFinite, Size, _as_tuple
 from .modes import ModeSpec, check_plane
 
 Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
@@ -93,6 +93,35 @@ class ModeMonitor(_Monitor):
         return self
 
 
-Monitor = Annotated[Union[FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor], Field(discriminator="type")]
+Angles = Annotated[tuple[Annotated[Finite, Field(ge=-7.0, le=7.0)], ...], BeforeValidator(_as_tuple), Field(min_length=1)]
 
-__all__ = ["FieldMonitor", "FieldTimeMonitor", "FluxMonitor", "ModeMonitor", "Monitor"]
+
+class FieldProjectionAngleMonitor(_Monitor):
+    """Far fields at angles ``theta`` (from +z) and ``phi`` (from +x in the xy plane),
+    both in rad, at ``freqs`` (Hz), by a near-to-far-field transformation of the fields
+    on the six faces of the box ``center``/``size`` (3D simulations; the box encloses
+    every source and scatterer and lies in a homogeneous, non-dispersive background).
+
+    Result (dims f, theta, phi): ``Etheta``, ``Ephi``, ``Htheta``, ``Hphi`` — the far
+    field at ``proj_distance`` (µm) from the box centre, in the units of field monitors
+    (including e^{ikr}/r) — and ``power``: the radiated power per steradian over the
+    power the first source injects (so ∮ power dΩ is the radiated fraction).
+    ``SimulationData.plot_far_field`` draws it on a polar plot.
+    """
+
+    type: Literal["FieldProjectionAngleMonitor"] = "FieldProjectionAngleMonitor"
+    freqs: Frequencies
+    theta: Angles
+    phi: Angles
+    proj_distance: PositiveFinite = 1e6
+
+    @model_validator(mode="after")
+    def _check_box(self) -> "FieldProjectionAngleMonitor":
+        if not all(0 < s < float("inf") for s in self.size):
+            raise ValueError("the projection surface is a closed box: give a finite size > 0 along x, y and z")
+        return self
+
+
+Monitor = Annotated[Union[FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, FieldProjectionAngleMonitor], Field(discriminator="type")]
+
+__all__ = ["FieldMonitor", "FieldProjectionAngleMonitor", "FieldTimeMonitor", "FluxMonitor", "ModeMonitor", "Monitor"]

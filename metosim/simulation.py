@@ -15,7 +15,7 @@ from .boundary import PML, BoundarySpec, Periodic
 from .geometry import Geometry
 from .grid import Grid, GridSpec, num_cells_along, time_step
 from .medium import DISPERSIVE, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
-from .monitor import FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
+from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import PointDipole, Source
 
 SCHEMA_VERSION = 1
@@ -139,6 +139,13 @@ class Simulation(MetoModel):
                             "a flux monitor must be a plane: size 0 along exactly one axis of non-zero simulation size",
                         )
                     )
+            if isinstance(mon, FieldProjectionAngleMonitor):
+                if not all(self.size):
+                    errors.append((("monitors", i, "type"), "far-field projection needs a 3D simulation (every size > 0)"))
+                elif not all(l + tol < c - s / 2 and c + s / 2 < h - tol for c, s, l, h in zip(mon.center, mon.size, lo, hi)):
+                    errors.append((("monitors", i, "size"), f"the projection box must lie inside the simulation domain {lo}–{hi}"))
+                elif not isinstance(self.medium, Medium) or self.medium.conductivity > 0:
+                    errors.append((("monitors", i, "type"), "far-field projection needs a lossless, non-dispersive background medium"))
             if isinstance(mon, ModeMonitor) and self.size[mon.size.index(0.0)] == 0:
                 errors.append(
                     (("monitors", i, "size"), f"the mode plane's normal {AXES[mon.size.index(0.0)]} is an axis of zero simulation size; no mode propagates along it")
@@ -229,13 +236,16 @@ class Simulation(MetoModel):
                 pml += 4 * layers * (cells // g.num_cells[a]) * item
         monitors = 0
         for m in self.monitors:
-            points = math.prod(_points_along(g, m.center[a], m.size[a], a) for a in range(3))
+            along = [_points_along(g, m.center[a], m.size[a], a) for a in range(3)]
+            points = math.prod(along)
+            if isinstance(m, FieldProjectionAngleMonitor):  # four components on each of six faces
+                points = 2 * (along[0] * along[1] + along[1] * along[2] + along[0] * along[2])
             if isinstance(m, FieldTimeMonitor):
                 stop = m.stop if m.stop is not None else self.run_time
                 count = max(0, math.floor((min(stop, self.run_time) - m.start) / g.dt / m.interval)) + 2
                 monitors += points * len(m.fields) * count * item
             else:
-                comps = 4 if isinstance(m, (FluxMonitor, ModeMonitor)) else len(m.fields)
+                comps = 4 if isinstance(m, (FluxMonitor, ModeMonitor, FieldProjectionAngleMonitor)) else len(m.fields)
                 monitors += points * comps * len(m.freqs) * 2 * item
         return {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors}
 

@@ -16,9 +16,9 @@ import numpy as np
 import xarray as xr
 
 from ..grid import Grid
-from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
+from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .modes import Modes, Plane
-from .units import TIME_UNIT
+from .units import TIME_UNIT, to_normalised_frequency
 
 
 @dataclass(frozen=True)
@@ -171,4 +171,83 @@ def mode_dataset(monitor: ModeMonitor, plane: Plane, modes: list[Modes], recorde
         {"amps": (("direction", "mode_index", "f"), amps), "n_eff": (("mode_index", "f"), np.real(n_eff))},
         coords={"direction": ["+", "-"], "mode_index": np.arange(num_modes), "f": np.asarray(monitor.freqs)},
         attrs={"monitor_type": monitor.type, "normal": "xyz"[plane.normal]},
+    )
+
+
+def projection_faces(monitor: FieldProjectionAngleMonitor) -> list[tuple[int, int, tuple[float, ...], tuple[float, ...]]]:
+    """The six faces of a projection box: (normal axis, side −1/+1, centre, size)."""
+    faces = []
+    for a in range(3):
+        for side in (-1, 1):
+            centre, size = list(monitor.center), list(monitor.size)
+            centre[a] += side * monitor.size[a] / 2
+            size[a] = 0.0
+            faces.append((a, side, tuple(centre), tuple(size)))
+    return faces
+
+
+def _trapezoid(coords: np.ndarray, step: float) -> np.ndarray:
+    """Trapezoid weights (µm) on nodes ``coords``: faces share their edge nodes."""
+    w = np.full(coords.size, step)
+    if coords.size > 1:
+        w[[0, -1]] = step / 2
+    return w
+
+
+def far_field(
+    monitor: FieldProjectionAngleMonitor, faces: list[tuple[int, int, Region]], grid: Grid, recorded: list[dict[str, np.ndarray]], eps_background: float, source_power: np.ndarray
+) -> xr.Dataset:
+    """Near-to-far-field transformation (e^{−iωt}): on each face the equivalent
+    currents J = n̂ × H and M = −n̂ × E; radiation vectors N = Σ J e^{−ik r̂·r'} dA and
+    L = Σ M e^{−ik r̂·r'} dA (r' from the box centre); then
+    E_θ = ik e^{ikr}/(4πr)·(L_φ + ηN_θ), E_φ = −ik e^{ikr}/(4πr)·(L_θ − ηN_φ) and the
+    power per steradian r²|E|²/(2η), in the background's k = nω and η = 1/n."""
+    n_bg = np.sqrt(eps_background)
+    eta = 1 / n_bg
+    freqs = np.array([to_normalised_frequency(f) for f in monitor.freqs])
+    k = 2 * np.pi * freqs * n_bg  # (F,)
+    theta, phi = np.meshgrid(np.asarray(monitor.theta), np.asarray(monitor.phi), indexing="ij")
+    st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(phi), np.cos(phi)
+    r_hat = np.stack([st * cp, st * sp, ct], axis=-1)  # (T, P, 3)
+    theta_hat = np.stack([ct * cp, ct * sp, -st], axis=-1)
+    phi_hat = np.stack([-sp, cp, np.zeros_like(sp)], axis=-1)
+    N = np.zeros((freqs.size, *theta.shape, 3), dtype=complex)
+    L = np.zeros_like(N)
+    for (a, side, region), dft in zip(faces, recorded):
+        u, v = (a + 1) % 3, (a + 2) % 3
+        eu, hv, ev, hu = (colocate(dft[c], region, c, 1) for c in flux_components(a))  # (F, Nx, Ny, Nz)
+        coords = region.coords(grid)
+        axes = "xyz"
+        mesh = np.meshgrid(*(coords[ax] - monitor.center[i] for i, ax in enumerate(axes)), indexing="ij")
+        weights = np.ones(mesh[0].shape)
+        for b in (u, v):
+            shape = [1, 1, 1]
+            shape[b] = -1
+            weights = weights * _trapezoid(coords[axes[b]], grid.dl[b]).reshape(shape)
+        points = np.stack([m.ravel() for m in mesh], axis=-1)  # (Q, 3)
+        phase = np.exp(-1j * k[:, None, None, None] * (r_hat @ points.T)[None])  # (F, T, P, Q)
+        # J = side·(H_u ê_v − H_v ê_u), M = −side·(E_u ê_v − E_v ê_u)
+        for current, (first, second), sign in ((N, (hu, hv), side), (L, (eu, ev), -side)):
+            along_v = (first * weights).reshape(freqs.size, -1)
+            along_u = (-second * weights).reshape(freqs.size, -1)
+            current[..., v] += sign * np.einsum("ftpq,fq->ftp", phase, along_v)
+            current[..., u] += sign * np.einsum("ftpq,fq->ftp", phase, along_u)
+    N_t, N_p = (np.sum(N * h[None], axis=-1) for h in (theta_hat, phi_hat))
+    L_t, L_p = (np.sum(L * h[None], axis=-1) for h in (theta_hat, phi_hat))
+    r = monitor.proj_distance
+    factor = (1j * k * np.exp(1j * k * r) / (4 * np.pi * r))[:, None, None]
+    e_theta = factor * (L_p + eta * N_t)
+    e_phi = -factor * (L_t - eta * N_p)
+    power = (np.abs(e_theta) ** 2 + np.abs(e_phi) ** 2) * r**2 / (2 * eta) / source_power[:, None, None]
+    return xr.Dataset(
+        {
+            "Etheta": (("f", "theta", "phi"), e_theta * TIME_UNIT),
+            "Ephi": (("f", "theta", "phi"), e_phi * TIME_UNIT),
+            # H = r̂ × E / η (a transverse outgoing wave), in units of E as elsewhere.
+            "Htheta": (("f", "theta", "phi"), -e_phi / eta * TIME_UNIT),
+            "Hphi": (("f", "theta", "phi"), e_theta / eta * TIME_UNIT),
+            "power": (("f", "theta", "phi"), power),
+        },
+        coords={"f": np.asarray(monitor.freqs), "theta": np.asarray(monitor.theta), "phi": np.asarray(monitor.phi)},
+        attrs={"monitor_type": monitor.type, "proj_distance": monitor.proj_distance},
     )

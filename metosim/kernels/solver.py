@@ -22,7 +22,7 @@ import xarray as xr
 
 from ..boundary import PML, PECBoundary, Periodic, PMCBoundary
 from ..medium import DISPERSIVE
-from ..monitor import FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
+from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 from ..source import ModeSource, PointDipole
 from . import monitors as mon
@@ -231,6 +231,20 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None) -> _Pro
     complex_dtype = np.result_type(dtype, np.complex64)
     regions, dft_layout, snap_layout, snapshot_steps, omega, dft_state, snap_state = {}, [], [], {}, {}, {}, {}
     for i, m in enumerate(sim.monitors):
+        if isinstance(m, FieldProjectionAngleMonitor):
+            # Six DFT recordings, one per face of the box, named "<monitor>#<face>".
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+            faces = []
+            for k, (a, side, centre, size) in enumerate(mon.projection_faces(m)):
+                comps = mon.flux_components(a)
+                region = mon.monitor_region(grid, centre, size, comps)
+                key = f"{m.name}#{k}"
+                faces.append((a, side, region))
+                omega[key] = (2 * np.pi * freqs).astype(dtype)
+                dft_layout.append((key, tuple((c, region.slices[c]) for c in comps)))
+                dft_state[key] = {c: np.zeros((freqs.size, *(s.stop - s.start for s in region.slices[c])), complex_dtype) for c in comps}
+            regions[m.name] = faces
+            continue
         if isinstance(m, ModeMonitor):
             # The modes are solved before time stepping so a plane without a guide
             # fails at once, not after the run.
@@ -390,7 +404,7 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
     dt = problem.layout.dt
     for i, m in enumerate(sim.monitors):
         region = problem.regions[m.name]
-        if not isinstance(m, FieldTimeMonitor):
+        if isinstance(m, (FieldMonitor, FluxMonitor, ModeMonitor)):
             # The running sums omit Δt; the DFT is Σ F e^{iωt} Δt.
             dft = {c: v * dt for c, v in state["dft"][m.name].items()}
         if isinstance(m, FieldMonitor):
@@ -399,6 +413,11 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
             freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             power = problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
             out[m.name] = mon.flux_array(m, region, grid, dft, power)
+        elif isinstance(m, FieldProjectionAngleMonitor):
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+            power = problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
+            recorded = [{c: v * dt for c, v in state["dft"][f"{m.name}#{k}"].items()} for k in range(6)]
+            out[m.name] = mon.far_field(m, region, grid, recorded, sim.medium.permittivity, power)
         elif isinstance(m, ModeMonitor):
             freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             if problem.source_amplitude is not None:
