@@ -29,7 +29,10 @@ class ModeSpec(MetoModel):
     index in the plane). ``filter_pol``: put "te" (``te_fraction`` ≥ ½: most of |E|² in
     the first tangential component, axes in x, y, z order) or "tm" modes first.
     ``num_pml``: PML cells on (first, second) tangential axis edges; PEC walls
-    otherwise. ``bend_radius`` (µm, signed: positive bends towards +radial) with
+    otherwise. Modes come ordered by decreasing n_eff with strongly lossy ones
+    (|k_eff| > 1% of n_eff: the PML's own modes) last; for a tight, leaky bend in a
+    PML plane check the profile, since a whispering mode of the outer cladding can
+    rank first. ``bend_radius`` (µm, signed: positive bends towards +radial) with
     ``bend_axis`` (0 or 1: the tangential axis the guide bends about) solves a bent
     guide; its n_eff is per unit arc length at the plane centre.
     """

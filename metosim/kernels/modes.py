@@ -40,6 +40,8 @@ from ..grid import C_0, MICROMETRE
 
 #: Extra eigenpairs computed beyond ``num_modes`` when filtering by polarisation.
 _FILTER_EXTRA = 4
+#: ... and when the plane has PML layers (their modes crowd the shift).
+_PML_EXTRA = 16
 #: Unknowns (2 × cells) up to which the eigenproblem is solved densely.
 _DENSE_LIMIT = 1200
 
@@ -67,7 +69,8 @@ class PlaneSteps:
 
 @dataclass(frozen=True)
 class Modes:
-    """Solved modes, ordered by decreasing Re n_eff (after polarisation filtering).
+    """Solved modes, ordered by decreasing Re n_eff, modes with |k_eff| > 1% of n_eff
+    (PML modes) last, after polarisation filtering.
 
     ``E``, ``H``: (Fu, Fv, Fn) arrays of shape (num_modes, Nu, Nv) on each
     component's own Yee nodes. ``beta``: propagation constant (1/µm) along n.
@@ -311,9 +314,12 @@ def solve_modes(
     real = not np.any(np.imag(A.data))
     A = (A.real if real else A).astype((np.float32 if real else np.complex64) if precision == "single" else (np.float64 if real else np.complex128))
     if target_neff is None:
-        target_neff = float(np.sqrt(max(np.max(np.real(e) * np.real(m)) for e, m in zip((eu, ev, en), mu))))
+        # The largest index of the plane itself: a bend's transformed cladding can exceed
+        # the core's index at the outer edge, where only leaky modes live.
+        target_neff = float(np.sqrt(max(np.max(np.real(e)) for e in eps)))
     shift = (target_neff * omega) ** 2
-    want = num_modes + (_FILTER_EXTRA if filter_pol else 0)
+    # PML planes add absorber modes near the shift: look at more candidates.
+    want = num_modes + (_FILTER_EXTRA if filter_pol else 0) + (_PML_EXTRA if any(num_pml) else 0)
     k = min(want, 2 * size - 2)
     if k < num_modes:
         raise ModeSolverError(f"the plane has {size} cells: too few for {num_modes} modes")
@@ -324,7 +330,10 @@ def solve_modes(
     else:
         values, vectors = _shift_invert(A, k, shift, target_neff)
     beta = np.sqrt(values.astype(complex))  # principal root: Re β ≥ 0, forward along +n
-    order = np.argsort(-np.real(beta))
+    # By decreasing Re n_eff, low-loss modes first: a PML adds modes that live in the
+    # absorber (|k_eff| of order 0.1), which must not displace guided ones.
+    lossy = np.abs(np.imag(beta)) > 1e-2 * np.abs(np.real(beta))
+    order = np.lexsort((-np.real(beta), lossy))
     beta, vectors = beta[order], vectors[:, order]
 
     E_u, E_v, E_n, H_u, H_v, H_n, te = [], [], [], [], [], [], []
