@@ -20,6 +20,8 @@ from .base import MetoModel, PositiveFinite
 
 #: Speed of light in vacuum (m/s).
 C_0 = 299_792_458.0
+#: Vacuum permittivity (F/m).
+EPSILON_0 = 8.8541878128e-12
 #: One micrometre in metres: the engine's length unit.
 MICROMETRE = 1e-6
 

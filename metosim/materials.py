@@ -17,7 +17,8 @@ measurements. A simulation whose sources leave a library medium's range warns.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,6 @@ class LibraryMaterial:
     source: str
     wavelength_range: tuple[float, float]
     notes: str = ""
-    _error: list[float] = field(default_factory=list, repr=False, compare=False)
 
     def n(self, wavelength: Any) -> np.ndarray:
         """Complex refractive index n + ik of the reference model at ``wavelength`` (µm)."""
@@ -51,14 +51,11 @@ class LibraryMaterial:
         """Complex refractive index of the engine medium at ``wavelength`` (µm)."""
         return np.sqrt(self.medium.eps_model(C_0 / (np.asarray(wavelength, dtype=float) * 1e-6)))
 
-    @property
+    @cached_property
     def fit_error(self) -> float:
         """max |n_model − n_reference| over the valid range (400 wavelengths)."""
-        if not self._error:
-            lo, hi = self.wavelength_range
-            wavelengths = np.geomspace(lo, hi, 400)
-            self._error.append(float(np.max(np.abs(self.n_model(wavelengths) - self.n(wavelengths)))))
-        return self._error[0]
+        wavelengths = np.geomspace(*self.wavelength_range, 400)
+        return float(np.max(np.abs(self.n_model(wavelengths) - self.n(wavelengths))))
 
     def _repr_html_(self) -> str:
         lo, hi = self.wavelength_range
@@ -184,11 +181,9 @@ class MaterialLibrary(Mapping[str, LibraryMaterial]):
     """``material_library[name]`` for name in Si, SiO2, Si3N4, Au, Ag, Al (built on
     first use)."""
 
-    @property
+    @cached_property
     def _entries(self) -> dict[str, LibraryMaterial]:
-        if not hasattr(self, "_built"):
-            self._built = _library()
-        return self._built
+        return _library()
 
     def __getitem__(self, name: str) -> LibraryMaterial:
         try:

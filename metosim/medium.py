@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
 
 from .base import Finite, MetoModel, NonNegativeFinite, PositiveFinite, _as_tuple
+from .grid import C_0, EPSILON_0
 
 #: A pole of the auxiliary differential equation: (resonance f0, damping γ, strength
 #: S) in Hz, Hz, Hz², for the susceptibility S / (f0² − f² − i f γ). A Drude pole has
@@ -33,7 +34,7 @@ class Medium(MetoModel):
     def eps_model(self, freqs: Any) -> np.ndarray:
         """Complex relative permittivity at ``freqs`` (Hz): ε + iσ/(ε₀ω)."""
         f = np.asarray(freqs, dtype=float)
-        return self.permittivity + 1j * self.conductivity / (8.8541878128e-12 * 2 * np.pi * f)
+        return self.permittivity + 1j * self.conductivity / (EPSILON_0 * 2 * np.pi * f)
 
 
 class PECMedium(MetoModel):
@@ -175,7 +176,7 @@ def warn_outside_range(medium: Any, band: tuple[float, float], where: str) -> No
     name = getattr(medium, "name", None) or medium.type
     warnings.warn(
         f"{where}: {name} is valid for {valid[0] / 1e12:.4g}–{valid[1] / 1e12:.4g} THz "
-        f"(λ {2.99792458e8 / valid[1] * 1e6:.3g}–{2.99792458e8 / valid[0] * 1e6:.3g} µm); the sources span "
+        f"(λ {C_0 / valid[1] * 1e6:.3g}–{C_0 / valid[0] * 1e6:.3g} µm); the sources span "
         f"{band[0] / 1e12:.4g}–{band[1] / 1e12:.4g} THz, where its model is an extrapolation",
         UserWarning,
         stacklevel=2,

@@ -215,6 +215,10 @@ class CrossSection:
     Pw: sp.csc_matrix
     #: The PML stretch depends on ω: such a section serves only ``omega``.
     omega: float | None
+    #: The plane's largest refractive index before any bend transformation (the
+    #: default search target), and its PML cells per axis.
+    max_index: float
+    num_pml: tuple[int, int]
 
     def operator(self, omega: float) -> sp.csc_matrix:
         """P·Q/ω², the matrix whose eigenvalues are β²."""
@@ -273,35 +277,30 @@ def cross_section(
         P0=sp.bmat([[Du_f @ K @ Dv_b, -Du_f @ K @ Du_b], [Dv_f @ K @ Dv_b, -Dv_f @ K @ Du_b]], format="csc"),
         Pw=sp.bmat([[zero, -sp.diags(mu[1])], [sp.diags(mu[0]), zero]], format="csc"),
         omega=omega if any(num_pml) else None,
+        max_index=float(np.sqrt(max(np.max(np.real(e)) for e in eps))),
+        num_pml=num_pml,
     )
 
 
 def solve_modes(
-    eps: tuple[np.ndarray, np.ndarray, np.ndarray],
-    steps: PlaneSteps,
+    section: CrossSection,
     omega: float,
     num_modes: int,
     target_neff: float | None = None,
     filter_pol: str | None = None,
-    num_pml: tuple[int, int] = (0, 0),
-    periodic: tuple[bool, bool] = (False, False),
-    bend_radius: float | None = None,
-    bend_axis: int | None = None,
     precision: str = "double",
     te_axis: int = 0,
-    section: CrossSection | None = None,
 ) -> Modes:
-    """Eigenmodes of the cross-section with relative permittivity ``eps`` = (εu, εv, εn),
-    each (Nu, Nv) on its own E node, at angular frequency ``omega`` (rad per µm/c).
+    """Eigenmodes of an assembled cross-section (:func:`cross_section`) at angular
+    frequency ``omega`` (rad per µm/c).
 
     ``target_neff``: shift of the shift-invert search (default: the largest index in
     the plane). ``filter_pol``: "te" / "tm" puts modes with ``te_fraction`` (the share
     of |E|² along transverse axis ``te_axis``: 0 = u, 1 = v) ≥ ½ / < ½ first.
-    ``section``: the plane's assembled eigenproblem, to reuse across frequencies
-    (built here from the other arguments when not given).
     """
-    if section is None or (section.omega is not None and section.omega != omega):
-        section = cross_section(eps, steps, omega, num_pml, periodic, bend_radius, bend_axis)
+    if section.omega is not None and section.omega != omega:
+        raise ValueError("a cross-section with PML serves only the frequency it was built for")
+    steps = section.steps
     Nu, Nv = steps.shape
     size = Nu * Nv
     eu, ev, en = section.eps
@@ -314,12 +313,12 @@ def solve_modes(
     real = not np.any(np.imag(A.data))
     A = (A.real if real else A).astype((np.float32 if real else np.complex64) if precision == "single" else (np.float64 if real else np.complex128))
     if target_neff is None:
-        # The largest index of the plane itself: a bend's transformed cladding can exceed
-        # the core's index at the outer edge, where only leaky modes live.
-        target_neff = float(np.sqrt(max(np.max(np.real(e)) for e in eps)))
+        # The plane's own largest index: a bend's transformed cladding can exceed the
+        # core's index at the outer edge, where only leaky modes live.
+        target_neff = section.max_index
     shift = (target_neff * omega) ** 2
     # PML planes add absorber modes near the shift: look at more candidates.
-    want = num_modes + (_FILTER_EXTRA if filter_pol else 0) + (_PML_EXTRA if any(num_pml) else 0)
+    want = num_modes + (_FILTER_EXTRA if filter_pol else 0) + (_PML_EXTRA if any(section.num_pml) else 0)
     k = min(want, 2 * size - 2)
     if k < num_modes:
         raise ModeSolverError(f"the plane has {size} cells: too few for {num_modes} modes")
@@ -525,14 +524,11 @@ def simulation_modes(
         try:
             if section is None or section.omega is not None:
                 section = cross_section(eps, plane.steps, omega, num_pml, plane.periodic, spec.bend_radius, bend_axis)
-            modes = solve_modes(
-                eps, plane.steps, omega, spec.num_modes, spec.target_neff, spec.filter_pol, num_pml, plane.periodic,
-                spec.bend_radius, bend_axis, spec.precision, te_axis=plane.first_tangential, section=section,
-            )
+            modes = solve_modes(section, omega, spec.num_modes, spec.target_neff, spec.filter_pol, spec.precision, te_axis=plane.first_tangential)
         except ModeSolverError as exc:
             raise ModeSolverError(f"{where}: {exc}") from None
         if spec.bend_radius is None and not np.real(modes.n_eff[0]) > cladding * (1 + 1e-9):
-            searched = spec.target_neff or float(np.sqrt(max(np.max(np.real(e)) for e in eps)))
+            searched = spec.target_neff or section.max_index
             raise ModeSolverError(
                 f"{where}: no guided mode on the plane at {f * C_0 / MICROMETRE / 1e12:.4g} THz: searched near n_eff = {searched:.4g}, "
                 f"found n_eff {np.real(modes.n_eff).min():.4g}…{np.real(modes.n_eff).max():.4g}, none above the index at the plane's edges "
@@ -561,31 +557,14 @@ def _edge_index(eps: tuple[np.ndarray, ...], steps: PlaneSteps, num_pml: tuple[i
     return float(np.sqrt(max(edges))) if edges else 0.0
 
 
-def yee_staggering(component: str, normal: int) -> tuple[bool, bool, bool]:
-    """Whether ``component`` sits on half nodes along x, y, z within a plane (the normal
-    excluded: a plane has one node along it)."""
-    own = "xyz".index(component[1])
-    return tuple(a != normal and ((a == own) == (component[0] == "E")) for a in range(3))  # type: ignore[return-value]
-
-
-def colocate_plane(F: np.ndarray, staggered: tuple[bool, bool, bool]) -> np.ndarray:
-    """Average a (..., Nx, Ny, Nz) plane array from half nodes onto the integer nodes
-    (cell boundaries) along its staggered axes; the first node repeats the edge value."""
-    lead = F.ndim - 3
-    for a in range(3):
-        if staggered[a] and F.shape[lead + a] > 1:
-            axis = lead + a
-            padded = np.concatenate([np.take(F, [0], axis=axis), F], axis=axis)
-            n = padded.shape[axis]
-            F = 0.5 * (np.take(padded, range(0, n - 1), axis=axis) + np.take(padded, range(1, n), axis=axis))
-    return F
-
-
 def modes_dataset(grid, plane: Plane, modes: list[Modes], freqs_hz: np.ndarray) -> xr.Dataset:
     """Mode data as xarray: n_complex, te_fraction, n_group on (mode_index, f); the six
     field components on (mode_index, f, and the two transverse axes), on the plane's
     cell boundaries (µm)."""
+    from .monitors import colocate_axes, half_node_axes
+
     u, v = plane.axes
+    in_plane = tuple(a != plane.normal for a in range(3))
     axes = "xyz"
     data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
         "n_complex": (("mode_index", "f"), np.stack([m.n_eff for m in modes], axis=1)),
@@ -597,7 +576,7 @@ def modes_dataset(grid, plane: Plane, modes: list[Modes], freqs_hz: np.ndarray) 
         for k, a in enumerate((u, v, plane.normal)):
             comp = f"{kind}{axes[a]}"
             stacked = np.stack([getattr(m, kind)[k] for m in modes], axis=1)  # (mode, f, Nu, Nv)
-            on_grid = colocate_plane(plane.to_grid(stacked), yee_staggering(comp, plane.normal))
+            on_grid = colocate_axes(plane.to_grid(stacked), half_node_axes(comp, in_plane), (False,) * 3, 2)
             data[comp] = (("mode_index", "f", *plane_dims), np.take(on_grid, 0, axis=2 + plane.normal))
     coords = {axes[a]: grid.nodes(a, half=False)[plane.window[a]] for a in (u, v)}
     coords[axes[plane.normal]] = float(grid.nodes(plane.normal, half=False)[plane.index])

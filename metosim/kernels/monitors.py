@@ -54,25 +54,37 @@ def monitor_region(grid: Grid, center: tuple[float, ...], size: tuple[float, ...
     targets = tuple(node_range(grid, a, center[a], size[a]) for a in range(3))
     slices, staggered, padded = {}, {}, {}
     for comp in components:
-        own = "xyz".index(comp[1])
-        half = tuple(grid.active[a] and ((a == own) == (comp[0] == "E")) for a in range(3))
+        half = half_node_axes(comp, grid.active)
         pad = tuple(half[a] and targets[a][0] > 0 for a in range(3))
         slices[comp] = tuple(slice(targets[a][0] - pad[a], targets[a][1]) for a in range(3))
         staggered[comp], padded[comp] = half, pad
     return Region(targets=targets, slices=slices, staggered=staggered, padded=padded)  # type: ignore[arg-type]
 
 
-def colocate(values: np.ndarray, region: Region, comp: str, first_spatial_axis: int) -> np.ndarray:
-    """Average a staggered recording onto the region's integer nodes."""
+def half_node_axes(component: str, active: tuple[bool, ...]) -> tuple[bool, bool, bool]:
+    """Along which of x, y, z ``component`` sits on half nodes (E along its own axis,
+    H along the other two), counting only ``active`` axes."""
+    own = "xyz".index(component[1])
+    return tuple(active[a] and ((a == own) == (component[0] == "E")) for a in range(3))  # type: ignore[return-value]
+
+
+def colocate_axes(values: np.ndarray, staggered: tuple[bool, ...], padded: tuple[bool, ...], first_spatial_axis: int) -> np.ndarray:
+    """Average values on half nodes onto the integer nodes along each ``staggered``
+    axis; where not ``padded`` (no node recorded before the first) the edge value repeats."""
     for a in range(3):
-        if not region.staggered[comp][a]:
+        if not staggered[a]:
             continue
         axis = first_spatial_axis + a
-        if not region.padded[comp][a]:  # at the minus face: repeat the edge value
+        if not padded[a]:
             values = np.concatenate([np.take(values, [0], axis=axis), values], axis=axis)
         n = values.shape[axis]
         values = 0.5 * (np.take(values, range(0, n - 1), axis=axis) + np.take(values, range(1, n), axis=axis))
     return values
+
+
+def colocate(values: np.ndarray, region: Region, comp: str, first_spatial_axis: int) -> np.ndarray:
+    """Average a staggered recording onto the region's integer nodes."""
+    return colocate_axes(values, region.staggered[comp], region.padded[comp], first_spatial_axis)
 
 
 def flux_components(normal: int) -> tuple[str, str, str, str]:

@@ -230,19 +230,21 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None) -> _Pro
     # ---- monitors
     complex_dtype = np.result_type(dtype, np.complex64)
     regions, dft_layout, snap_layout, snapshot_steps, omega, dft_state, snap_state = {}, [], [], {}, {}, {}, {}
+
+    def add_dft(key: str, frequencies: tuple[float, ...], slices: dict[str, tuple[slice, ...]]) -> None:
+        """A running DFT of the components in ``slices`` at ``frequencies`` (Hz)."""
+        omega[key] = (2 * np.pi * np.array([to_normalised_frequency(f) for f in frequencies])).astype(dtype)
+        dft_layout.append((key, tuple(slices.items())))
+        dft_state[key] = {c: np.zeros((len(frequencies), *(s.stop - s.start for s in where)), complex_dtype) for c, where in slices.items()}
+
     for i, m in enumerate(sim.monitors):
         if isinstance(m, FieldProjectionAngleMonitor):
             # Six DFT recordings, one per face of the box, named "<monitor>#<face>".
-            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             faces = []
             for k, (a, side, centre, size) in enumerate(mon.projection_faces(m)):
-                comps = mon.flux_components(a)
-                region = mon.monitor_region(grid, centre, size, comps)
-                key = f"{m.name}#{k}"
+                region = mon.monitor_region(grid, centre, size, mon.flux_components(a))
                 faces.append((a, side, region))
-                omega[key] = (2 * np.pi * freqs).astype(dtype)
-                dft_layout.append((key, tuple((c, region.slices[c]) for c in comps)))
-                dft_state[key] = {c: np.zeros((freqs.size, *(s.stop - s.start for s in region.slices[c])), complex_dtype) for c in comps}
+                add_dft(f"{m.name}#{k}", m.freqs, region.slices)
             regions[m.name] = faces
             continue
         if isinstance(m, ModeMonitor):
@@ -262,18 +264,14 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None) -> _Pro
             region = mon.monitor_region(grid, m.center, m.size, tuple(comps))
             regions[m.name] = region
             slices = region.slices
-        shapes = {c: tuple(s.stop - s.start for s in slices[c]) for c in comps}
         if isinstance(m, FieldTimeMonitor):
             steps = mon.snapshot_steps(m, grid.dt, num_steps)
             snapshot_steps[m.name] = steps
             start = int(steps[0]) if steps.size else num_steps + 1
             snap_layout.append((m.name, tuple((c, slices[c]) for c in comps), start, m.interval, int(steps.size)))
-            snap_state[m.name] = {c: np.zeros((steps.size + 1, *shapes[c]), dtype) for c in comps}
+            snap_state[m.name] = {c: np.zeros((steps.size + 1, *(s.stop - s.start for s in slices[c])), dtype) for c in comps}
         else:
-            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
-            omega[m.name] = (2 * np.pi * freqs).astype(dtype)
-            dft_layout.append((m.name, tuple((c, slices[c]) for c in comps)))
-            dft_state[m.name] = {c: np.zeros((freqs.size, *shapes[c]), complex_dtype) for c in comps}
+            add_dft(m.name, m.freqs, {c: slices[c] for c in comps})
 
     layout = Layout(
         shape=N,
