@@ -9,6 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 from .base import inf
 from .client import ChecksumMismatch, Client, Job, JobFailed, QuotaExceeded
 from .data import SimulationData, solve
+from .batch import Batch, BatchData, BatchSpec, Sweep, sweep
+from .dataset import open_dataset, verify_dataset
 from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
@@ -37,6 +39,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Batch",
+    "BatchData",
+    "BatchSpec",
+    "Sweep",
+    "open_dataset",
+    "sweep",
+    "verify_dataset",
     "QuotaExceeded",
     "JobFailed",
     "Job",

@@ -175,13 +175,13 @@ def _keys(args: argparse.Namespace) -> int:
     migrate(url)
     with connect(url) as conn:
         if args.keys_command == "create":
-            key, row = keys.create(conn, args.name, args.quota)
+            key, row = keys.create(conn, args.name, args.quota, args.max_parallel)
             print(key)
             print(f"# key {row['id']} ({row['name']}); shown once, stored only as SHA-256", file=sys.stderr)
         elif args.keys_command == "list":
             for row in keys.list_keys(conn):
                 state = "revoked" if row["revoked_at"] else "active"
-                print(f"{row['id']}  {row['prefix']}…  {row['name']}  quota={row['quota']}  {state}  created {row['created_at']:%Y-%m-%d %H:%M}")
+                print(f"{row['id']}  {row['prefix']}…  {row['name']}  quota={row['quota']}  max_parallel={row['max_parallel']}  {state}  created {row['created_at']:%Y-%m-%d %H:%M}")
         else:
             count = keys.revoke(conn, args.key)
             print(f"revoked {count} key(s)")
@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands = key_parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     create = key_commands.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--name", required=True)
-    create.add_argument("--quota", type=int, default=1, help="active jobs allowed at once (default 1)")
+    create.add_argument("--quota", type=int, default=1, help="active jobs or batches allowed at once (default 1)")
+    create.add_argument("--max-parallel", type=int, default=8, help="members of one batch that run at once (default 8)")
     key_commands.add_parser("list", help="list keys (never the keys themselves)")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id or printed prefix")
     revoke.add_argument("key")

@@ -13,14 +13,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .data import SimulationData
 from .simulation import Simulation
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
@@ -155,6 +158,24 @@ class Client:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         return job.wait(progress=progress, timeout=remaining, download=True)
 
+    def batch(self, members: "Mapping[str, Simulation] | str", max_parallel: int | None = None, idempotency_key: str | None = None) -> "Batch":
+        """Submit named simulations (a dict, or ``ms.sweep(...)``) as one batch — one
+        active unit on the key, its members run as parallel tasks — or, given a batch
+        id, reattach to it. Returns the :class:`~metosim.batch.Batch`."""
+        from .batch import Batch, batch_spec
+
+        if isinstance(members, str):
+            return Batch.load(members, self)
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        body = self.request("POST", "/v1/batches", content=batch_spec(members, max_parallel).model_dump_json(), headers=headers).json()
+        return Batch(self, body["id"])
+
+    def batches(self, limit: int = 20) -> list[dict[str, Any]]:
+        """This key's most recent batches (id, status, size, times)."""
+        return self.request("GET", "/v1/batches", params={"limit": limit}).json()["items"]
+
     def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         """This key's most recent jobs (status dicts)."""
         return self.request("GET", "/v1/simulations", params={"limit": limit}).json()["items"]
@@ -227,14 +248,18 @@ class Job:
         return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes)))
 
 
-def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None = None, directory: Path | None = None) -> Path:
+def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None = None, directory: Path | None = None, only_cached: bool = False) -> Path:
     """Stream a result to the cache (named by its SHA-256), verify it and return the
-    path. A mismatch deletes the file and tries once more, then raises ChecksumMismatch."""
+    path; a file already in the cache with the right SHA-256 is not downloaded again
+    (``only_cached``: raise FileNotFoundError instead of downloading). A mismatch
+    deletes the file and tries once more, then raises ChecksumMismatch."""
     directory = directory or cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{result['sha256']}.h5"
     if target.exists() and _sha256(target) == result["sha256"]:
         return target
+    if only_cached:
+        raise FileNotFoundError(target)
     for attempt in range(2):
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".part", delete=False) as part:
             h = hashlib.sha256()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,10 +129,52 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 
 
-def issue_key(service: dict[str, Any], name: str, quota: int = 1) -> str:
+def issue_key(service: dict[str, Any], name: str, quota: int = 1, max_parallel: int = 8) -> str:
     """A fresh API key on the running service."""
     from metosim.serve import keys
     from metosim.serve.db import connect
 
     with connect(service["db"]) as conn:
-        return keys.create(conn, name, quota)[0]
+        return keys.create(conn, name, quota, max_parallel)[0]
+
+
+class CountingRangeServer:
+    """A real HTTP server with Range support that counts the bytes it sends."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload, self.sent = payload, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(owner.payload)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                start, end = 0, len(owner.payload) - 1
+                if "Range" in self.headers:
+                    lo, hi = self.headers["Range"].removeprefix("bytes=").split("-")
+                    start, end = int(lo), min(int(hi) if hi else end, end)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(owner.payload)}")
+                else:
+                    self.send_response(200)
+                body = owner.payload[start : end + 1]
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                self.wfile.write(body)
+                owner.sent += len(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/result.h5"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+

@@ -6,9 +6,7 @@ import io
 import os
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -18,7 +16,7 @@ import metosim as ms
 from metosim.client import AuthenticationError, ValidationError, download
 from metosim.widgets import JobProgress, ProgressView, SlicerState, TextProgress
 
-from .conftest import F_UNIT, issue_key
+from .conftest import F_UNIT, CountingRangeServer, issue_key
 from .test_service import slow, tiny
 
 pytest.importorskip("ray")
@@ -135,47 +133,6 @@ def test_text_progress_rewrites_one_line() -> None:
 
 
 # ------------------------------------------------------------------ remote, lazy reads
-class CountingRangeServer:
-    """A real HTTP server with Range support that counts the bytes it sends."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload, self.sent = payload, 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_HEAD(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(owner.payload)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
-
-            def do_GET(self) -> None:
-                start, end = 0, len(owner.payload) - 1
-                if "Range" in self.headers:
-                    lo, hi = self.headers["Range"].removeprefix("bytes=").split("-")
-                    start, end = int(lo), min(int(hi) if hi else end, end)
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(owner.payload)}")
-                else:
-                    self.send_response(200)
-                body = owner.payload[start : end + 1]
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
-                self.wfile.write(body)
-                owner.sent += len(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/result.h5"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture(scope="module")
 def volume_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[ms.SimulationData, bytes]:
     data = ms.solve(volume())

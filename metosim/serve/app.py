@@ -23,13 +23,14 @@ from pydantic import ValidationError
 from ray import serve
 
 from .. import __version__
+from ..batch import BatchSpec
 from ..simulation import Simulation
 from . import keys, metrics
 from .db import async_pool, database_url
-from .jobs import JOBSTATE, NAMESPACE, TERMINAL
+from .jobs import ACTIVE, JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
 from .settings import Settings
-from .storage import LocalStore, make_store
+from .storage import LocalStore, make_store, media_type
 
 log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
@@ -63,9 +64,9 @@ class Problem(Exception):
     """A refusal raised from a helper and answered as problem+json by the handler below,
     so routes read straight through instead of checking what each helper returned."""
 
-    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
-        self.response = problem(status, title, detail, headers=headers)
+        self.response = problem(status, title, detail, headers=headers, **extra)
 
 
 @app.exception_handler(Problem)
@@ -96,6 +97,39 @@ class TokenBucket:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _errors(e: ValidationError, locate: Any = None) -> list[dict[str, Any]]:
+    """Pydantic errors as problem-details entries: ``loc`` is the dotted field path
+    (``locate`` may rewrite it and add keys, e.g. a batch member's name)."""
+    out = []
+    for err in e.errors(include_url=False, include_input=False):
+        entry = {"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"], "type": err["type"]}
+        if locate:
+            entry.update(locate(err["loc"]))
+        out.append(entry)
+    return out
+
+
+def _invalid(title: str, errors: list[dict[str, Any]]) -> JSONResponse:
+    return problem(422, title, "; ".join(f"{x['loc'] or 'body'}: {x['msg']}" for x in errors), errors=errors)
+
+
+def _member_locator(body: bytes) -> Any:
+    """Rewrites ``members.3.simulation.run_time`` to ``members[<name>].simulation.run_time``
+    and adds ``"member": <name>``, so a 422 names the batch member."""
+    try:
+        raw = json.loads(body)["members"]
+    except (ValueError, KeyError, TypeError):
+        raw = []
+
+    def locate(loc: tuple) -> dict[str, Any]:
+        if len(loc) >= 2 and loc[0] == "members" and isinstance(loc[1], int) and loc[1] < len(raw) and isinstance(raw[loc[1]], dict):
+            name = str(raw[loc[1]].get("name", loc[1]))
+            return {"loc": ".".join([f"members[{name}]", *(str(p) for p in loc[2:])]), "member": name}
+        return {}
+
+    return locate
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}, max_ongoing_requests=128, logging_config={"enable_access_log": False})
@@ -157,17 +191,24 @@ class Api:
             "node": job["node"],
             "accelerator": job["accelerator"],
             "requested_accelerator": job["requested_accelerator"],
+            "batch_id": str(job["batch_id"]) if job["batch_id"] else None,
+            "name": job["member"],
+            "parameters": job["parameters"],
             "result": None,
         }
         if job["status"] == "COMPLETED" and job["result_key"]:
-            expiry = self.settings.url_expiry_s
-            view["result"] = {
-                "size": job["result_bytes"],
-                "sha256": job["result_sha256"],
-                "url": self.store.presigned_url(job["result_key"], expiry),
-                "url_expires_at": (datetime.now(timezone.utc) + timedelta(seconds=expiry)).isoformat(),
-            }
+            view["result"] = self._link(job["result_key"], job["result_sha256"], job["result_bytes"])
         return view
+
+    def _link(self, key: str, sha256: str, size: int) -> dict[str, Any]:
+        """A stored object's size, SHA-256 and pre-signed download link."""
+        expiry = self.settings.url_expiry_s
+        return {
+            "size": size,
+            "sha256": sha256,
+            "url": self.store.presigned_url(key, expiry),
+            "url_expires_at": (datetime.now(timezone.utc) + timedelta(seconds=expiry)).isoformat(),
+        }
 
     async def _guarded_job(self, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         """(key, job) for the caller's own job (else Problem 401/429/404)."""
@@ -192,25 +233,15 @@ class Api:
         key = await self._guard(request)
         if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
             return problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
-        limit = self.settings.max_body_bytes
-        if int(request.headers.get("content-length") or 0) > limit:
-            return problem(413, "Payload Too Large", f"request body over {limit} bytes")
-        body = await request.body()
-        if len(body) > limit:
-            return problem(413, "Payload Too Large", f"request body over {limit} bytes")
+        body = await self._body(request, self.settings.max_body_bytes)
         try:
             sim = Simulation.model_validate_json(body)
         except ValidationError as e:
-            errors = [{"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"], "type": err["type"]} for err in e.errors(include_url=False, include_input=False)]
-            return problem(422, "Invalid simulation", "; ".join(f"{x['loc'] or 'body'}: {x['msg']}" for x in errors), errors=errors)
-        est = sim.estimate()
-        if est["cells"] * est["time_steps"] > self.settings.max_cell_steps:
-            loc = "grid_spec" if est["cells"] > est["time_steps"] else "run_time"
-            detail = f"{est['cells']:,} cells × {est['time_steps']:,} steps exceed this service's limit of {self.settings.max_cell_steps:.3g}"
-            return problem(422, "Simulation too large", detail, errors=[{"loc": loc, "msg": detail, "type": "limit"}])
-        idempotency_key = request.headers.get("idempotency-key")
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-            return problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", errors=[{"loc": "header.Idempotency-Key", "msg": "length", "type": "value_error"}])
+            return _invalid("Invalid simulation", _errors(e))
+        too_large = self._too_large(sim)
+        if too_large:
+            return problem(422, "Simulation too large", too_large["msg"], errors=[too_large])
+        idempotency_key = self._idempotency_key(request)
         config_json = sim.model_dump_json()
         outcome = await self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id, accelerator)
         if outcome["refused"] == "quota":
@@ -220,6 +251,31 @@ class Api:
         job, created = outcome["job"], outcome["created"]
         body = {"id": str(job["id"]), "status": job["status"], "created_at": _iso(job["created_at"])}
         return JSONResponse(body, status_code=201 if created else 200, headers={"Location": f"/v1/simulations/{job['id']}"})
+
+    def _too_large(self, sim: Simulation, loc: str = "") -> dict[str, Any] | None:
+        """The problem entry for a simulation over the per-job cells × steps limit."""
+        est = sim.estimate()
+        if est["cells"] * est["time_steps"] <= self.settings.max_cell_steps:
+            return None
+        field = "grid_spec" if est["cells"] > est["time_steps"] else "run_time"
+        detail = f"{est['cells']:,} cells × {est['time_steps']:,} steps exceed this service's limit of {self.settings.max_cell_steps:.3g}"
+        return {"loc": loc + field, "msg": detail, "type": "limit"}
+
+    @staticmethod
+    def _idempotency_key(request: Request) -> str | None:
+        value = request.headers.get("idempotency-key")
+        if value is not None and not 1 <= len(value) <= 200:
+            raise Problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", errors=[{"loc": "header.Idempotency-Key", "msg": "length", "type": "value_error"}])
+        return value
+
+    async def _body(self, request: Request, limit: int) -> bytes:
+        """The request body, refused with 413 over ``limit`` bytes."""
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise Problem(413, "Payload Too Large", f"request body over {limit} bytes")
+        body = await request.body()
+        if len(body) > limit:
+            raise Problem(413, "Payload Too Large", f"request body over {limit} bytes")
+        return body
 
     @app.get("/v1/simulations/{job_id}", summary="Status, progress and (when done) the result of a job")
     async def get_job(self, job_id: str, request: Request) -> Response:
@@ -262,6 +318,144 @@ class Api:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    # ------------------------------------------------------------ batches
+    @app.post("/v1/batches", status_code=201, summary="Submit a batch (body: BatchSpec JSON: members [{name, simulation, parameters}], max_parallel)")
+    async def submit_batch(self, request: Request) -> Response:
+        key = await self._guard(request)
+        body = await self._body(request, self.settings.max_batch_bytes)
+        try:
+            spec = BatchSpec.model_validate_json(body)
+        except ValidationError as e:
+            return _invalid("Invalid batch", _errors(e, _member_locator(body)))
+        if len(spec.members) > self.settings.max_batch_members:
+            return problem(413, "Batch too large", f"{len(spec.members)} members exceed this service's limit of {self.settings.max_batch_members}")
+        members, total = [], 0.0
+        for member in spec.members:
+            where = f"members[{member.name}].simulation."
+            too_large = self._too_large(member.simulation, where)
+            if too_large:
+                return problem(422, "Simulation too large", f"member {member.name!r}: {too_large['msg']}", errors=[{**too_large, "member": member.name}])
+            est = member.simulation.estimate()
+            total += est["cells"] * est["time_steps"]
+            if total > self.settings.max_batch_cell_steps:
+                detail = f"the batch's cells × steps pass this service's limit of {self.settings.max_batch_cell_steps:.3g} at member {member.name!r}"
+                return problem(413, "Batch too large", detail, errors=[{"loc": where.rstrip("."), "msg": detail, "type": "limit", "member": member.name}])
+            members.append({"name": member.name, "config": member.simulation.model_dump_json(), "parameters": member.parameters, "total_steps": est["time_steps"]})
+        idempotency_key = self._idempotency_key(request)
+        max_parallel = min(spec.max_parallel or key["max_parallel"], key["max_parallel"])
+        digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+        outcome = await self.jobs.submit_batch.remote(str(key["id"]), key["quota"], max_parallel, members, digest, idempotency_key, request.state.request_id)
+        if outcome["refused"] == "quota":
+            return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
+        if outcome["refused"] == "idempotency":
+            return problem(422, "Idempotency-Key conflict", outcome["detail"], errors=[{"loc": "header.Idempotency-Key", "msg": outcome["detail"], "type": "conflict"}])
+        batch = outcome["batch"]
+        body = {"id": str(batch["id"]), "status": batch["status"], "size": batch["size"], "max_parallel": batch["max_parallel"], "created_at": _iso(batch["created_at"])}
+        return JSONResponse(body, status_code=201 if outcome["created"] else 200, headers={"Location": f"/v1/batches/{batch['id']}"})
+
+    async def _guarded_batch(self, batch_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(key, batch) for the caller's own batch (else Problem 401/429/404)."""
+        key = await self._guard(request)
+        try:
+            uuid.UUID(batch_id)
+        except ValueError:
+            raise Problem(404, "Not Found", f"no batch {batch_id} for this key")
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT * FROM batches WHERE id = %s AND key_id = %s", (batch_id, key["id"]))
+            batch = await cur.fetchone()
+        if batch is None:
+            raise Problem(404, "Not Found", f"no batch {batch_id} for this key")
+        return key, batch
+
+    async def _batch_view(self, batch: dict[str, Any]) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT id, member, status, step, total_steps, error, parameters FROM jobs WHERE batch_id = %s ORDER BY member_index", (batch["id"],))
+            rows = await cur.fetchall()
+        counts = dict.fromkeys((*ACTIVE, *TERMINAL), 0)
+        fractions = []
+        for row in rows:
+            counts[row["status"]] += 1
+            fractions.append(1.0 if row["status"] in TERMINAL else (row["step"] / row["total_steps"] if row["total_steps"] else 0.0))
+        dataset = {"status": batch["dataset_status"], "monitors": batch["dataset_monitors"], "error": batch["dataset_error"], "url": None, "sha256": None, "size": None}
+        if batch["dataset_status"] == "COMPLETED":
+            dataset.update(self._link(batch["dataset_key"], batch["dataset_sha256"], batch["dataset_bytes"]))
+        return {
+            "id": str(batch["id"]),
+            "status": batch["status"],
+            "size": batch["size"],
+            "max_parallel": batch["max_parallel"],
+            "parameters": batch["parameters"],
+            "created_at": _iso(batch["created_at"]),
+            "finished_at": _iso(batch["finished_at"]),
+            "error": batch["error"],
+            "counts": counts,
+            "progress": {"fraction": sum(fractions) / len(fractions) if fractions else 0.0},
+            "members": [{"name": r["member"], "id": str(r["id"]), "status": r["status"], "error": r["error"], "parameters": r["parameters"]} for r in rows],
+            "dataset": dataset,
+        }
+
+    @app.get("/v1/batches/{batch_id}", summary="A batch: status, counts per state, progress, each member's state, its dataset export")
+    async def get_batch(self, batch_id: str, request: Request) -> Response:
+        _, batch = await self._guarded_batch(batch_id, request)
+        return JSONResponse(await self._batch_view(batch))
+
+    @app.get("/v1/batches", summary="This key's batches, newest first (without member lists)")
+    async def list_batches(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
+        key = await self._guard(request)
+        limit, offset = min(max(limit, 1), 100), max(offset, 0)
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT * FROM batches WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
+            rows = await cur.fetchall()
+        items = [{"id": str(b["id"]), "status": b["status"], "size": b["size"], "created_at": _iso(b["created_at"]), "finished_at": _iso(b["finished_at"])} for b in rows[:limit]]
+        return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
+
+    @app.get("/v1/batches/{batch_id}/simulations", summary="A batch's members as full job views (result links included), paged; ?status= filters")
+    async def batch_members(self, batch_id: str, request: Request, limit: int = 50, offset: int = 0, status: str | None = None) -> Response:
+        _, batch = await self._guarded_batch(batch_id, request)
+        if status is not None and status not in (*ACTIVE, *TERMINAL):
+            return problem(422, "Invalid status", f"status must be one of {', '.join((*ACTIVE, *TERMINAL))}", errors=[{"loc": "query.status", "msg": "unknown state", "type": "value_error"}])
+        limit, offset = min(max(limit, 1), 100), max(offset, 0)
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM jobs WHERE batch_id = %s AND (%s::text IS NULL OR status = %s::text) ORDER BY member_index LIMIT %s OFFSET %s",
+                (batch["id"], status, status, limit + 1, offset),
+            )
+            rows = await cur.fetchall()
+        items = [self._job_view(r) for r in rows[:limit]]
+        return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
+
+    @app.delete("/v1/batches/{batch_id}", summary="Cancel a batch: its queued and running members are cancelled")
+    async def cancel_batch(self, batch_id: str, request: Request) -> Response:
+        key, _ = await self._guarded_batch(batch_id, request)
+        batch = await self.jobs.cancel_batch.remote(batch_id, str(key["id"]))
+        if batch["status"] != "CANCELLED":
+            return problem(409, "Not cancellable", f"the batch is already {batch['status']}")
+        return JSONResponse(await self._batch_view(batch))
+
+    @app.post("/v1/batches/{batch_id}/dataset", status_code=202, summary='Export an ended batch as one zarr dataset in the object store (body: {"monitors": [names] | null})')
+    async def export_dataset(self, batch_id: str, request: Request) -> Response:
+        key, batch = await self._guarded_batch(batch_id, request)
+        body = await self._body(request, 65536)
+        try:
+            monitors = json.loads(body or b"{}").get("monitors")
+        except (ValueError, AttributeError):
+            return problem(422, "Invalid body", 'expected {"monitors": [names] | null}', errors=[{"loc": "body", "msg": "not a JSON object", "type": "value_error"}])
+        if batch["status"] not in TERMINAL:
+            return problem(409, "Batch still running", "a dataset is exported once the batch has ended", headers={"Retry-After": "10"})
+        if monitors is not None:
+            async with self.db.connection() as conn:
+                cur = await conn.execute("SELECT config FROM jobs WHERE batch_id = %s ORDER BY member_index LIMIT 1", (batch["id"],))
+                config = (await cur.fetchone())["config"]
+            known = [m["name"] for m in config.get("monitors", [])]
+            if not isinstance(monitors, list) or not all(isinstance(m, str) for m in monitors):
+                return problem(422, "Invalid monitors", "monitors must be a list of monitor names", errors=[{"loc": "body.monitors", "msg": "not a list of names", "type": "value_error"}])
+            missing = [m for m in monitors if m not in known]
+            if missing:
+                detail = f"no monitor {missing[0]!r} in this batch's simulations (they have {known})"
+                return problem(422, "Invalid monitors", detail, errors=[{"loc": "body.monitors", "msg": detail, "type": "value_error"}])
+        batch = await self.jobs.export.remote(batch_id, str(key["id"]), monitors)
+        return JSONResponse((await self._batch_view(batch))["dataset"], status_code=202, headers={"Location": f"/v1/batches/{batch_id}"})
+
     @app.get("/v1/files/{key:path}", summary="Download a result of the local store (signed, expiring link)")
     def download(self, key: str, expires: int, signature: str) -> Response:
         if not isinstance(self.store, LocalStore):
@@ -274,7 +468,7 @@ class Api:
             return problem(403, "Forbidden", "the link is invalid or has expired")
         if not path.exists():
             return problem(404, "Not Found", "no such result")
-        return FileResponse(path, media_type="application/x-hdf5", filename=path.name)
+        return FileResponse(path, media_type=media_type(key), filename=path.name)
 
     # ------------------------------------------------------------ overflow workers
     async def _callback(self, job_id: str, request: Request) -> dict[str, Any]:

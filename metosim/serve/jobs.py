@@ -4,6 +4,10 @@
        │                   │  └────► FAILED (reason)
        └──────── cancel ───┴───────► CANCELLED
 
+A batch is one active unit on its key (RUNNING until every member has ended, then
+COMPLETED if any member completed, else FAILED; or CANCELLED); its members are
+ordinary jobs, dispatched oldest batch first up to the batch's ``max_parallel``.
+
 Each transition is one SQL statement or transaction, guarded by the state it leaves
 and by the dispatch token, so a stale worker (an earlier dispatch of the same job)
 can never overwrite a newer one. The actor is a named, detached Ray actor that Ray
@@ -13,6 +17,8 @@ restarts if it dies; on (re)start it rebuilds its view from PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import secrets
 import threading
 import time
@@ -26,7 +32,7 @@ from . import providers
 from .db import database_url, pool
 from .logs import get_logger
 from .settings import Settings
-from .worker import ActorReporter, execute
+from .worker import ActorReporter, execute, export_dataset
 
 NAMESPACE = "metosim"
 JOBSTATE = "metosim-jobstate"
@@ -41,6 +47,11 @@ def solve_task(job_id: str, token: int, config_json: str, settings: Settings, re
     """The Ray task body: run the shared worker entry point, reporting to the actor."""
     actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
     return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id)
+
+
+def export_task(batch_id: str, members: list[dict[str, Any]], monitors: list[str] | None, settings: Settings) -> tuple[str, str, int]:
+    """The Ray task body of a batch's dataset export: (key, sha256, bytes) uploaded."""
+    return export_dataset(batch_id, members, monitors, settings)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -62,7 +73,10 @@ class JobState:
         self.pool = pool(database_url(settings))
         #: job id → (Ray ref or provider handle, dispatch token, provider, dispatched at)
         self.refs: dict[str, tuple[Any, int, str, float]] = {}
+        #: batch id → Ray ref of its running dataset export
+        self.exports: dict[str, Any] = {}
         self.lock = threading.Lock()
+        self.fill_lock = threading.Lock()  # one batch scheduler at a time: no double dispatch
         self.reconcile(startup=True)
         threading.Thread(target=self._watch, name="job-watch", daemon=True).start()
 
@@ -83,10 +97,9 @@ class JobState:
                     if existing["body_sha256"] != body_sha256:
                         return {"refused": "idempotency", "detail": "Idempotency-Key reused with a different body"}
                     return {"refused": None, "job": existing, "created": False}
-            active = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') ORDER BY created_at", (key_id,)).fetchall()
-            if len(active) >= quota:
-                detail = f"this key already has {len(active)} active job(s) (quota {quota})"
-                return {"refused": "quota", "detail": detail, "retry_after": retry_after(active[0])}
+            refusal = quota_refusal(conn, key_id, quota)
+            if refusal:
+                return refusal
             job = conn.execute(
                 "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator) "
                 "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s) RETURNING *",
@@ -95,6 +108,40 @@ class JobState:
         log.info("queued", extra={"request_id": request_id, "job_id": str(job["id"])})
         self.dispatch(str(job["id"]))
         return {"refused": None, "job": job, "created": True}
+
+    def submit_batch(self, key_id: str, quota: int, max_parallel: int, members: list[dict[str, Any]], body_sha256: str, idempotency_key: str | None, request_id: str | None) -> dict[str, Any]:
+        """Record a RUNNING batch and its QUEUED members (name, config JSON, parameters,
+        total_steps) in one transaction, then start the first ``max_parallel``. Returns
+        as :meth:`submit` does, with ``"batch"`` instead of ``"job"``."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+            if idempotency_key:
+                existing = conn.execute("SELECT * FROM batches WHERE key_id = %s AND idempotency_key = %s", (key_id, idempotency_key)).fetchone()
+                if existing:
+                    if existing["body_sha256"] != body_sha256:
+                        return {"refused": "idempotency", "detail": "Idempotency-Key reused with a different body"}
+                    return {"refused": None, "batch": existing, "created": False}
+            refusal = quota_refusal(conn, key_id, quota)
+            if refusal:
+                return refusal
+            parameters = list(members[0]["parameters"])
+            batch = conn.execute(
+                "INSERT INTO batches (id, key_id, status, size, max_parallel, parameters, body_sha256, idempotency_key, request_id) "
+                "VALUES (%s, %s, 'RUNNING', %s, %s, %s::jsonb, %s, %s, %s) RETURNING *",
+                (uuid.uuid4(), key_id, len(members), max_parallel, json.dumps(parameters), body_sha256, idempotency_key, request_id),
+            ).fetchone()
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, batch_id, member, member_index, parameters) "
+                    "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                    [
+                        (uuid.uuid4(), key_id, m["config"], hashlib.sha256(m["config"].encode()).hexdigest(), request_id, m["total_steps"], batch["id"], m["name"], i, json.dumps(m["parameters"]))
+                        for i, m in enumerate(members)
+                    ],
+                )
+        log.info(f"batch of {len(members)} queued", extra={"request_id": request_id, "job_id": str(batch["id"])})
+        self._fill()
+        return {"refused": None, "batch": batch, "created": True}
 
     def dispatch(self, job_id: str, provider: str = "ray") -> None:
         """Start a QUEUED job: a Ray task (one GPU, of the requested type if any, when
@@ -147,6 +194,7 @@ class JobState:
                 "WHERE id = %s AND dispatches = %s AND status = 'RUNNING' AND result_key IS NULL",
                 (info.get("time_steps", 0), info.get("time_steps", 0), key, sha256, size, job_id, token),
             )
+        self._next_members()
 
     def failed(self, job_id: str, reason: str, token: int | None = None) -> None:
         """FAILED with ``reason``; with a token, only if it is the current dispatch's."""
@@ -156,6 +204,7 @@ class JobState:
                 (reason, job_id, token, token),
             )
         log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
+        self._next_members()
 
     # ------------------------------------------------------------ user actions
     def cancel(self, job_id: str, key_id: str) -> dict | None:
@@ -170,7 +219,110 @@ class JobState:
             entry = self.refs.get(job_id)
         if job is not None and job["status"] == "CANCELLED" and entry is not None:
             stop(entry)
+        self._next_members()
         return job
+
+    def cancel_batch(self, batch_id: str, key_id: str) -> dict | None:
+        """Cancel a RUNNING batch of this key and its queued and running members;
+        returns the batch (None if not its own)."""
+        with self.pool.connection() as conn, conn.transaction():
+            cancelled = conn.execute("UPDATE batches SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' WHERE id = %s AND key_id = %s AND status = 'RUNNING' RETURNING id", (batch_id, key_id)).fetchone()
+            members = []
+            if cancelled:
+                members = conn.execute(
+                    "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'the batch was cancelled' WHERE batch_id = %s AND status IN ('QUEUED', 'RUNNING') RETURNING id",
+                    (batch_id,),
+                ).fetchall()
+            batch = conn.execute("SELECT * FROM batches WHERE id = %s AND key_id = %s", (batch_id, key_id)).fetchone()
+        for row in members:
+            with self.lock:
+                entry = self.refs.get(str(row["id"]))
+            if entry is not None:
+                stop(entry)
+        return batch
+
+    def export(self, batch_id: str, key_id: str, monitors: list[str] | None) -> dict | None:
+        """Start writing an ended batch's dataset (unless the same export is running or
+        done); returns the batch row (None if not this key's)."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE batches SET dataset_status = 'RUNNING', dataset_monitors = %s::jsonb, dataset_key = NULL, dataset_sha256 = NULL, dataset_bytes = NULL, dataset_error = NULL "
+                "WHERE id = %s AND key_id = %s AND status IN ('COMPLETED', 'FAILED', 'CANCELLED') "
+                "AND (dataset_status IS NULL OR dataset_status = 'FAILED' OR dataset_monitors IS DISTINCT FROM %s::jsonb)",
+                (json.dumps(monitors), batch_id, key_id, json.dumps(monitors)),
+            )
+            batch = conn.execute("SELECT * FROM batches WHERE id = %s AND key_id = %s", (batch_id, key_id)).fetchone()
+        if batch is not None and batch["dataset_status"] == "RUNNING":
+            self._start_export(batch_id)
+        return batch
+
+    def _start_export(self, batch_id: str) -> None:
+        with self.lock:
+            if batch_id in self.exports:
+                return
+        with self.pool.connection() as conn:
+            monitors = conn.execute("SELECT dataset_monitors FROM batches WHERE id = %s", (batch_id,)).fetchone()["dataset_monitors"]
+            members = conn.execute(
+                "SELECT member AS name, parameters, result_key, result_sha256 AS sha256 FROM jobs WHERE batch_id = %s AND status = 'COMPLETED' ORDER BY member_index",
+                (batch_id,),
+            ).fetchall()
+        ref = ray.remote(export_task).options(num_cpus=1, max_retries=self.settings.max_retries).remote(batch_id, members, monitors, self.settings)
+        with self.lock:
+            self.exports[batch_id] = ref
+
+    def _export_finished(self, batch_id: str, ref: Any) -> None:
+        try:
+            key, sha256, size = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - every failure becomes the export's reason
+            with self.pool.connection() as conn:
+                conn.execute("UPDATE batches SET dataset_status = 'FAILED', dataset_error = %s WHERE id = %s AND dataset_status = 'RUNNING'", (failure_reason(e), batch_id))
+        else:
+            with self.pool.connection() as conn:
+                conn.execute(
+                    "UPDATE batches SET dataset_status = 'COMPLETED', dataset_key = %s, dataset_sha256 = %s, dataset_bytes = %s WHERE id = %s AND dataset_status = 'RUNNING'",
+                    (key, sha256, size, batch_id),
+                )
+        with self.lock:
+            self.exports.pop(batch_id, None)
+
+    # ------------------------------------------------------------ batches
+    def _next_members(self) -> None:
+        """After any member transition: end finished batches, start waiting members."""
+        self._settle()
+        self._fill()
+
+    def _settle(self) -> None:
+        """End RUNNING batches with no active member left: COMPLETED when any member
+        completed, else FAILED."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE batches b SET finished_at = now(), "
+                "status = CASE WHEN done.any THEN 'COMPLETED' ELSE 'FAILED' END, "
+                "error = CASE WHEN done.any THEN NULL ELSE 'no member completed' END "
+                "FROM (SELECT batch_id, bool_or(status = 'COMPLETED') AS any, bool_or(status IN ('QUEUED', 'RUNNING')) AS active "
+                "      FROM jobs WHERE batch_id IN (SELECT id FROM batches WHERE status = 'RUNNING') GROUP BY batch_id) AS done "
+                "WHERE b.id = done.batch_id AND b.status = 'RUNNING' AND NOT done.active"
+            )
+
+    def _fill(self) -> None:
+        """Dispatch QUEUED members, oldest batch first, up to each batch's
+        ``max_parallel`` members running or dispatched at once."""
+        with self.fill_lock:
+            with self.lock:
+                tracked = set(self.refs)
+            with self.pool.connection() as conn:
+                rows = conn.execute(
+                    "SELECT j.id, j.status, b.id AS batch_id, b.max_parallel FROM jobs j JOIN batches b ON b.id = j.batch_id "
+                    "WHERE b.status = 'RUNNING' AND j.status IN ('QUEUED', 'RUNNING') ORDER BY b.created_at, b.id, j.member_index"
+                ).fetchall()
+            start = []
+            for _, group in itertools.groupby(rows, key=lambda r: r["batch_id"]):
+                members = list(group)
+                busy = sum(1 for m in members if m["status"] == "RUNNING" or str(m["id"]) in tracked)
+                waiting = [str(m["id"]) for m in members if m["status"] == "QUEUED" and str(m["id"]) not in tracked]
+                start += waiting[: max(members[0]["max_parallel"] - busy, 0)]
+            for job_id in start:
+                self.dispatch(job_id)
 
     # ------------------------------------------------------------ supervision
     def reconcile(self, startup: bool = False) -> None:
@@ -179,9 +331,10 @@ class JobState:
         with self.lock:
             tracked = set(self.refs)
         with self.pool.connection() as conn:
-            queued = [str(r["id"]) for r in conn.execute("SELECT id FROM jobs WHERE status = 'QUEUED' ORDER BY created_at").fetchall()]
+            # Batch members wait for a slot of their batch (_fill), not for this loop.
+            queued = [str(r["id"]) for r in conn.execute("SELECT id FROM jobs WHERE status = 'QUEUED' AND batch_id IS NULL ORDER BY created_at").fetchall()]
             stale = conn.execute(
-                "SELECT id, attempts FROM jobs WHERE status = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s)",
+                "SELECT id, attempts, batch_id FROM jobs WHERE status = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s)",
                 (self.settings.heartbeat_timeout_s,),
             ).fetchall()
             for row in stale:
@@ -198,7 +351,8 @@ class JobState:
                     continue
                 if row["attempts"] <= self.settings.max_retries:
                     conn.execute("UPDATE jobs SET status = 'QUEUED' WHERE id = %s AND status = 'RUNNING'", (job_id,))
-                    queued.append(job_id)
+                    if row["batch_id"] is None:
+                        queued.append(job_id)
                 else:
                     conn.execute(
                         "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING'",
@@ -207,6 +361,11 @@ class JobState:
         for job_id in queued:
             if job_id not in tracked:
                 self.dispatch(job_id)
+        self._next_members()
+        with self.pool.connection() as conn:
+            exporting = [str(r["id"]) for r in conn.execute("SELECT id FROM batches WHERE dataset_status = 'RUNNING'").fetchall()]
+        for batch_id in exporting:  # an export whose task was lost with a restart starts again
+            self._start_export(batch_id)
         self._overflow()
         if startup and queued:
             log.info(f"recovered {len(queued)} queued job(s) from PostgreSQL")
@@ -235,13 +394,18 @@ class JobState:
         while True:
             with self.lock:
                 items = list(self.refs.items())
+                exports = list(self.exports.items())
             on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
-            if on_ray:
-                ready, _ = ray.wait([entry[0] for _, entry in on_ray], num_returns=len(on_ray), timeout=0.5)
+            refs = [entry[0] for _, entry in on_ray] + [ref for _, ref in exports]
+            if refs:
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
                 done = set(ready)
                 for job_id, entry in on_ray:
                     if entry[0] in done:
                         self._finish(job_id, entry)
+                for batch_id, ref in exports:
+                    if ref in done:
+                        self._export_finished(batch_id, ref)
             else:
                 time.sleep(0.5)
             for job_id, entry in items:
@@ -265,6 +429,7 @@ class JobState:
         except Exception as e:  # noqa: BLE001 - every failure becomes a reason on the job
             self.failed(job_id, failure_reason(e), entry[1])
         self._forget(job_id, entry)
+        self._fill()  # its slot is free now
 
     def _forget(self, job_id: str, entry: tuple) -> None:
         with self.lock:
@@ -281,6 +446,17 @@ def stop(entry: tuple) -> None:
         handle.kill()
     elif provider == "modal":
         handle.cancel()
+
+
+def quota_refusal(conn: Any, key_id: str, quota: int) -> dict[str, Any] | None:
+    """None when the key may start another job or batch, else the 409's refusal.
+    Active units: the key's QUEUED/RUNNING jobs outside batches plus its RUNNING batches."""
+    jobs = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') AND batch_id IS NULL ORDER BY created_at", (key_id,)).fetchall()
+    batches = conn.execute("SELECT count(*) AS n FROM batches WHERE key_id = %s AND status = 'RUNNING'", (key_id,)).fetchone()["n"]
+    if len(jobs) + batches < quota:
+        return None
+    detail = f"this key already has {len(jobs)} active job(s) and {batches} active batch(es) (quota {quota})"
+    return {"refused": "quota", "detail": detail, "retry_after": retry_after(jobs[0]) if jobs else 10}
 
 
 def retry_after(job: dict) -> int:

@@ -16,18 +16,19 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create(conn: psycopg.Connection, name: str, quota: int = 1) -> tuple[str, dict[str, Any]]:
-    """A new key: returns (the key itself — shown once —, its stored row)."""
+def create(conn: psycopg.Connection, name: str, quota: int = 1, max_parallel: int = 8) -> tuple[str, dict[str, Any]]:
+    """A new key: returns (the key itself — shown once —, its stored row). ``quota``:
+    active jobs or batches at once; ``max_parallel``: members of a batch run at once."""
     key = PREFIX + secrets.token_urlsafe(32)
     row = conn.execute(
-        "INSERT INTO api_keys (id, name, key_sha256, prefix, quota) VALUES (%s, %s, %s, %s, %s) RETURNING id, name, prefix, quota, created_at, revoked_at",
-        (uuid.uuid4(), name, digest(key), key[: len(PREFIX) + 6], quota),
+        "INSERT INTO api_keys (id, name, key_sha256, prefix, quota, max_parallel) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, name, prefix, quota, max_parallel, created_at, revoked_at",
+        (uuid.uuid4(), name, digest(key), key[: len(PREFIX) + 6], quota, max_parallel),
     ).fetchone()
     return key, row
 
 
 def list_keys(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    return conn.execute("SELECT id, name, prefix, quota, created_at, revoked_at FROM api_keys ORDER BY created_at").fetchall()
+    return conn.execute("SELECT id, name, prefix, quota, max_parallel, created_at, revoked_at FROM api_keys ORDER BY created_at").fetchall()
 
 
 def revoke(conn: psycopg.Connection, key_id_or_prefix: str) -> int:
@@ -41,7 +42,7 @@ def revoke(conn: psycopg.Connection, key_id_or_prefix: str) -> int:
 
 
 #: The active key row for a presented key's digest.
-AUTHENTICATE = "SELECT id, name, quota FROM api_keys WHERE key_sha256 = %s AND revoked_at IS NULL"
+AUTHENTICATE = "SELECT id, name, quota, max_parallel FROM api_keys WHERE key_sha256 = %s AND revoked_at IS NULL"
 
 
 def authenticate(conn: psycopg.Connection, key: str) -> dict[str, Any] | None:

@@ -42,6 +42,10 @@ class Settings:
     max_body_bytes: int = 1 << 20
     #: Largest cells × time steps one job may ask for.
     max_cell_steps: float = 2e11
+    #: Largest batch: members, request body (bytes) and cells × time steps in total.
+    max_batch_members: int = 1000
+    max_batch_bytes: int = 32 << 20
+    max_batch_cell_steps: float = 1e13
     rate_per_second: float = 20.0
     rate_burst: int = 40
     default_quota: int = 1
@@ -74,6 +78,9 @@ class Settings:
             "ray_address": _env("RAY_ADDRESS"),
             "max_body_bytes": _env("MAX_BODY_BYTES"),
             "max_cell_steps": _env("MAX_CELL_STEPS"),
+            "max_batch_members": _env("MAX_BATCH_MEMBERS"),
+            "max_batch_bytes": _env("MAX_BATCH_BYTES"),
+            "max_batch_cell_steps": _env("MAX_BATCH_CELL_STEPS"),
             "rate_per_second": _env("RATE_PER_SECOND"),
             "rate_burst": _env("RATE_BURST"),
             "default_quota": _env("DEFAULT_QUOTA"),

@@ -3,7 +3,9 @@
 ``S3Store`` talks to any S3-protocol service through boto3 (AWS, R2, MinIO);
 ``LocalStore`` keeps files in a directory for the embedded default and signs its
 download URLs with HMAC-SHA256 (served by the API at ``/v1/files/...``). Keys are
-``results/<job id>/<sha256>.h5`` and are never overwritten.
+``results/<job id>/<sha256>.h5`` (one run's HDF5) or
+``datasets/<batch id>/<sha256>.zarr.zip`` (a batch's zarr dataset) and are never
+overwritten.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from urllib.parse import urlencode
 
 from .settings import Settings
 
-_KEY = re.compile(r"^results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5$")
+_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip)$")
+#: Content types by key suffix.
+MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip"}
 
 
 class ObjectExists(Exception):
@@ -34,6 +38,17 @@ def result_key(job_id: str, sha256: str) -> str:
     if not _KEY.match(key):
         raise ValueError(f"not a result key: {key!r}")
     return key
+
+
+def dataset_key(batch_id: str, sha256: str) -> str:
+    key = f"datasets/{batch_id}/{sha256}.zarr.zip"
+    if not _KEY.match(key):
+        raise ValueError(f"not a dataset key: {key!r}")
+    return key
+
+
+def media_type(key: str) -> str:
+    return MEDIA_TYPES[os.path.splitext(key)[1]]
 
 
 def file_sha256(path: str | os.PathLike) -> tuple[str, int]:
@@ -54,6 +69,9 @@ class ObjectStore(Protocol):
     def presigned_url(self, key: str, expires_in: int) -> str:
         """A URL that downloads ``key`` for ``expires_in`` seconds."""
 
+    def get(self, key: str, path: str) -> None:
+        """Copy the object ``key`` to the file ``path``."""
+
 
 class S3Store:
     def __init__(self, bucket: str, endpoint_url: str | None = None, region: str = "us-east-1") -> None:
@@ -69,7 +87,7 @@ class S3Store:
         with open(path, "rb") as body:
             try:
                 # If-None-Match: * makes the write conditional: never overwrite a result.
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/x-hdf5")
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType=media_type(key))
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                     raise ObjectExists(key) from e
@@ -77,6 +95,9 @@ class S3Store:
 
     def presigned_url(self, key: str, expires_in: int) -> str:
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in)
+
+    def get(self, key: str, path: str) -> None:
+        self.client.download_file(self.bucket, key, path)
 
 
 class LocalStore:
@@ -99,6 +120,9 @@ class LocalStore:
             raise ObjectExists(key) from e
         with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
             shutil.copyfileobj(src, out)
+
+    def get(self, key: str, path: str) -> None:
+        shutil.copyfile(self.path(key), path)
 
     def signature(self, key: str, expires: int) -> str:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()

@@ -13,11 +13,11 @@ import tempfile
 import time
 from typing import Any, Protocol
 
-from ..data import solve
+from ..data import SimulationData, solve
 from ..simulation import Simulation
 from .logs import get_logger
 from .settings import Settings
-from .storage import file_sha256, make_store, result_key, upload_with_retry
+from .storage import dataset_key, file_sha256, make_store, result_key, upload_with_retry
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -60,6 +60,35 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
     reporter.completed(job_id, token, key, sha256, size, {k: v for k, v in data.info.items() if isinstance(v, (int, float, str))})
     log.info("completed", extra=extra)
     return key
+
+
+def export_dataset(batch_id: str, members: list[dict[str, Any]], monitors: list[str] | None, settings: Settings) -> tuple[str, str, int]:
+    """Write a batch's completed members (``name``, ``parameters``, ``result_key``,
+    ``sha256``) as one zipped zarr store and upload it; returns (key, sha256, bytes).
+    Each member's HDF5 is fetched from the store and verified before it is read."""
+    from ..dataset import DatasetMember, write_dataset
+
+    if not members:
+        raise ValueError("the batch has no completed member to export")
+    store = make_store(settings)
+    extra = {"job_id": batch_id}
+    with tempfile.TemporaryDirectory(prefix="metosim-dataset-") as tmp:
+
+        def fetch(member: dict[str, Any]) -> SimulationData:
+            path = os.path.join(tmp, f"{member['sha256']}.h5")
+            if not os.path.exists(path):
+                store.get(member["result_key"], path)
+                if file_sha256(path)[0] != member["sha256"]:
+                    raise ValueError(f"member {member['name']!r}: stored result does not match its recorded SHA-256")
+            return SimulationData.open(path)
+
+        target = os.path.join(tmp, "dataset.zarr.zip")
+        write_dataset(target, [DatasetMember(m["name"], m["parameters"] or {}, m["sha256"], lambda m=m: fetch(m)) for m in members], monitors)
+        sha256, size = file_sha256(target)
+        key = dataset_key(batch_id, sha256)
+        upload_with_retry(store, key, target, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
+    log.info(f"dataset of {len(members)} members exported", extra=extra)
+    return key, sha256, size
 
 
 def where_am_i() -> tuple[str, str]:

@@ -1,0 +1,317 @@
+"""Batches and sweeps: N simulations as N cluster tasks, one active unit on the key.
+
+    batch = client.batch({"a": sim_a, "b": sim_b})          # or client.batch(ms.sweep(make, width=[...]))
+    for name, data in batch.results():                      # each member the moment it completes
+        ...
+    data = batch.data()                                     # BatchData: lazy, one file per member
+    batch.to_dataset("sweep.zarr")                          # one zarr store, a `sample` dimension
+
+``BatchSpec`` is the REST body of ``POST /v1/batches`` (the service validates it with
+this same model); ``Batch`` follows a submitted batch; ``BatchData`` opens a member's
+results only when it is indexed.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+
+from .base import MetoModel
+from .data import SimulationData
+from .simulation import Simulation
+
+if TYPE_CHECKING:
+    from .client import Client
+
+#: A member's name: 1–100 characters, no "/" or control characters (it names files).
+MemberName = Annotated[str, Field(pattern=r"^[^/\x00-\x1f]{1,100}$")]
+#: A sweep parameter's value.
+ParameterValue = StrictBool | StrictInt | StrictFloat | StrictStr
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+class BatchMember(MetoModel):
+    """One simulation of a batch, with the sweep parameter values that made it."""
+
+    name: MemberName
+    simulation: Simulation
+    parameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], ParameterValue] = {}
+
+
+class BatchSpec(MetoModel):
+    """The body of ``POST /v1/batches``: the members, and how many may run at once
+    (capped by the key's own ``max_parallel``)."""
+
+    members: Annotated[list[BatchMember], Field(min_length=1)]
+    max_parallel: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "BatchSpec":
+        seen: set[str] = set()
+        for member in self.members:
+            if member.name in seen:
+                raise ValueError(f"duplicate member name {member.name!r}")
+            seen.add(member.name)
+        names = set(self.members[0].parameters)
+        for member in self.members[1:]:
+            if set(member.parameters) != names:
+                raise ValueError(f"member {member.name!r} has parameters {sorted(member.parameters)}, the first member has {sorted(names)}: every member needs the same parameter names")
+        return self
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return list(self.members[0].parameters)
+
+
+class Sweep(Mapping[str, Simulation]):
+    """Named simulations made by :func:`sweep`, with each member's parameter values."""
+
+    def __init__(self, members: Mapping[str, Simulation], parameters: Mapping[str, Mapping[str, Any]]) -> None:
+        self._members = dict(members)
+        self.parameters = {name: dict(values) for name, values in parameters.items()}
+
+    def __getitem__(self, name: str) -> Simulation:
+        return self._members[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __repr__(self) -> str:
+        dims = {k: len({p[k] for p in self.parameters.values()}) for k in next(iter(self.parameters.values()), {})}
+        return f"Sweep({len(self)} members over {dims})"
+
+
+def sweep(make_sim: Callable[..., Simulation], **values: Sequence[Any]) -> Sweep:
+    """Every combination of the given parameter values (the Cartesian product, in the
+    order given), one simulation each: ``sweep(make, width=[0.4, 0.5], gap=[0.1, 0.2])``
+    calls ``make(width=…, gap=…)`` four times. Members are named ``"width=0.4,gap=0.1"``."""
+    if not values:
+        raise ValueError("sweep needs at least one parameter, e.g. sweep(make, width=[0.4, 0.5])")
+    for name, options in values.items():
+        if len(options) == 0:
+            raise ValueError(f"sweep parameter {name!r} has no values")
+    members, parameters = {}, {}
+    for combination in itertools.product(*values.values()):
+        point = {name: _plain(value) for name, value in zip(values, combination)}
+        label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+        if label in members:
+            raise ValueError(f"sweep values repeat: {label}")
+        members[label] = make_sim(**point)
+        parameters[label] = point
+    return Sweep(members, parameters)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python numbers (JSON and the strict models need them)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
+def batch_spec(members: Mapping[str, Simulation], max_parallel: int | None = None) -> BatchSpec:
+    """The REST body for named simulations (a :class:`Sweep` carries its parameters)."""
+    parameters = members.parameters if isinstance(members, Sweep) else {}
+    return BatchSpec(
+        members=[BatchMember(name=name, simulation=sim, parameters=parameters.get(name, {})) for name, sim in members.items()],
+        max_parallel=max_parallel,
+    )
+
+
+# ---------------------------------------------------------------- following a batch
+class Batch:
+    """A submitted batch. Reattach after a kernel restart with ``ms.Batch.load(id)``
+    (or ``client.batch(id)``)."""
+
+    def __init__(self, client: "Client", batch_id: str) -> None:
+        self.client, self.id = client, batch_id
+
+    @classmethod
+    def load(cls, batch_id: str, client: "Client | None" = None) -> "Batch":
+        from .client import Client
+
+        batch = cls(client or Client(), batch_id)
+        batch.status()  # fails now if the id is unknown to this key
+        return batch
+
+    def __repr__(self) -> str:
+        return f"Batch({self.id!r})"
+
+    def status(self) -> dict[str, Any]:
+        """The service's view: status, counts per state, progress, each member's state."""
+        return self.client.request("GET", f"/v1/batches/{self.id}").json()
+
+    def cancel(self) -> dict[str, Any]:
+        """Cancel the batch: queued and running members become CANCELLED."""
+        return self.client.request("DELETE", f"/v1/batches/{self.id}").json()
+
+    def members(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Every member's job view (name, parameters, status, error, result link), paged."""
+        items, offset = [], 0
+        while offset is not None:
+            params: dict[str, Any] = {"limit": 100, "offset": offset}
+            if status:
+                params["status"] = status
+            page = self.client.request("GET", f"/v1/batches/{self.id}/simulations", params=params).json()
+            items += page["items"]
+            offset = page["next_offset"]
+        return items
+
+    def updates(self, poll: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Status dicts until the batch ends (polling with backoff, 0.5 s → 2 s)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            state = self.status()
+            yield state
+            if state["status"] in TERMINAL:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {self.id} still {state['status']} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 1.25, 2.0)
+
+    def wait(self, progress: bool = True, timeout: float | None = None) -> dict[str, Any]:
+        """Follow the batch to its end (with a live progress display); returns the final
+        status. Failed members do not raise: their reasons are in ``status()``."""
+        from .widgets.batch import make_batch_display
+
+        display = make_batch_display(self) if progress else None
+        state: dict[str, Any] = {}
+        for state in self.updates(timeout=timeout):
+            if display:
+                display.update(state)
+        return state
+
+    def results(self, poll: float = 0.5, timeout: float | None = None) -> Iterator[tuple[str, SimulationData]]:
+        """(name, data) of each member as soon as it completes, downloaded into the
+        local cache and verified (members already verified there are not downloaded
+        again). Failed and cancelled members are skipped."""
+        from .client import download
+
+        done: set[str] = set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.status()  # read first: members completed by now are listed below
+            for member in self.members(status="COMPLETED"):
+                if member["name"] not in done:
+                    done.add(member["name"])
+                    yield member["name"], SimulationData.open(str(download(member["result"])))
+            if state["status"] in TERMINAL:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {self.id} still {state['status']} after {timeout} s")
+            time.sleep(poll)
+
+    def data(self) -> "BatchData":
+        """The members' results as a lazy :class:`BatchData` (completed members only)."""
+        return BatchData(self.client, self.members())
+
+    def to_dataset(self, path: str, monitors: Sequence[str] | None = None) -> str:
+        """Write the completed members' monitors as one zarr store at ``path`` (a
+        directory, or a single ``.zip`` file); see :func:`metosim.dataset.write_dataset`."""
+        return self.data().to_dataset(path, monitors)
+
+    def export_dataset(self, monitors: Sequence[str] | None = None, timeout: float = 600.0) -> dict[str, Any]:
+        """Have the service write the dataset into its object store (one zipped zarr
+        store, checksummed); returns ``{"url", "sha256", "size", ...}``. Open it lazily
+        with ``ms.open_dataset(result["url"])``."""
+        body = {"monitors": list(monitors) if monitors is not None else None}
+        self.client.request("POST", f"/v1/batches/{self.id}/dataset", json=body)
+        deadline = time.monotonic() + timeout
+        while True:
+            dataset = self.status()["dataset"]
+            if dataset["status"] == "COMPLETED":
+                return dataset
+            if dataset["status"] == "FAILED":
+                from .client import MetoSimError
+
+                raise MetoSimError(f"dataset export failed: {dataset['error']}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dataset export of batch {self.id} still running after {timeout} s")
+            time.sleep(0.5)
+
+
+class BatchData(Mapping[str, SimulationData]):
+    """Results of a batch's completed members, opened lazily: ``batch_data["name"]``
+    downloads (or finds in the cache) and opens only that member's file; arrays are
+    read when indexed. ``parameters`` holds each member's sweep values and
+    ``failed`` each failed member's reason."""
+
+    def __init__(self, client: "Client", members: Sequence[Mapping[str, Any]]) -> None:
+        self.client = client
+        self._members = {m["name"]: m for m in members if m["status"] == "COMPLETED"}
+        self.parameters = {m["name"]: dict(m.get("parameters") or {}) for m in members if m["status"] == "COMPLETED"}
+        self.failed = {m["name"]: m["error"] for m in members if m["status"] in ("FAILED", "CANCELLED")}
+        self._open: dict[str, SimulationData] = {}
+
+    def __getitem__(self, name: str) -> SimulationData:
+        if name not in self._open:
+            self._open[name] = SimulationData.open(str(self.path(name)))
+        return self._open[name]
+
+    def path(self, name: str) -> Any:
+        """The member's verified results file in the local cache (downloaded if needed)."""
+        from .client import download
+
+        try:
+            member = self._members[name]
+        except KeyError:
+            raise KeyError(f"no completed member {name!r}; completed: {sorted(self._members)}") from None
+        result = member["result"]
+        try:
+            return download(result, only_cached=True)
+        except FileNotFoundError:  # not in the cache: a fresh link (the listed one may have expired)
+            return download(self.client.job(member["id"]).status()["result"])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def sel(self, **values: Any) -> SimulationData:
+        """The member whose sweep parameters equal ``values`` (e.g. ``sel(width=0.5)``);
+        with several parameters, name them all or the match must still be unique."""
+        matches = [name for name, params in self.parameters.items() if all(k in params and params[k] == v for k, v in values.items())]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} members match {values}" + (f": {matches[:5]}" if matches else f"; parameters are {self.parameter_values()}"))
+        return self[matches[0]]
+
+    def parameter_values(self) -> dict[str, list[Any]]:
+        """Each sweep parameter's distinct values, in order."""
+        out: dict[str, list[Any]] = {}
+        for params in self.parameters.values():
+            for k, v in params.items():
+                if v not in out.setdefault(k, []):
+                    out[k].append(v)
+        return out
+
+    def close(self) -> None:
+        for data in self._open.values():
+            data.close()
+        self._open.clear()
+
+    def to_dataset(self, path: str, monitors: Sequence[str] | None = None) -> str:
+        """Write these members' monitors as one zarr store (see
+        :func:`metosim.dataset.write_dataset`); returns ``path``."""
+        from .dataset import DatasetMember, write_dataset
+
+        members = [DatasetMember(name, self.parameters[name], m["result"]["sha256"], lambda name=name: self[name]) for name, m in self._members.items()]
+        write_dataset(path, members, monitors)
+        return path
+
+    def __repr__(self) -> str:
+        return f"BatchData({len(self)} completed members, {len(self.failed)} failed; parameters {self.parameter_values()})"
+
+    def _repr_html_(self) -> str:
+        names = list(self.parameter_values())
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in ["member", *names])
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [name, *(self.parameters[name][n] for n in names)]) + "</tr>" for name in self._members)
+        failed = "".join(f"<tr><td>{html.escape(n)}</td><td colspan='{max(len(names), 1)}'>FAILED: {html.escape(str(r))}</td></tr>" for n, r in self.failed.items())
+        return f"<table><caption><b>metosim.BatchData</b> ({len(self)} completed, {len(self.failed)} failed)</caption><tr>{head}</tr>{rows}{failed}</table>"
