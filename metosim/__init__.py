@@ -11,6 +11,7 @@ from .client import ChecksumMismatch, Client, Job, JobFailed, QuotaExceeded
 from .data import SimulationData, solve
 from .batch import Batch, BatchData, BatchSpec, Sweep, sweep
 from .dataset import open_dataset, verify_dataset
+from .smatrix import Port, SMatrix
 from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
@@ -41,6 +42,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "Batch",
     "BatchData",
+    "Port",
+    "SMatrix",
     "BatchSpec",
     "Sweep",
     "open_dataset",
