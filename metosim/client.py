@@ -158,10 +158,12 @@ class Client:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         return job.wait(progress=progress, timeout=remaining, download=True)
 
-    def batch(self, members: "Mapping[str, Simulation] | str", max_parallel: int | None = None, idempotency_key: str | None = None) -> "Batch":
+    def batch(self, members: "Mapping[str, Simulation] | str", max_parallel: int | None = None, idempotency_key: str | None = None, accelerator: str | None = None) -> "Batch":
         """Submit named simulations (a dict, or ``ms.sweep(...)``) as one batch — one
-        active unit on the key, its members run as parallel tasks — or, given a batch
-        id, reattach to it. Returns the :class:`~metosim.batch.Batch`."""
+        active unit on the key, its members run as parallel tasks (at most
+        ``max_parallel``, capped by the key's own limit; each on a GPU of type
+        ``accelerator`` if given) — or, given a batch id, reattach to it. Returns the
+        :class:`~metosim.batch.Batch`."""
         from .batch import Batch, batch_spec
 
         if isinstance(members, str):
@@ -169,7 +171,8 @@ class Client:
         headers = {"Content-Type": "application/json"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        body = self.request("POST", "/v1/batches", content=batch_spec(members, max_parallel).model_dump_json(), headers=headers).json()
+        params = {"accelerator": accelerator} if accelerator else None
+        body = self.request("POST", "/v1/batches", content=batch_spec(members, max_parallel).model_dump_json(), headers=headers, params=params).json()
         return Batch(self, body["id"])
 
     def batches(self, limit: int = 20) -> list[dict[str, Any]]:

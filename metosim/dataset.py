@@ -142,9 +142,9 @@ def _write_coordinates(group: Any, samples: Mapping[str, np.ndarray], dims: tupl
 
 def _array(group: Any, name: str, values: np.ndarray, dims: list[str]) -> None:
     """A small array written whole; text as zarr's variable-length UTF-8 strings."""
-    if values.dtype.kind == "U":
+    if values.dtype.kind in "OU":  # HDF5 string coordinates arrive as objects
         array = group.create_array(name, shape=values.shape, dtype=str, dimension_names=dims)
-        array[...] = values
+        array[...] = values.astype(str)
     else:
         group.create_array(name, data=values, dimension_names=dims)
 

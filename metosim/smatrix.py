@@ -168,7 +168,7 @@ class SMatrix:
             dims=("port_out", "mode_out", "port_in", "mode_in", "f"),
             coords={"port_out": port_names, "mode_out": np.arange(num_modes), "port_in": port_names, "mode_in": np.arange(num_modes), "f": self.freqs},
             name="S",
-            attrs={"reference": "port centres", "convention": "exp(i(βx − ωt))"},
+            attrs={"reference": "grid planes nearest the port centres", "convention": "exp(i(βx − ωt))"},
         )
 
     # ------------------------------------------------------------ export

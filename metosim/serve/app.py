@@ -231,8 +231,7 @@ class Api:
     @app.post("/v1/simulations", status_code=201, summary="Submit a simulation (body: the Simulation JSON; ?accelerator=A100 asks for a GPU type)")
     async def submit(self, request: Request, accelerator: str | None = None) -> Response:
         key = await self._guard(request)
-        if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
-            return problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
+        self._check_accelerator(accelerator)
         body = await self._body(request, self.settings.max_body_bytes)
         try:
             sim = Simulation.model_validate_json(body)
@@ -262,6 +261,11 @@ class Api:
         return {"loc": loc + field, "msg": detail, "type": "limit"}
 
     @staticmethod
+    def _check_accelerator(accelerator: str | None) -> None:
+        if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
+            raise Problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
+
+    @staticmethod
     def _idempotency_key(request: Request) -> str | None:
         value = request.headers.get("idempotency-key")
         if value is not None and not 1 <= len(value) <= 200:
@@ -287,7 +291,8 @@ class Api:
         key = await self._guard(request)
         limit, offset = min(max(limit, 1), 100), max(offset, 0)
         async with self.db.connection() as conn:
-            cur = await conn.execute("SELECT * FROM jobs WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
+            # Batch members are listed under their batch (GET /v1/batches/{id}/simulations).
+            cur = await conn.execute("SELECT * FROM jobs WHERE key_id = %s AND batch_id IS NULL ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
             rows = await cur.fetchall()
         items = [self._job_view(r) for r in rows[:limit]]
         return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
@@ -319,9 +324,10 @@ class Api:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     # ------------------------------------------------------------ batches
-    @app.post("/v1/batches", status_code=201, summary="Submit a batch (body: BatchSpec JSON: members [{name, simulation, parameters}], max_parallel)")
-    async def submit_batch(self, request: Request) -> Response:
+    @app.post("/v1/batches", status_code=201, summary="Submit a batch (body: BatchSpec JSON: members [{name, simulation, parameters}], max_parallel; ?accelerator= as for one simulation)")
+    async def submit_batch(self, request: Request, accelerator: str | None = None) -> Response:
         key = await self._guard(request)
+        self._check_accelerator(accelerator)
         body = await self._body(request, self.settings.max_batch_bytes)
         try:
             spec = BatchSpec.model_validate_json(body)
@@ -344,7 +350,7 @@ class Api:
         idempotency_key = self._idempotency_key(request)
         max_parallel = min(spec.max_parallel or key["max_parallel"], key["max_parallel"])
         digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-        outcome = await self.jobs.submit_batch.remote(str(key["id"]), key["quota"], max_parallel, members, digest, idempotency_key, request.state.request_id)
+        outcome = await self.jobs.submit_batch.remote(str(key["id"]), key["quota"], max_parallel, members, digest, idempotency_key, request.state.request_id, accelerator)
         if outcome["refused"] == "quota":
             return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
         if outcome["refused"] == "idempotency":

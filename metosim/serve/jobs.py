@@ -109,7 +109,7 @@ class JobState:
         self.dispatch(str(job["id"]))
         return {"refused": None, "job": job, "created": True}
 
-    def submit_batch(self, key_id: str, quota: int, max_parallel: int, members: list[dict[str, Any]], body_sha256: str, idempotency_key: str | None, request_id: str | None) -> dict[str, Any]:
+    def submit_batch(self, key_id: str, quota: int, max_parallel: int, members: list[dict[str, Any]], body_sha256: str, idempotency_key: str | None, request_id: str | None, accelerator: str | None = None) -> dict[str, Any]:
         """Record a RUNNING batch and its QUEUED members (name, config JSON, parameters,
         total_steps) in one transaction, then start the first ``max_parallel``. Returns
         as :meth:`submit` does, with ``"batch"`` instead of ``"job"``."""
@@ -132,10 +132,10 @@ class JobState:
             ).fetchone()
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, batch_id, member, member_index, parameters) "
-                    "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                    "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, batch_id, member, member_index, parameters, requested_accelerator) "
+                    "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
                     [
-                        (uuid.uuid4(), key_id, m["config"], hashlib.sha256(m["config"].encode()).hexdigest(), request_id, m["total_steps"], batch["id"], m["name"], i, json.dumps(m["parameters"]))
+                        (uuid.uuid4(), key_id, m["config"], hashlib.sha256(m["config"].encode()).hexdigest(), request_id, m["total_steps"], batch["id"], m["name"], i, json.dumps(m["parameters"]), accelerator)
                         for i, m in enumerate(members)
                     ],
                 )
