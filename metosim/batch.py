@@ -33,6 +33,8 @@ MemberName = Annotated[str, Field(pattern=r"^[^/\x00-\x1f]{1,100}$")]
 #: A sweep parameter's value.
 ParameterValue = StrictBool | StrictInt | StrictFloat | StrictStr
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+#: Coordinate names of results and datasets: not usable as sweep parameter names.
+RESERVED = frozenset({"sample", "member", "sha256", "config", "x", "y", "z", "f", "t", "direction", "mode_index", "theta", "phi"})
 
 
 class BatchMember(MetoModel):
@@ -58,6 +60,9 @@ class BatchSpec(MetoModel):
                 raise ValueError(f"duplicate member name {member.name!r}")
             seen.add(member.name)
         names = set(self.members[0].parameters)
+        reserved = sorted(names & RESERVED)
+        if reserved:
+            raise ValueError(f"parameter name {reserved[0]!r} is reserved for a dataset coordinate; choose another (reserved: {sorted(RESERVED)})")
         for member in self.members[1:]:
             if set(member.parameters) != names:
                 raise ValueError(f"member {member.name!r} has parameters {sorted(member.parameters)}, the first member has {sorted(names)}: every member needs the same parameter names")

@@ -156,5 +156,27 @@ def solve(sim: Simulation, backend: str = "auto", progress: Callable[[int, int],
     """
     from .kernels import solve as run
 
+    if backend != "numpy":
+        compilation_cache()
     result = run(sim, backend=backend, progress=progress)
     return SimulationData(sim, result.monitors, result.info)
+
+
+def compilation_cache(directory: str | None = None) -> None:
+    """Turn on JAX's persistent compilation cache, so a kernel compiled once is reused
+    by later solves and other processes. A kernel depends on the grid, sources,
+    monitors and step count, not on materials or geometry, so a sweep of small runs is
+    several times faster. The default directory is ``~/.cache/metosim/jax``
+    (``XDG_CACHE_HOME`` honoured); a directory already configured in JAX is kept;
+    ``METOSIM_JAX_CACHE=0`` turns the cache off."""
+    import os
+
+    import jax
+
+    if jax.config.jax_compilation_cache_dir or os.environ.get("METOSIM_JAX_CACHE", "1") == "0":
+        return
+    if directory is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        directory = os.path.join(base, "metosim", "jax")
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

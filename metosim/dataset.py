@@ -82,6 +82,10 @@ def _write_store(root: Path, members: Sequence[DatasetMember], monitors: Sequenc
         if name not in first:
             raise ValueError(f"monitors: no monitor {name!r} in member {members[0].name!r} (it has {sorted(first)})")
     parameters = list(members[0].parameters)
+    taken = {"sample", "member", "sha256", "config"} | {str(d) for name in names for d in first[name].coords}
+    clash = sorted(taken & set(parameters))
+    if clash:
+        raise ValueError(f"parameter {clash[0]!r} has the name of a dataset coordinate; rename it (taken: {sorted(taken)})")
     group = zarr.open_group(root, mode="w", zarr_format=3)
     group.attrs["metosim_dataset"] = {"format": FORMAT, "members": len(members), "parameters": parameters, "monitors": names}
     samples = _sample_coordinates(members)

@@ -37,6 +37,17 @@ def resonance(t: np.ndarray, signal: np.ndarray, guess: float, span: float = 0.0
     return float(freqs[i] + shift * (freqs[1] - freqs[0]))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One JAX compilation cache for the session (not the user's ~/.cache)."""
+    import jax
+
+    directory = str(tmp_path_factory.mktemp("jax-cache"))
+    jax.config.update("jax_compilation_cache_dir", None)
+    ms.data.compilation_cache(directory)
+    return directory
+
+
 @pytest.fixture(params=["jax", "numpy"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -114,5 +114,7 @@ def test_sweep_is_the_cartesian_product_with_named_members() -> None:
     assert json.loads(spec.model_dump_json())["members"][1]["parameters"] == {"run_fs": 20.0, "shutoff": 1e-05}
     with pytest.raises(ValueError, match="no values"):
         ms.sweep(tiny, run_fs=[])
+    with pytest.raises(ValueError, match="'x' is reserved"):
+        ms.batch.batch_spec(ms.sweep(lambda x: tiny(), x=[1.0]))
     with pytest.raises(ValueError, match="same parameter names"):
         ms.BatchSpec(members=[ms.batch.BatchMember(name="a", simulation=tiny(), parameters={"w": 1.0}), ms.batch.BatchMember(name="b", simulation=tiny())])

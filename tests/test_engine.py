@@ -131,3 +131,28 @@ def test_memory_limit_refused_before_stepping(monkeypatch: pytest.MonkeyPatch) -
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="backend"):
         ms.solve(kitchen_sink(), backend="cuda")
+
+
+def test_compiled_kernels_are_reused_across_geometries(kernel_cache: str) -> None:
+    """The persistent compilation cache: the kernel depends on the grid, sources,
+    monitors and step count, not on materials, so a sweep over a rod's permittivity
+    compiles once."""
+    from pathlib import Path
+
+    def rod(eps: float) -> ms.Simulation:
+        return ms.Simulation(
+            size=(1.4, 1.2, 0),
+            grid_spec=ms.GridSpec.uniform(0.05),
+            run_time=5e-15,
+            boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=6)),
+            structures=[ms.Structure(geometry=ms.Cylinder(radius=0.2, length=ms.inf, axis=2), medium=ms.Medium(permittivity=eps))],
+            sources=[ms.PointDipole(center=(-0.4, 0.1, 0), polarization="Ez", source_time=PULSE)],
+            monitors=[ms.FluxMonitor(name="flux", center=(0.5, 0, 0), size=(0, ms.inf, ms.inf), freqs=[F_UNIT])],
+            shutoff=0,
+        )
+
+    entries = lambda: {p.name for p in Path(kernel_cache).rglob("*") if p.is_file()}  # noqa: E731
+    ms.solve(rod(2.0))
+    first = entries()
+    ms.solve(rod(4.0))
+    assert first and entries() == first  # nothing new compiled

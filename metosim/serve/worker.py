@@ -13,7 +13,7 @@ import tempfile
 import time
 from typing import Any, Protocol
 
-from ..data import SimulationData, solve
+from ..data import SimulationData, compilation_cache, solve
 from ..simulation import Simulation
 from .logs import get_logger
 from .settings import Settings
@@ -39,6 +39,8 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
     if not reporter.started(job_id, token, node, accelerator, os.getpid()):
         log.info("stale dispatch; not running", extra=extra)
         return ""
+    # Kernels compiled by one worker process serve the others (a batch starts several).
+    compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
     sim = Simulation.model_validate_json(config_json)
     cells = sim.grid.total_cells
     last, begun = [0.0], time.perf_counter()
