@@ -99,7 +99,7 @@ def measure(settings: Settings, n: int, cores: int) -> None:
         state = batch.wait(progress=False)
         walls[parallel] = time.perf_counter() - t0
         assert state["counts"]["COMPLETED"] == n, state["counts"]
-        print(f"batch of {n}, max_parallel {parallel}: {walls[parallel]:.1f} s submit → COMPLETED ({local / walls[parallel]:.2f}× the default in-process loop, {cached / walls[parallel]:.2f}× the cached one)")
+        print(f"batch of {n}, max_parallel {parallel}: {walls[parallel]:.1f} s submit → COMPLETED (speed {local / walls[parallel]:.2f}× the uncached in-process loop, {cached / walls[parallel]:.2f}× the cached one)")
     print(f"per-member platform overhead (max_parallel 1, against the cached in-process loop): {(walls[1] - cached) / n * 1000:.0f} ms")
 
     with tempfile.TemporaryDirectory() as tmp:
