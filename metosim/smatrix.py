@@ -4,7 +4,7 @@
              ms.Port(name="out", center=(2, 0, 0), size=(0, 2, ms.inf), direction="-")]
     smatrix = ms.SMatrix(device, ports, freqs)
     s = smatrix.run(client)                   # a batch: one member per (port, mode) excited
-    smatrix.to_touchstone(s, "device.s2p")    # through scikit-rf
+    smatrix.to_touchstone("device.s2p")       # the last S computed, through scikit-rf
 
 Each member adds to the device a ``ModeSource`` just inside its port (``source_offset``
 µm along the port's direction) and a ``ModeMonitor`` on every port plane. With the
@@ -94,6 +94,8 @@ class SMatrix:
         self.source_time = source_time or GaussianPulse(freq0=f0, fwidth=max(0.5 * (f_hi - f_lo), 0.05 * f0))
         self._offsets = {p.name: source_offset if source_offset is not None else 2 * simulation.grid.dl[p.axis] for p in self.ports}
         self._members = {self.member_name(p, m): (p, m) for p in self.ports for m in range(p.mode_spec.num_modes)}
+        #: The last S-matrix that :meth:`run`, :meth:`run_local` or :meth:`assemble` computed.
+        self.s: xr.DataArray | None = None
         for name in self._members:  # every member must validate now, not on the service
             self.member(name)
 
@@ -163,21 +165,23 @@ class SMatrix:
             for j, port_out in enumerate(self.ports):
                 amps = data[f"port.{port_out.name}"].amps.sel(direction=port_out.outward).values  # (mode, f)
                 s[j, : amps.shape[0], i, mode_in] = amps * to_port
-        return xr.DataArray(
+        self.s = xr.DataArray(
             s,
             dims=("port_out", "mode_out", "port_in", "mode_in", "f"),
             coords={"port_out": port_names, "mode_out": np.arange(num_modes), "port_in": port_names, "mode_in": np.arange(num_modes), "f": self.freqs},
             name="S",
             attrs={"reference": "grid planes nearest the port centres", "convention": "exp(i(βx − ωt))"},
         )
+        return self.s
 
     # ------------------------------------------------------------ export
-    def network(self, s: xr.DataArray) -> Any:
+    def network(self, s: xr.DataArray | None = None) -> Any:
         """A ``skrf.Network`` with one network port per (port, mode), in port then mode
         order, named ``"<port>@<mode>"``; reference impedance 50 Ω (S is a
         power-wave matrix, so the impedance only labels the file)."""
         import skrf
 
+        s = self._computed(s)
         pairs = [(p.name, m) for p in self.ports for m in range(p.mode_spec.num_modes)]
         matrix = np.stack(
             [np.stack([s.sel(port_out=po, mode_out=mo, port_in=pi, mode_in=mi).values for pi, mi in pairs], axis=-1) for po, mo in pairs],
@@ -187,9 +191,16 @@ class SMatrix:
         network.port_names = [f"{p}@{m}" for p, m in pairs]
         return network
 
-    def to_touchstone(self, s: xr.DataArray, path: str) -> str:
-        """Write ``s`` as a Touchstone file (``.sNp``, N = ports × modes); returns the
-        path written (scikit-rf picks the extension)."""
+    def _computed(self, s: xr.DataArray | None) -> xr.DataArray:
+        if s is None:
+            if self.s is None:
+                raise ValueError("no S-matrix yet: call run(client) or run_local() first, or pass s")
+            s = self.s
+        return s
+
+    def to_touchstone(self, path: str, s: xr.DataArray | None = None) -> str:
+        """Write ``s`` (default: the last one computed) as a Touchstone file (``.sNp``,
+        N = ports × modes); returns the path written (scikit-rf picks the extension)."""
         network = self.network(s)
         stem = path.rsplit(".", 1)[0] if path.lower().endswith(f".s{network.nports}p") else path
         network.write_touchstone(stem, form="ri")

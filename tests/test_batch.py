@@ -201,6 +201,10 @@ def test_bad_batches_are_refused_naming_the_member(service: dict) -> None:
     count = int(service["settings"].max_batch_cell_steps // (est["cells"] * est["time_steps"])) + 1
     response = post({"members": [{"name": f"m{i}", "simulation": json.loads(big.model_dump_json())} for i in range(count)]})
     assert response.status_code == 413 and response.json()["errors"][0]["member"] == f"m{count - 1}"
+    one = {"name": "m", "simulation": json.loads(tiny().model_dump_json())}
+    limit = service["settings"].max_batch_members
+    response = post({"members": [{**one, "name": f"m{i}"} for i in range(limit + 1)]})
+    assert response.status_code == 413 and f"limit of {limit}" in response.json()["detail"]
     assert client.batches() == []  # nothing was recorded
 
 

@@ -66,7 +66,7 @@ def test_width_step_is_reciprocal_and_passive(tmp_path: Path) -> None:
     # Touchstone through scikit-rf, read back.
     import skrf
 
-    path = smatrix.to_touchstone(s, str(tmp_path / "step.s2p"))
+    path = smatrix.to_touchstone(str(tmp_path / "step.s2p"))
     network = skrf.Network(path)
     np.testing.assert_allclose(network.f, FREQS, rtol=1e-9)
     np.testing.assert_allclose(network.s[:, 1, 0], s21, atol=1e-6)
@@ -81,7 +81,10 @@ def test_bad_ports_are_refused_with_the_port_named() -> None:
         ms.SMatrix(junction(0.5), [PORTS[0], outside], FREQS)
     with pytest.raises(ValueError):
         ms.SMatrix(junction(0.5), PORTS, [-1.0])
-    assert "2 ports" in repr(ms.SMatrix(junction(0.5), PORTS, FREQS))
+    smatrix = ms.SMatrix(junction(0.5), PORTS, FREQS)
+    assert "2 ports" in repr(smatrix)
+    with pytest.raises(ValueError, match="no S-matrix yet"):
+        smatrix.to_touchstone("never.s2p")
 
 
 def test_smatrix_through_the_service_equals_the_local_one(service: dict) -> None:
