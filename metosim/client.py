@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 
 from .data import SimulationData
 from .simulation import Simulation
@@ -204,18 +205,40 @@ class Job:
         return self.client.request("DELETE", f"/v1/simulations/{self.id}").json()
 
     def updates(self, poll: float = 0.25, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Status dicts until the job ends, polling with backoff (0.25 s → 2 s)."""
+        """Status dicts until the job ends: followed live over Server-Sent Events
+        (``GET /v1/simulations/{id}/events``), falling back to polling with backoff
+        (0.25 s → 2 s) if the stream cannot be opened or breaks."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        state: dict[str, Any] | None = None
+        try:
+            for state in self.events(deadline, timeout):
+                yield state
+            if state is not None and state["status"] in TERMINAL:
+                return
+        except (httpx.HTTPError, SSEError, ValueError):
+            pass  # the stream broke or is unavailable: poll instead
         delay = poll
         while True:
             state = self.status()
             yield state
             if state["status"] in TERMINAL:
                 return
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {self.id} still {state['status']} after {timeout} s")
+            _check_deadline(deadline, timeout, f"job {self.id} still {state['status']}")
             time.sleep(delay)
             delay = min(delay * 1.25, 2.0)
+
+    def events(self, deadline: float | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """The job's status events as the service sends them (state and progress
+        changes; keep-alives every few seconds), until the job ends."""
+        with connect_sse(self.client.http, "GET", f"/v1/simulations/{self.id}/events", timeout=httpx.Timeout(30.0, read=60.0)) as source:
+            source.response.raise_for_status()
+            for event in source.iter_sse():
+                if event.event == "status":
+                    state = event.json()
+                    yield state
+                    if state["status"] in TERMINAL:
+                        return
+                _check_deadline(deadline, timeout, f"job {self.id} still running")
 
     def wait(self, progress: bool = True, timeout: float | None = None, download: bool = False) -> Any:
         """Follow the job to its end; raise :class:`JobFailed` unless COMPLETED. Returns
@@ -249,6 +272,11 @@ class Job:
         if state["status"] != "COMPLETED":
             raise JobFailed(self.id, state["status"], state.get("error"))
         return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes)))
+
+
+def _check_deadline(deadline: float | None, timeout: float | None, what: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeoutError(f"{what} after {timeout} s")
 
 
 def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None = None, directory: Path | None = None, only_cached: bool = False) -> Path:

@@ -24,6 +24,10 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_CELLS = 400_000_000
 
 
+#: Most time steps one run can take (the engine counts steps in 32-bit integers).
+MAX_TIME_STEPS = 2**31 - 1
+
+
 def max_cells() -> int:
     """The configured cell limit (``METOSIM_MAX_CELLS``, default 4·10⁸)."""
     return int(float(os.environ.get("METOSIM_MAX_CELLS", DEFAULT_MAX_CELLS)))
@@ -79,6 +83,11 @@ class Simulation(MetoModel):
         cells = math.prod(max(1.0, s / dl) for s in self.size if s > 0)
         if not math.isfinite(cells) or cells > max_cells():
             errors.append((("grid_spec",), f"{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
+            _raise(errors, self)
+        # The step counter is a 32-bit integer in the jitted loop.
+        steps = self.run_time / self.grid.dt
+        if not steps < MAX_TIME_STEPS:
+            errors.append((("run_time",), f"{self.run_time:.3g} s is {steps:.3g} time steps of {self.grid.dt:.3g} s; at most {MAX_TIME_STEPS:,} are possible"))
             _raise(errors, self)
         errors += self._check_boundaries()
         errors += self._check_placement()
@@ -202,7 +211,7 @@ class Simulation(MetoModel):
             num_cells=num,  # type: ignore[arg-type]
             active=active,  # type: ignore[arg-type]
             dt=dt,
-            num_time_steps=max(1, math.ceil(self.run_time / dt)),
+            num_time_steps=max(1, math.ceil(min(self.run_time / dt, MAX_TIME_STEPS))),  # above the cap: refused by _check
         )
 
     def _stable_time_step(self, dt: float) -> float:

@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -57,6 +58,31 @@ def test_run_downloads_verifies_and_caches(client: ms.Client, tmp_path: Path, mo
     fetched: list[int] = []
     again = ms.Job(client, job["id"]).result(on_bytes=lambda done, total: fetched.append(done))
     assert fetched == [] and again.simulation == tiny()  # served from the cache
+
+
+def test_wait_follows_the_event_stream(client: ms.Client) -> None:
+    paths: list[str] = []
+    client.http.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+    job = client.submit(slow(0.3))
+    states = list(job.updates())
+    assert states[-1]["status"] == "COMPLETED"
+    steps = [s["progress"]["step"] for s in states if s["status"] == "RUNNING"]
+    assert len(steps) >= 2 and steps == sorted(steps)  # progress arrived as it happened
+    status_path = f"/v1/simulations/{job.id}"
+    assert paths.count(status_path + "/events") == 1 and status_path not in paths  # no polling
+
+
+def test_a_broken_event_stream_falls_back_to_polling(client: ms.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def breaks(self: ms.Job, deadline: float | None = None, timeout: float | None = None) -> Any:
+        yield self.status()
+        raise httpx.ReadError("connection reset")
+
+    monkeypatch.setattr(ms.Job, "events", breaks)
+    paths: list[str] = []
+    client.http.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+    job = client.submit(slow(0.3))
+    assert job.wait(progress=False)["status"] == "COMPLETED"
+    assert paths.count(f"/v1/simulations/{job.id}") >= 2
 
 
 def test_checksum_mismatch_deletes_and_raises(client: ms.Client, tmp_path: Path) -> None:

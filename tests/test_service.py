@@ -178,6 +178,11 @@ def test_invalid_simulation_is_422_naming_fields(service: dict) -> None:
     assert "run_time" in locations
     not_json = service["client"].post("/v1/simulations", content=b"{nope", headers=auth(service["keys"]["erin"]))
     assert not_json.status_code == 422
+    # A run time whose step count overflows: 422 naming run_time, not a 500.
+    document = {**json.loads(tiny().model_dump_json()), "run_time": 1e308}
+    response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
+    assert response.status_code == 422 and [e["loc"] for e in response.json()["errors"]] == ["run_time"]
+    assert "time steps" in response.json()["detail"]
 
 
 def test_invalid_mode_source_and_monitor_are_422_with_field_paths(service: dict) -> None:

@@ -36,6 +36,8 @@ log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
 PROBLEM = "application/problem+json"
 ACCELERATOR = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+#: Seconds between keep-alive events on a quiet event stream.
+KEEPALIVE_S = 10.0
 
 @app.middleware("http")
 async def request_context(request: Request, call_next: Any) -> Response:
@@ -310,13 +312,16 @@ class Api:
         key, _ = await self._guarded_job(job_id, request)
 
         async def stream() -> AsyncIterator[str]:
-            last, deadline = None, time.monotonic() + 3600
+            last, deadline, sent = None, time.monotonic() + 3600, time.monotonic()
             while time.monotonic() < deadline:
                 view = self._job_view(await self._own_job(job_id, key))  # type: ignore[arg-type]
                 snapshot = (view["status"], view["progress"]["step"])
                 if snapshot != last:
-                    last = snapshot
+                    last, sent = snapshot, time.monotonic()
                     yield f"event: status\ndata: {json.dumps(view)}\n\n"
+                elif time.monotonic() - sent > KEEPALIVE_S:  # lets clients and proxies see a live stream
+                    sent = time.monotonic()
+                    yield "event: keepalive\ndata: {}\n\n"
                 if view["status"] in TERMINAL:
                     return
                 await asyncio.sleep(0.25)
