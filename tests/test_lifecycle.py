@@ -1,0 +1,72 @@
+"""`metosim serve` / `status` / `stop` as a user runs them: a stop leaves nothing
+running (its Ray, the embedded PostgreSQL) and returns within 10 s, also after the
+service was killed hard and restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from .conftest import free_port
+
+pytest.importorskip("ray")
+
+
+def metosim(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metosim.cli", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def start(env: dict[str, str], data: Path) -> tuple[subprocess.Popen, dict]:
+    process = subprocess.Popen([sys.executable, "-m", "metosim.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads((data / "serve.json").read_text())
+            if httpx.get(f"{state['url']}/v1/health", timeout=2).status_code == 200:
+                return process, state
+        except (OSError, ValueError, httpx.HTTPError):
+            pass
+        assert process.poll() is None, "metosim serve exited"
+        time.sleep(0.5)
+    raise AssertionError("metosim serve did not come up")
+
+
+def postgres_pid(data: Path) -> int | None:
+    pidfile = data / "postgres" / "postmaster.pid"
+    return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+
+
+def test_stop_after_a_hard_kill_and_restart_leaves_nothing_running(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "METOSIM_DATA_DIR": str(data), "METOSIM_PORT": str(free_port())}
+    process, state = start(env, data)
+    shown = metosim(env, "status")
+    assert shown.returncode == 0 and f"port {env['METOSIM_PORT']}" in shown.stdout and "healthy" in shown.stdout
+    # Killed hard: its Ray daemons and the embedded PostgreSQL outlive it.
+    os.kill(state["pid"], signal.SIGKILL)
+    process.wait(timeout=5)
+    orphans = [psutil.Process(p) for p in state["children"] if psutil.pid_exists(p)]
+    assert orphans and postgres_pid(data)
+    shown = metosim(env, "status")
+    assert shown.returncode == 3 and "left by a killed service" in shown.stdout
+    # Restarted: it clears what the kill left behind and reuses the database.
+    process, state = start(env, data)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
+    assert "already runs" in metosim(env, "serve").stderr  # one service per data directory
+    daemons = [psutil.Process(p) for p in state["children"] if psutil.pid_exists(p)]
+    began = time.monotonic()
+    assert "stopped the local service" in metosim(env, "stop").stdout
+    assert time.monotonic() - began < 10
+    process.wait(timeout=5)
+    assert postgres_pid(data) is None
+    assert not [p for p in daemons if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert "not running" in metosim(env, "status").stdout
