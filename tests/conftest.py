@@ -130,7 +130,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         keys.revoke(conn, str(row["id"]))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url}
+        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url, "postgres": postgres}
     finally:
         client.close()
         shutdown()

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from .conftest import free_port
+from .test_service import slow
 
 pytest.importorskip("ray")
 
@@ -51,15 +52,28 @@ def test_stop_after_a_hard_kill_and_restart_leaves_nothing_running(tmp_path: Pat
     process, state = start(env, data)
     shown = metosim(env, "status")
     assert shown.returncode == 0 and f"port {env['METOSIM_PORT']}" in shown.stdout and "healthy" in shown.stdout
-    # Killed hard: its Ray daemons and the embedded PostgreSQL outlive it.
+    api = httpx.Client(base_url=state["url"], headers={"Authorization": f"Bearer {metosim(env, 'keys', 'create', '--name', 'chaos').stdout.strip()}"}, timeout=30)
+    job_id = api.post("/v1/simulations", content=slow(3.0).model_dump_json()).json()["id"]
+    deadline = time.monotonic() + 60
+    while api.get(f"/v1/simulations/{job_id}").json()["progress"]["step"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    # Killed hard mid-job: its Ray daemons and the embedded PostgreSQL outlive it.
     os.kill(state["pid"], signal.SIGKILL)
     process.wait(timeout=5)
     orphans = [psutil.Process(p) for p in state["children"] if psutil.pid_exists(p)]
     assert orphans and postgres_pid(data)
     shown = metosim(env, "status")
     assert shown.returncode == 3 and "left by a killed service" in shown.stdout
-    # Restarted: it clears what the kill left behind and reuses the database.
+    # Restarted: it clears what the kill left behind, reuses the database, and requeues
+    # the job of the Ray session that died at once (not after the 120 s heartbeat timeout).
+    restarted = time.monotonic()
     process, state = start(env, data)
+    while (job := api.get(f"/v1/simulations/{job_id}").json())["status"] not in ("COMPLETED", "FAILED"):
+        assert time.monotonic() - restarted < 90, job
+        time.sleep(0.2)
+    print(f"service killed hard mid-job: {job['status']} {time.monotonic() - restarted:.1f} s after the restart began")
+    assert job["status"] == "COMPLETED" and job["attempts"] == 2
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
     assert "already runs" in metosim(env, "serve").stderr  # one service per data directory
     daemons = [psutil.Process(p) for p in state["children"] if psutil.pid_exists(p)]

@@ -76,12 +76,15 @@ def connect(url: str) -> psycopg.Connection:
 
 
 def pool(url: str, max_size: int = 8) -> ConnectionPool:
-    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, open=True)
+    """A pool that checks each connection before lending it, so a restarted
+    PostgreSQL costs a reconnect, not a failed transition."""
+    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, check=ConnectionPool.check_connection, open=True)
 
 
 def async_pool(url: str, max_size: int = 8) -> AsyncConnectionPool:
-    """An asyncio pool; it opens on first use inside the running event loop."""
-    return AsyncConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, open=False)
+    """An asyncio pool (connections checked before use, as :func:`pool`); it opens on
+    first use inside the running event loop."""
+    return AsyncConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, check=AsyncConnectionPool.check_connection, open=False)
 
 
 def migrate(url: str) -> list[int]:

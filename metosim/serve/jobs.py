@@ -77,6 +77,8 @@ class JobState:
         self.exports: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.fill_lock = threading.Lock()  # one batch scheduler at a time: no double dispatch
+        #: This Ray session's head node (where this actor lives): it names a dispatch.
+        self.node = ray.get_runtime_context().get_node_id()
         self.reconcile(startup=True)
         threading.Thread(target=self._watch, name="job-watch", daemon=True).start()
 
@@ -149,9 +151,9 @@ class JobState:
         callback = secrets.token_urlsafe(32) if provider != "ray" else None
         with self.pool.connection() as conn:
             row = conn.execute(
-                "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s WHERE id = %s AND status = 'QUEUED' "
+                "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s, dispatch_node = %s WHERE id = %s AND status = 'QUEUED' "
                 "RETURNING dispatches, config::text AS config, request_id, requested_accelerator",
-                (provider, hashlib.sha256(callback.encode()).hexdigest() if callback else None, job_id),
+                (provider, hashlib.sha256(callback.encode()).hexdigest() if callback else None, self.node, job_id),
             ).fetchone()
         if row is None:
             return
@@ -331,6 +333,15 @@ class JobState:
         with self.lock:
             tracked = set(self.refs)
         with self.pool.connection() as conn:
+            if startup:
+                # Ray tasks of a Ray session that no longer exists (the whole service
+                # restarted) are gone: requeue their jobs now, not after the heartbeat timeout.
+                orphans = conn.execute(
+                    "UPDATE jobs SET status = 'QUEUED' WHERE status = 'RUNNING' AND provider = 'ray' AND dispatch_node IS DISTINCT FROM %s RETURNING id",
+                    (self.node,),
+                ).fetchall()
+                if orphans:
+                    log.info(f"requeued {len(orphans)} job(s) of an earlier Ray session")
             # Batch members wait for a slot of their batch (_fill), not for this loop.
             queued = [str(r["id"]) for r in conn.execute("SELECT id FROM jobs WHERE status = 'QUEUED' AND batch_id IS NULL ORDER BY created_at").fetchall()]
             stale = conn.execute(
@@ -392,33 +403,40 @@ class JobState:
     def _watch(self) -> None:
         last_reconcile = time.monotonic()
         while True:
-            with self.lock:
-                items = list(self.refs.items())
-                exports = list(self.exports.items())
-            on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
-            refs = [entry[0] for _, entry in on_ray] + [ref for _, ref in exports]
-            if refs:
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
-                done = set(ready)
-                for job_id, entry in on_ray:
-                    if entry[0] in done:
-                        self._finish(job_id, entry)
-                for batch_id, ref in exports:
-                    if ref in done:
-                        self._export_finished(batch_id, ref)
-            else:
-                time.sleep(0.5)
-            for job_id, entry in items:
-                if entry[2] == "subprocess" and entry[0].poll() is not None:
-                    if entry[0].returncode != 0:
-                        self.failed(job_id, f"remote worker exited with code {entry[0].returncode}", entry[1])
-                    self._forget(job_id, entry)
-            if time.monotonic() - last_reconcile > RECONCILE_EVERY_S:
-                last_reconcile = time.monotonic()
-                try:
-                    self.reconcile()
-                except Exception:  # noqa: BLE001 - keep supervising through a database blip
-                    log.exception("reconcile failed")
+            try:
+                last_reconcile = self._watch_once(last_reconcile)
+            except Exception:  # noqa: BLE001 - supervision must outlive a database outage
+                log.exception("job supervision step failed; retrying")
+                time.sleep(1.0)
+
+    def _watch_once(self, last_reconcile: float) -> float:
+        """One supervision step: finish ended tasks, poll subprocess workers, and
+        reconcile every RECONCILE_EVERY_S; returns when it last reconciled."""
+        with self.lock:
+            items = list(self.refs.items())
+            exports = list(self.exports.items())
+        on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
+        refs = [entry[0] for _, entry in on_ray] + [ref for _, ref in exports]
+        if refs:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+            done = set(ready)
+            for job_id, entry in on_ray:
+                if entry[0] in done:
+                    self._finish(job_id, entry)
+            for batch_id, ref in exports:
+                if ref in done:
+                    self._export_finished(batch_id, ref)
+        else:
+            time.sleep(0.5)
+        for job_id, entry in items:
+            if entry[2] == "subprocess" and entry[0].poll() is not None:
+                if entry[0].returncode != 0:
+                    self.failed(job_id, f"remote worker exited with code {entry[0].returncode}", entry[1])
+                self._forget(job_id, entry)
+        if time.monotonic() - last_reconcile > RECONCILE_EVERY_S:
+            last_reconcile = time.monotonic()
+            self.reconcile()
+        return last_reconcile
 
     def _finish(self, job_id: str, entry: tuple) -> None:
         """A Ray task ended: any error becomes the job's FAILED reason."""

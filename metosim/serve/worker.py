@@ -121,23 +121,33 @@ def _jax_device() -> str:
 
 
 class ActorReporter:
-    """Reports to the job-state actor (the Ray path)."""
+    """Reports to the job-state actor (the Ray path). ``started`` and ``completed`` are
+    retried with backoff for up to ~60 s (both are idempotent under the dispatch
+    token), so a database restart during a report does not lose a finished solve."""
 
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
+    def __init__(self, actor: Any, attempts: int = 8, backoff_s: float = 0.5) -> None:
+        self.actor, self.attempts, self.backoff_s = actor, attempts, backoff_s
 
-    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
+    def _call(self, method: str, *args: Any) -> Any:
         import ray
 
-        return ray.get(self.actor.started.remote(job_id, token, node, accelerator, pid))
+        for attempt in range(self.attempts):
+            try:
+                return ray.get(getattr(self.actor, method).remote(*args))
+            except ray.exceptions.RayTaskError as e:
+                if attempt == self.attempts - 1:
+                    raise
+                log.warning(f"{method} report failed ({type(e.cause).__name__}); retrying", extra={"job_id": args[0]})
+                time.sleep(self.backoff_s * 2**attempt)
+
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
+        return self._call("started", job_id, token, node, accelerator, pid)
 
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
         self.actor.progress.remote(job_id, token, step, total, cells_per_second)  # fire and forget
 
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None:
-        import ray
-
-        ray.get(self.actor.completed.remote(job_id, token, key, sha256, size, info))
+        self._call("completed", job_id, token, key, sha256, size, info)
 
 
 class HttpReporter:
