@@ -14,10 +14,11 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import ray
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
@@ -38,6 +39,9 @@ PROBLEM = "application/problem+json"
 ACCELERATOR = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 #: Seconds between keep-alive events on a quiet event stream.
 KEEPALIVE_S = 10.0
+#: Paging parameters (a huge offset once reached PostgreSQL as an out-of-range bigint).
+Limit = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 @app.middleware("http")
 async def request_context(request: Request, call_next: Any) -> Response:
@@ -74,6 +78,13 @@ class Problem(Exception):
 @app.exception_handler(Problem)
 async def problem_response(request: Request, exc: Problem) -> JSONResponse:
     return exc.response
+
+
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Query, path and header errors as problem+json naming each parameter (422)."""
+    errors = [{"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
+    return _invalid("Invalid request", errors)
 
 
 class TokenBucket:
@@ -122,7 +133,7 @@ def _member_locator(body: bytes) -> Any:
     and adds ``"member": <name>``, so a 422 names the batch member."""
     try:
         raw = json.loads(body)["members"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # found by tests/test_fuzz.py
         raw = []
 
     def locate(loc: tuple) -> dict[str, Any]:
@@ -289,9 +300,8 @@ class Api:
         return JSONResponse(self._job_view(job))
 
     @app.get("/v1/simulations", summary="This key's jobs, newest first")
-    async def list_jobs(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
+    async def list_jobs(self, request: Request, limit: Limit = 20, offset: Offset = 0) -> Response:
         key = await self._guard(request)
-        limit, offset = min(max(limit, 1), 100), max(offset, 0)
         async with self.db.connection() as conn:
             # Batch members are listed under their batch (GET /v1/batches/{id}/simulations).
             cur = await conn.execute("SELECT * FROM jobs WHERE key_id = %s AND batch_id IS NULL ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
@@ -411,9 +421,8 @@ class Api:
         return JSONResponse(await self._batch_view(batch))
 
     @app.get("/v1/batches", summary="This key's batches, newest first (without member lists)")
-    async def list_batches(self, request: Request, limit: int = 20, offset: int = 0) -> Response:
+    async def list_batches(self, request: Request, limit: Limit = 20, offset: Offset = 0) -> Response:
         key = await self._guard(request)
-        limit, offset = min(max(limit, 1), 100), max(offset, 0)
         async with self.db.connection() as conn:
             cur = await conn.execute("SELECT * FROM batches WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
             rows = await cur.fetchall()
@@ -421,11 +430,10 @@ class Api:
         return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
 
     @app.get("/v1/batches/{batch_id}/simulations", summary="A batch's members as full job views (result links included), paged; ?status= filters")
-    async def batch_members(self, batch_id: str, request: Request, limit: int = 50, offset: int = 0, status: str | None = None) -> Response:
+    async def batch_members(self, batch_id: str, request: Request, limit: Limit = 50, offset: Offset = 0, status: str | None = None) -> Response:
         _, batch = await self._guarded_batch(batch_id, request)
         if status is not None and status not in (*ACTIVE, *TERMINAL):
             return problem(422, "Invalid status", f"status must be one of {', '.join((*ACTIVE, *TERMINAL))}", errors=[{"loc": "query.status", "msg": "unknown state", "type": "value_error"}])
-        limit, offset = min(max(limit, 1), 100), max(offset, 0)
         async with self.db.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM jobs WHERE batch_id = %s AND (%s::text IS NULL OR status = %s::text) ORDER BY member_index LIMIT %s OFFSET %s",
@@ -449,7 +457,7 @@ class Api:
         body = await self._body(request, 65536)
         try:
             monitors = json.loads(body or b"{}").get("monitors")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return problem(422, "Invalid body", 'expected {"monitors": [names] | null}', errors=[{"loc": "body", "msg": "not a JSON object", "type": "value_error"}])
         if batch["status"] not in TERMINAL:
             return problem(409, "Batch still running", "a dataset is exported once the batch has ended", headers={"Retry-After": "10"})
