@@ -206,7 +206,7 @@ class Batch:
             for member in self.members(status="COMPLETED"):
                 if member["name"] not in done:
                     done.add(member["name"])
-                    yield member["name"], SimulationData.open(str(download(member["result"])))
+                    yield member["name"], SimulationData.open(str(download(member["result"], verify=self.client.verify)))
             if state["status"] in TERMINAL:
                 return
             if deadline is not None and time.monotonic() > deadline:
@@ -272,7 +272,7 @@ class BatchData(Mapping[str, SimulationData]):
         try:
             return download(result, only_cached=True)
         except FileNotFoundError:  # not in the cache: a fresh link (the listed one may have expired)
-            return download(self.client.job(member["id"]).status()["result"])
+            return download(self.client.job(member["id"]).status()["result"], verify=self.client.verify)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._members)

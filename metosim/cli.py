@@ -151,7 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve.service import record_state, start, state_file, status, stop_api, terminate
     from .serve.settings import Settings
 
-    settings = Settings.from_env(host=args.host, port=args.port, ray_address=args.address)
+    settings = Settings.from_env(host=args.host, port=args.port, ray_address=args.address, tls_cert=args.tls_cert, tls_key=args.tls_key)
     previous = status(settings)["service"]
     if previous and previous["running"]:
         print(f"a MetoSim service already runs for {settings.data_dir}: pid {previous['pid']} at {previous['url']} (`metosim stop` ends it)", file=sys.stderr)
@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or METOSIM_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, or METOSIM_PORT)")
     serve.add_argument("--address", default=None, help="Ray cluster address, e.g. 'auto' on a cluster head (default: start a local Ray)")
+    serve.add_argument("--tls-cert", default=None, help="PEM certificate (chain): serve HTTPS with HSTS (or METOSIM_TLS_CERT)")
+    serve.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert (or METOSIM_TLS_KEY)")
     serve.set_defaults(handler=_serve)
 
     stop = commands.add_parser("stop", help="stop the local service (within 10 s) and the embedded PostgreSQL; leaves nothing running")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -88,9 +89,11 @@ class Client:
     ``url``/``api_key`` come from the arguments, then ``METOSIM_URL``/``METOSIM_API_KEY``,
     then the embedded local service (started on first use as a background process and
     reused by later clients and kernels; its key kept in the config dir, mode 0600).
+    ``ca_bundle``: a PEM file of the CAs to trust for an HTTPS service (or
+    ``METOSIM_CA_BUNDLE``); the system's CAs by default. Certificates are always verified.
     """
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0, ca_bundle: str | None = None) -> None:
         url = url or os.environ.get("METOSIM_URL")
         api_key = api_key or os.environ.get("METOSIM_API_KEY")
         if url is None:
@@ -98,8 +101,9 @@ class Client:
         if not api_key:
             raise AuthenticationError("no API key: pass api_key= or set METOSIM_API_KEY")
         self.url = url.rstrip("/")
+        self.verify = tls_context(ca_bundle or os.environ.get("METOSIM_CA_BUNDLE"))
         # Transport retries cover refused/reset connections; requests are retried below.
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout, transport=httpx.HTTPTransport(retries=3))
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout, transport=httpx.HTTPTransport(retries=3, verify=self.verify))
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -271,7 +275,7 @@ class Job:
         state = state or self.status()
         if state["status"] != "COMPLETED":
             raise JobFailed(self.id, state["status"], state.get("error"))
-        return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes)))
+        return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes, verify=self.client.verify)))
 
 
 def _check_deadline(deadline: float | None, timeout: float | None, what: str) -> None:
@@ -279,7 +283,12 @@ def _check_deadline(deadline: float | None, timeout: float | None, what: str) ->
         raise TimeoutError(f"{what} after {timeout} s")
 
 
-def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None = None, directory: Path | None = None, only_cached: bool = False) -> Path:
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Certificate verification against ``ca_bundle`` (PEM) or the system's CAs."""
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+
+
+def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None = None, directory: Path | None = None, only_cached: bool = False, verify: ssl.SSLContext | bool = True) -> Path:
     """Stream a result to the cache (named by its SHA-256), verify it and return the
     path; a file already in the cache with the right SHA-256 is not downloaded again
     (``only_cached``: raise FileNotFoundError instead of downloading). A mismatch
@@ -295,7 +304,7 @@ def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".part", delete=False) as part:
             h = hashlib.sha256()
             done = 0
-            with httpx.stream("GET", result["url"], timeout=60, follow_redirects=True) as response:
+            with httpx.stream("GET", result["url"], timeout=60, follow_redirects=True, verify=verify) as response:
                 response.raise_for_status()
                 for block in response.iter_bytes(1 << 20):
                     part.write(block)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -26,13 +27,14 @@ def metosim(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run([sys.executable, "-m", "metosim.cli", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def start(env: dict[str, str], data: Path) -> tuple[subprocess.Popen, dict]:
-    process = subprocess.Popen([sys.executable, "-m", "metosim.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(env: dict[str, str], data: Path, *args: str, verify: Any = True) -> tuple[subprocess.Popen, dict]:
+    """``metosim serve *args`` in the background, once it answers /v1/health."""
+    process = subprocess.Popen([sys.executable, "-m", "metosim.cli", "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             state = json.loads((data / "serve.json").read_text())
-            if httpx.get(f"{state['url']}/v1/health", timeout=2).status_code == 200:
+            if httpx.get(f"{state['url']}/v1/health", timeout=2, verify=verify).status_code == 200:
                 return process, state
         except (OSError, ValueError, httpx.HTTPError):
             pass

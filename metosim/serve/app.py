@@ -37,6 +37,8 @@ log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
 PROBLEM = "application/problem+json"
 ACCELERATOR = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+#: Browsers and clients that saw HTTPS once refuse plain HTTP to this host for a year.
+HSTS = "max-age=31536000; includeSubDomains"
 #: Seconds between keep-alive events on a quiet event stream.
 KEEPALIVE_S = 10.0
 #: Paging parameters (a huge offset once reached PostgreSQL as an out-of-range bigint).
@@ -51,6 +53,8 @@ async def request_context(request: Request, call_next: Any) -> Response:
     request.state.request_id = request_id
     start = time.perf_counter()
     response = await call_next(request)
+    if request.url.scheme == "https":  # HSTS only means something over HTTPS
+        response.headers["Strict-Transport-Security"] = HSTS
     elapsed = time.perf_counter() - start
     path = getattr(request.scope.get("route"), "path", "unmatched")
     metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()

@@ -30,7 +30,11 @@ def start(settings: Settings, **ray_init: Any) -> Any:
     actor = start_actor(settings)
     from .app import Api  # imported late: it pulls in FastAPI and Serve
 
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    http: dict[str, Any] = {"host": settings.host, "port": settings.port}
+    if settings.tls:
+        # Serve hands these to uvicorn; it exposes no minimum TLS version (see README).
+        http.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+    serve.start(http_options=http)
     serve.run(Api.bind(settings), name=APP_NAME, route_prefix="/")
     return actor
 

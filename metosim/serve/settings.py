@@ -38,6 +38,10 @@ class Settings:
     port: int = 8000
     #: Base URL that clients use to reach the API (download links of the local store).
     public_url: str | None = None
+    #: PEM certificate (chain) and private key: the API serves HTTPS (through Ray
+    #: Serve's own HTTPOptions) and sends Strict-Transport-Security.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     ray_address: str | None = None
     max_body_bytes: int = 1 << 20
     #: Largest cells × time steps one job may ask for.
@@ -75,6 +79,8 @@ class Settings:
             "host": _env("HOST"),
             "port": _env("PORT"),
             "public_url": _env("PUBLIC_URL"),
+            "tls_cert": _env("TLS_CERT"),
+            "tls_key": _env("TLS_KEY"),
             "ray_address": _env("RAY_ADDRESS"),
             "max_body_bytes": _env("MAX_BODY_BYTES"),
             "max_cell_steps": _env("MAX_CELL_STEPS"),
@@ -95,7 +101,13 @@ class Settings:
 
     @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        return self.public_url or f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both METOSIM_TLS_CERT and METOSIM_TLS_KEY (--tls-cert and --tls-key)")
+        return bool(self.tls_cert)
 
     def secret(self) -> bytes:
         """HMAC secret for local download links: the setting, else a random one kept
