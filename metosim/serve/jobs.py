@@ -28,7 +28,7 @@ from typing import Any
 import ray
 
 from ..simulation import Simulation
-from . import providers
+from . import providers, sentry
 from .db import database_url, pool
 from .logs import get_logger
 from .settings import Settings
@@ -70,6 +70,7 @@ class JobState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        sentry.init(settings, "jobstate")
         self.pool = pool(database_url(settings))
         #: job id → (Ray ref or provider handle, dispatch token, provider, dispatched at)
         self.refs: dict[str, tuple[Any, int, str, float]] = {}
@@ -201,11 +202,13 @@ class JobState:
     def failed(self, job_id: str, reason: str, token: int | None = None) -> None:
         """FAILED with ``reason``; with a token, only if it is the current dispatch's."""
         with self.pool.connection() as conn:
-            conn.execute(
-                "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN ('QUEUED', 'RUNNING') AND (%s::int IS NULL OR dispatches = %s::int)",
+            row = conn.execute(
+                "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN ('QUEUED', 'RUNNING') AND (%s::int IS NULL OR dispatches = %s::int) RETURNING request_id",
                 (reason, job_id, token, token),
-            )
-        log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
+            ).fetchone()
+        if row is not None:
+            log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
+            sentry.job_failed(job_id, reason, row["request_id"])
         self._next_members()
 
     # ------------------------------------------------------------ user actions
@@ -355,20 +358,14 @@ class JobState:
                         entry = self.refs.get(job_id)
                     if entry is not None:
                         stop(entry)
-                    conn.execute(
-                        "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING'",
-                        (f"worker unresponsive: no progress for {self.settings.heartbeat_timeout_s:g} s", job_id),
-                    )
+                    self.failed(job_id, f"worker unresponsive: no progress for {self.settings.heartbeat_timeout_s:g} s")
                     continue
                 if row["attempts"] <= self.settings.max_retries:
                     conn.execute("UPDATE jobs SET status = 'QUEUED' WHERE id = %s AND status = 'RUNNING'", (job_id,))
                     if row["batch_id"] is None:
                         queued.append(job_id)
                 else:
-                    conn.execute(
-                        "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING'",
-                        (f"worker lost: no heartbeat for {self.settings.heartbeat_timeout_s:g} s", job_id),
-                    )
+                    self.failed(job_id, f"worker lost: no heartbeat for {self.settings.heartbeat_timeout_s:g} s")
         for job_id in queued:
             if job_id not in tracked:
                 self.dispatch(job_id)

@@ -66,6 +66,11 @@ class Settings:
     overflow_provider: str | None = None
     #: How long (s) a QUEUED job waits for a free Ray GPU before it overflows.
     overflow_wait_s: float = 60.0
+    #: How long (s) a request waits for a database connection before it fails.
+    db_timeout_s: float = 10.0
+    #: Sentry DSN: errors and FAILED jobs become events (secrets scrubbed).
+    sentry_dsn: str | None = None
+    sentry_environment: str = "production"
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -93,6 +98,8 @@ class Settings:
             "signing_secret": _env("SIGNING_SECRET"),
             "overflow_provider": "modal" if _env("MODAL_ENABLED", "0").lower() in ("1", "true", "yes") and modal_token_present() else None,
             "overflow_wait_s": _env("OVERFLOW_WAIT_S"),
+            "sentry_dsn": _env("SENTRY_DSN"),
+            "sentry_environment": _env("SENTRY_ENVIRONMENT"),
         }
         types = {k: type(v) for k, v in asdict(cls()).items()}
         values = {k: (types[k](v) if types[k] in (int, float) else v) for k, v in env.items() if v is not None}

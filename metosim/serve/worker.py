@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..data import SimulationData, compilation_cache, solve
 from ..simulation import Simulation
+from . import sentry
 from .logs import get_logger
 from .settings import Settings
 from .storage import dataset_key, file_sha256, make_store, result_key, upload_with_retry
@@ -35,6 +36,19 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
 
     Exceptions propagate: the dispatcher turns them into FAILED with the reason."""
     extra = {"request_id": request_id, "job_id": job_id}
+    if sentry.init(settings, "worker"):
+        sentry.tag(job_id=job_id, request_id=request_id)
+    try:
+        return _execute(job_id, token, config_json, settings, reporter, extra)
+    except Exception:
+        import sentry_sdk
+
+        sentry_sdk.capture_exception()  # a no-op without a DSN
+        sentry.flush()
+        raise
+
+
+def _execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, extra: dict[str, Any]) -> str:
     node, accelerator = where_am_i()
     if not reporter.started(job_id, token, node, accelerator, os.getpid()):
         log.info("stale dispatch; not running", extra=extra)
