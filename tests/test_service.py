@@ -17,7 +17,7 @@ import pytest
 
 import metosim as ms
 
-from .conftest import F_UNIT
+from .conftest import F_UNIT, issue_key
 
 ray = pytest.importorskip("ray")
 from metosim.serve.db import connect  # noqa: E402
@@ -112,6 +112,31 @@ def test_events_stream_progress_until_done(service: dict) -> None:
                 statuses.append(json.loads(line[6:])["status"])
     assert statuses[-1] == "COMPLETED"
     assert statuses[0] in ("QUEUED", "RUNNING")
+
+
+def test_many_event_streams_of_one_job_all_follow_it(service: dict) -> None:
+    """30 watchers at once (the replica polls the database once for all of them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = issue_key(service, "many-streams", quota=1)
+    job_id = submit(service, key, slow(1.0)).json()["id"]
+
+    def watch(_: int) -> list[tuple[str, int]]:
+        seen = []
+        with httpx.stream("GET", f"{str(service['client'].base_url).rstrip('/')}/v1/simulations/{job_id}/events", headers=auth(key), timeout=120) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {") and '"status"' in line:
+                    view = json.loads(line[6:])
+                    seen.append((view["status"], view["progress"]["step"]))
+        return seen
+
+    with ThreadPoolExecutor(30) as pool:
+        streams = list(pool.map(watch, range(30)))
+    for seen in streams:
+        assert seen[-1][0] == "COMPLETED"
+        steps = [step for status, step in seen if status == "RUNNING"]
+        assert steps == sorted(steps)
+    assert sum(len(s) for s in streams) > 60  # progress reached the watchers, not just the end
 
 
 def test_list_is_paginated_and_own_jobs_only(service: dict) -> None:

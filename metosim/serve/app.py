@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 import ray
 from fastapi import FastAPI, Query, Request, Response
@@ -27,6 +27,7 @@ from .. import __version__
 from ..batch import BatchSpec
 from ..simulation import Simulation
 from . import keys, metrics, sentry
+from .events import JobWatcher, sse_stream
 from .db import async_pool, database_url
 from .jobs import ACTIVE, JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
@@ -161,6 +162,7 @@ class Api:
         self.store = make_store(settings)
         self.jobs = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
         self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
+        self.watcher = JobWatcher(self._rows)
         metrics.register_job_metrics(self.sync_db_url)
 
     # ------------------------------------------------------------ helpers
@@ -325,24 +327,15 @@ class Api:
 
     @app.get("/v1/simulations/{job_id}/events", summary="Server-Sent Events of state and progress")
     async def events(self, job_id: str, request: Request) -> Response:
-        key, _ = await self._guarded_job(job_id, request)
+        _, job = await self._guarded_job(job_id, request)
+        stream = sse_stream(self.watcher.rows_of(job_id, job), self._job_view, TERMINAL, KEEPALIVE_S)
+        return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-        async def stream() -> AsyncIterator[str]:
-            last, deadline, sent = None, time.monotonic() + 3600, time.monotonic()
-            while time.monotonic() < deadline:
-                view = self._job_view(await self._own_job(job_id, key))  # type: ignore[arg-type]
-                snapshot = (view["status"], view["progress"]["step"])
-                if snapshot != last:
-                    last, sent = snapshot, time.monotonic()
-                    yield f"event: status\ndata: {json.dumps(view)}\n\n"
-                elif time.monotonic() - sent > KEEPALIVE_S:  # lets clients and proxies see a live stream
-                    sent = time.monotonic()
-                    yield "event: keepalive\ndata: {}\n\n"
-                if view["status"] in TERMINAL:
-                    return
-                await asyncio.sleep(0.25)
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    async def _rows(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        """The rows of the jobs event streams are watching (one query)."""
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT * FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,))
+            return await cur.fetchall()
 
     # ------------------------------------------------------------ batches
     @app.post("/v1/batches", status_code=201, summary="Submit a batch (body: BatchSpec JSON: members [{name, simulation, parameters}], max_parallel; ?accelerator= as for one simulation)")
