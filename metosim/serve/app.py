@@ -38,6 +38,10 @@ log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
 PROBLEM = "application/problem+json"
 ACCELERATOR = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+#: Requests one API replica holds at once. Every open event stream is one, so this
+#: bounds the watchers per replica (128, Serve's old figure here, left 72 of 200
+#: streams waiting in benchmarks/load.py).
+MAX_ONGOING = 1024
 #: Browsers and clients that saw HTTPS once refuse plain HTTP to this host for a year.
 HSTS = "max-age=31536000; includeSubDomains"
 #: Seconds between keep-alive events on a quiet event stream.
@@ -151,7 +155,7 @@ def _member_locator(body: bytes) -> Any:
     return locate
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}, max_ongoing_requests=128, logging_config={"enable_access_log": False})
+@serve.deployment(ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}, max_ongoing_requests=MAX_ONGOING, logging_config={"enable_access_log": False})
 @serve.ingress(app)
 class Api:
     def __init__(self, settings: Settings) -> None:
@@ -205,6 +209,7 @@ class Api:
                 "total_steps": total,
                 "fraction": (job["step"] / total) if total else 0.0,
                 "cells_per_second": job["cells_per_second"],
+                "reported_at": _iso(job["heartbeat_at"]),  # the worker's last report
             },
             "attempts": job["attempts"],
             "error": job["error"],
