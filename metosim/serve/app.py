@@ -333,7 +333,7 @@ class Api:
     @app.get("/v1/simulations/{job_id}/events", summary="Server-Sent Events of state and progress")
     async def events(self, job_id: str, request: Request) -> Response:
         _, job = await self._guarded_job(job_id, request)
-        stream = sse_stream(self.watcher.rows_of(job_id, job), self._job_view, TERMINAL, KEEPALIVE_S)
+        stream = sse_stream(self.watcher.rows_of(job_id, job, KEEPALIVE_S), self._job_view, TERMINAL, KEEPALIVE_S)
         return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     async def _rows(self, job_ids: list[str]) -> list[dict[str, Any]]:

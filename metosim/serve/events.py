@@ -16,14 +16,15 @@ POLL_S = 0.25
 
 class JobWatcher:
     """Polls the rows of every job some stream is watching with one query each
-    :data:`POLL_S`, and wakes the streams whose job changed."""
+    :data:`POLL_S`, and wakes only the streams whose job changed (state or step)."""
 
     def __init__(self, fetch: Callable[[list[str]], Awaitable[list[dict[str, Any]]]]) -> None:
         #: ``fetch(job_ids)`` → the jobs' rows (one query).
         self.fetch = fetch
         self.rows: dict[str, dict[str, Any]] = {}
         self.watchers: dict[str, int] = {}
-        self.changed = asyncio.Condition()
+        #: job id → the event its streams wait on; set (and replaced) when the job changes
+        self.signals: dict[str, asyncio.Event] = {}
         self.task: asyncio.Task | None = None
 
     async def _poll(self) -> None:
@@ -32,16 +33,20 @@ class JobWatcher:
                 rows = await self.fetch(list(self.watchers))
             except Exception:  # noqa: BLE001 - a database blip: streams keep their last state
                 rows = []
-            async with self.changed:
-                for row in rows:
-                    self.rows[str(row["id"])] = row
-                self.changed.notify_all()
+            for row in rows:
+                job_id = str(row["id"])
+                old = self.rows.get(job_id)
+                self.rows[job_id] = row
+                if old is None or (old["status"], old["step"]) != (row["status"], row["step"]):
+                    signal = self.signals.pop(job_id, None)
+                    if signal is not None:
+                        signal.set()
             await asyncio.sleep(POLL_S)
         self.task = None
 
-    async def rows_of(self, job_id: str, first: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The job's row after every poll (the caller keeps only changes); starts with
-        ``first``, the row the request already read."""
+    async def rows_of(self, job_id: str, first: dict[str, Any], idle_s: float) -> AsyncGenerator[dict[str, Any], None]:
+        """The job's row each time it changes, or after ``idle_s`` without a change;
+        starts with ``first``, the row the request already read."""
         self.watchers[job_id] = self.watchers.get(job_id, 0) + 1
         self.rows.setdefault(job_id, first)
         if self.task is None:
@@ -49,14 +54,18 @@ class JobWatcher:
         try:
             yield first
             while True:
-                async with self.changed:
-                    await self.changed.wait()
+                signal = self.signals.setdefault(job_id, asyncio.Event())
+                try:
+                    await asyncio.wait_for(signal.wait(), timeout=idle_s)
+                except asyncio.TimeoutError:
+                    pass
                 yield self.rows[job_id]
         finally:
             self.watchers[job_id] -= 1
             if not self.watchers[job_id]:
                 del self.watchers[job_id]
                 self.rows.pop(job_id, None)
+                self.signals.pop(job_id, None)
 
 
 async def sse_stream(rows: AsyncGenerator[dict[str, Any], None], view: Callable[[dict[str, Any]], dict[str, Any]], terminal: tuple[str, ...], keepalive_s: float, max_s: float = 3600.0) -> AsyncIterator[str]:
@@ -69,7 +78,7 @@ async def sse_stream(rows: AsyncGenerator[dict[str, Any], None], view: Callable[
             if snapshot != last:
                 last, sent = snapshot, time.monotonic()
                 yield f"event: status\ndata: {json.dumps(view(row))}\n\n"
-            elif time.monotonic() - sent > keepalive_s:  # lets clients and proxies see a live stream
+            elif time.monotonic() - sent >= keepalive_s:  # lets clients and proxies see a live stream
                 sent = time.monotonic()
                 yield "event: keepalive\ndata: {}\n\n"
             if row["status"] in terminal or time.monotonic() > deadline:
