@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import threading
@@ -235,14 +236,14 @@ def test_embedded_local_service_starts_once_and_is_reused(tmp_path: Path, monkey
         assert data["T"].size == 1
         second = ms.Client()
         assert second.http.headers["authorization"] == first.http.headers["authorization"]
-        serve_pid = int((tmp_path / "data" / "serve.pid").read_text())
+        serve_pid = json.loads((tmp_path / "data" / "serve.json").read_text())["pid"]
     finally:
         from metosim.cli import main
 
         assert main(["stop"]) == 0
     # `metosim stop` waited for the service to exit before it stopped its database.
     assert not config.exists()
-    assert not (tmp_path / "data" / "serve.pid").exists()
+    assert not (tmp_path / "data" / "serve.json").exists()
     with pytest.raises(ProcessLookupError):
         os.kill(serve_pid, 0)
     with pytest.raises(httpx.HTTPError):
