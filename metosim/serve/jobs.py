@@ -74,8 +74,8 @@ class JobState:
         self.pool = pool(database_url(settings))
         #: job id → (Ray ref or provider handle, dispatch token, provider, dispatched at)
         self.refs: dict[str, tuple[Any, int, str, float]] = {}
-        #: batch id → Ray ref of its running dataset export
-        self.exports: dict[str, Any] = {}
+        #: batch id → (Ray ref of its running dataset export, the monitors it writes)
+        self.exports: dict[str, tuple[Any, Any]] = {}
         self.lock = threading.Lock()
         self.fill_lock = threading.Lock()  # one batch scheduler at a time: no double dispatch
         #: This Ray session's head node (where this actor lives): it names a dispatch.
@@ -273,22 +273,27 @@ class JobState:
             ).fetchall()
         ref = ray.remote(export_task).options(num_cpus=1, max_retries=self.settings.max_retries).remote(batch_id, members, monitors, self.settings)
         with self.lock:
-            self.exports[batch_id] = ref
+            self.exports[batch_id] = (ref, monitors)
 
-    def _export_finished(self, batch_id: str, ref: Any) -> None:
+    def _export_finished(self, batch_id: str, entry: tuple[Any, Any]) -> None:
+        """Record an export's outcome, unless a request for other monitors replaced it
+        meanwhile (reconcile then starts that one)."""
+        ref, monitors = entry
+        same = "WHERE id = %s AND dataset_status = 'RUNNING' AND dataset_monitors IS NOT DISTINCT FROM %s::jsonb"
         try:
             key, sha256, size = ray.get(ref)
         except Exception as e:  # noqa: BLE001 - every failure becomes the export's reason
             with self.pool.connection() as conn:
-                conn.execute("UPDATE batches SET dataset_status = 'FAILED', dataset_error = %s WHERE id = %s AND dataset_status = 'RUNNING'", (failure_reason(e), batch_id))
+                conn.execute("UPDATE batches SET dataset_status = 'FAILED', dataset_error = %s " + same, (failure_reason(e), batch_id, json.dumps(monitors)))
         else:
             with self.pool.connection() as conn:
                 conn.execute(
-                    "UPDATE batches SET dataset_status = 'COMPLETED', dataset_key = %s, dataset_sha256 = %s, dataset_bytes = %s WHERE id = %s AND dataset_status = 'RUNNING'",
-                    (key, sha256, size, batch_id),
+                    "UPDATE batches SET dataset_status = 'COMPLETED', dataset_key = %s, dataset_sha256 = %s, dataset_bytes = %s " + same,
+                    (key, sha256, size, batch_id, json.dumps(monitors)),
                 )
         with self.lock:
-            self.exports.pop(batch_id, None)
+            if self.exports.get(batch_id) is entry:
+                del self.exports[batch_id]
 
     # ------------------------------------------------------------ batches
     def _next_members(self) -> None:
@@ -413,16 +418,16 @@ class JobState:
             items = list(self.refs.items())
             exports = list(self.exports.items())
         on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
-        refs = [entry[0] for _, entry in on_ray] + [ref for _, ref in exports]
+        refs = [entry[0] for _, entry in on_ray] + [entry[0] for _, entry in exports]
         if refs:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
             done = set(ready)
             for job_id, entry in on_ray:
                 if entry[0] in done:
                     self._finish(job_id, entry)
-            for batch_id, ref in exports:
-                if ref in done:
-                    self._export_finished(batch_id, ref)
+            for batch_id, entry in exports:
+                if entry[0] in done:
+                    self._export_finished(batch_id, entry)
         else:
             time.sleep(0.5)
         for job_id, entry in items:
