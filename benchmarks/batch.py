@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import socket
 import tempfile
 import time
 from pathlib import Path
 
-import ray
 
 import metosim as ms
 from metosim.serve import keys
-from metosim.serve.db import connect, database_url, stop_embedded
-from metosim.serve.service import shutdown, start
+from metosim.serve.db import connect, database_url
 from metosim.serve.settings import Settings
+from embedded import embedded_service, machine
 
 F0 = ms.C_0 / 1e-6
 
@@ -55,18 +52,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=64)
     args = parser.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = Settings(data_dir=tempfile.mkdtemp(prefix="metosim-bench-"), port=port, rate_per_second=1e9, rate_burst=10**9)
     cores = os.cpu_count() or 1
-    print(f"machine: {platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}, ray {ray.__version__}")
-    start(settings, num_cpus=cores)
-    try:
+    print(f"machine: {machine()}")
+    with embedded_service(cores, rate_per_second=1e9, rate_burst=10**9) as settings:
         measure(settings, args.members, cores)
-    finally:
-        shutdown()
-        stop_embedded(settings)
 
 
 def measure(settings: Settings, n: int, cores: int) -> None:

@@ -23,23 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import socket
-import tempfile
 import time
 from datetime import datetime
 
 import httpx
 import numpy as np
 import psutil
-import ray
 
 import metosim as ms
 from metosim.serve import keys
-from metosim.serve.db import connect, database_url, stop_embedded
-from metosim.serve.service import shutdown, start
+from metosim.serve.db import connect, database_url
 from metosim.serve.settings import Settings
+from embedded import embedded_service, machine
 
 F0 = ms.C_0 / 1e-6
 KEYS = 50
@@ -157,13 +152,8 @@ async def measure(base: str, jobs: list[tuple[str, str]], args: argparse.Namespa
         print(f"  progress event delivery (worker report → watcher), {len(d)} events: p50 {np.percentile(d, 50):.0f} ms, p99 {np.percentile(d, 99):.0f} ms, max {d.max():.0f} ms")
 
 
-def service(cpus: int) -> tuple[Settings, list[tuple[str, str]]]:
-    """The embedded service with ``cpus`` CPUs for solving, 50 keys with a long job each."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = Settings(data_dir=tempfile.mkdtemp(prefix="metosim-load-"), port=port)
-    start(settings, num_cpus=cpus)
+def long_jobs(settings: Settings) -> list[tuple[str, str]]:
+    """50 keys with a long job each: (key, job id)."""
     with connect(database_url(settings)) as conn:
         issued = [keys.create(conn, f"notebook-{i}")[0] for i in range(KEYS)]
     body = long_job().model_dump_json()
@@ -172,7 +162,7 @@ def service(cpus: int) -> tuple[Settings, list[tuple[str, str]]]:
         response = httpx.post(f"{settings.base_url}/v1/simulations", content=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         jobs.append((key, response.json()["id"]))
     time.sleep(5)  # a running job has started reporting
-    return settings, jobs
+    return jobs
 
 
 def main() -> None:
@@ -181,15 +171,11 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100])
     parser.add_argument("--streams", type=int, default=200)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, ray {ray.__version__}; the load generator shares the cores")
+    print(f"machine: {machine()}; the load generator shares the cores")
     for cpus, title in ((0, "API alone: no solve on these cores (a head node; solves run on GPU workers), every job QUEUED"), (1, "API beside one running solve (one core solving, the rest QUEUED)")):
         print(f"--- {title}")
-        settings, jobs = service(cpus)
-        try:
-            asyncio.run(measure(settings.base_url, jobs, args))
-        finally:
-            shutdown()
-            stop_embedded(settings)
+        with embedded_service(cpus) as settings:
+            asyncio.run(measure(settings.base_url, long_jobs(settings), args))
 
 
 if __name__ == "__main__":

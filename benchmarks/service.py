@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 
 import httpx
 import numpy as np
-import ray
 
 import metosim as ms
 from metosim.serve import keys
-from metosim.serve.db import connect, database_url, stop_embedded
-from metosim.serve.service import shutdown, start
+from metosim.serve.db import connect, database_url
 from metosim.serve.settings import Settings
+from embedded import embedded_service, machine
 
 F0 = ms.C_0 / 1e-6
 
@@ -56,19 +52,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = Settings(data_dir=tempfile.mkdtemp(prefix="metosim-bench-"), port=port, rate_per_second=1e9, rate_burst=10**9)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, ray {ray.__version__}")
+    print(f"machine: {machine()}")
     started = time.perf_counter()
-    start(settings, num_cpus=os.cpu_count())
-    try:
+    with embedded_service(os.cpu_count() or 1, rate_per_second=1e9, rate_burst=10**9) as settings:
         print(f"service up in {time.perf_counter() - started:.1f} s")
         measure(settings, args)
-    finally:
-        shutdown()
-        stop_embedded(settings)
 
 
 def measure(settings: Settings, args: argparse.Namespace) -> None:

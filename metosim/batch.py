@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 MemberName = Annotated[str, Field(pattern=r"^[^/\x00-\x1f]{1,100}$")]
 #: A sweep parameter's value.
 ParameterValue = StrictBool | StrictInt | StrictFloat | StrictStr
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 #: Coordinate names of results and datasets: not usable as sweep parameter names.
 RESERVED = frozenset({"sample", "member", "sha256", "config", "x", "y", "z", "f", "t", "direction", "mode_index", "theta", "phi"})
 
@@ -169,17 +168,9 @@ class Batch:
 
     def updates(self, poll: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Status dicts until the batch ends (polling with backoff, 0.5 s → 2 s)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            state = self.status()
-            yield state
-            if state["status"] in TERMINAL:
-                return
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"batch {self.id} still {state['status']} after {timeout} s")
-            time.sleep(delay)
-            delay = min(delay * 1.25, 2.0)
+        from .client import poll_status
+
+        yield from poll_status(self.status, f"batch {self.id}", poll, None if timeout is None else time.monotonic() + timeout, timeout)
 
     def wait(self, progress: bool = True, timeout: float | None = None) -> dict[str, Any]:
         """Follow the batch to its end (with a live progress display); returns the final
@@ -200,18 +191,13 @@ class Batch:
         from .client import download
 
         done: set[str] = set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            state = self.status()  # read first: members completed by now are listed below
+        # Each status is read before the listing: members completed by then are in it,
+        # so the last (terminal) status leaves none behind.
+        for _ in self.updates(poll, timeout):
             for member in self.members(status="COMPLETED"):
                 if member["name"] not in done:
                     done.add(member["name"])
                     yield member["name"], SimulationData.open(str(download(member["result"], verify=self.client.verify)))
-            if state["status"] in TERMINAL:
-                return
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"batch {self.id} still {state['status']} after {timeout} s")
-            time.sleep(poll)
 
     def data(self) -> "BatchData":
         """The members' results as a lazy :class:`BatchData` (completed members only)."""

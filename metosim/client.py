@@ -221,15 +221,7 @@ class Job:
                 return
         except (httpx.HTTPError, SSEError, ValueError):
             pass  # the stream broke or is unavailable: poll instead
-        delay = poll
-        while True:
-            state = self.status()
-            yield state
-            if state["status"] in TERMINAL:
-                return
-            _check_deadline(deadline, timeout, f"job {self.id} still {state['status']}")
-            time.sleep(delay)
-            delay = min(delay * 1.25, 2.0)
+        yield from poll_status(self.status, f"job {self.id}", poll, deadline, timeout)
 
     def events(self, deadline: float | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """The job's status events as the service sends them (state and progress
@@ -276,6 +268,20 @@ class Job:
         if state["status"] != "COMPLETED":
             raise JobFailed(self.id, state["status"], state.get("error"))
         return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes, verify=self.client.verify)))
+
+
+def poll_status(status: Callable[[], dict[str, Any]], what: str, poll: float, deadline: float | None, timeout: float | None) -> Iterator[dict[str, Any]]:
+    """``status()`` until it reports a terminal state, with backoff (``poll`` → 2 s);
+    TimeoutError past ``deadline`` (monotonic s)."""
+    delay = poll
+    while True:
+        state = status()
+        yield state
+        if state["status"] in TERMINAL:
+            return
+        _check_deadline(deadline, timeout, f"{what} still {state['status']}")
+        time.sleep(delay)
+        delay = min(delay * 1.25, 2.0)
 
 
 def _check_deadline(deadline: float | None, timeout: float | None, what: str) -> None:

@@ -18,7 +18,7 @@ import metosim as ms
 from metosim.client import QuotaExceeded, ValidationError
 
 from .conftest import BUCKET, F_UNIT, CountingRangeServer, issue_key
-from .test_service import auth, slow, tiny
+from .test_service import auth, restart_service, slow, tiny
 
 ray = pytest.importorskip("ray")
 from metosim.serve.db import connect  # noqa: E402
@@ -58,6 +58,13 @@ def max_overlap(rows: list[dict]) -> int:
         running += delta
         peak = max(peak, running)
     return peak
+
+
+def wait_until_a_member_runs(batch: ms.Batch, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(m["status"] == "RUNNING" for m in batch.status()["members"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +218,7 @@ def test_bad_batches_are_refused_naming_the_member(service: dict) -> None:
 def test_cancel_mid_batch_stops_queued_and_running_members(service: dict) -> None:
     client = make_client(service, "batch-cancel", max_parallel=1)
     batch = client.batch({f"s{i}": slow(1.5) for i in range(3)})
-    deadline = time.monotonic() + 60
-    while not any(m["status"] == "RUNNING" for m in batch.status()["members"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_a_member_runs(batch)
     state = batch.cancel()
     assert state["status"] == "CANCELLED" and state["counts"]["CANCELLED"] == 3
     time.sleep(2.0)  # the stopped worker must not report a completion afterwards
@@ -235,22 +239,10 @@ def test_idempotent_batch_submission(service: dict) -> None:
 
 
 def test_service_restart_mid_batch_loses_nothing_and_runs_nothing_twice(service: dict) -> None:
-    from ray import serve
-
-    from metosim.serve.app import Api
-    from metosim.serve.jobs import JOBSTATE, NAMESPACE
-    from metosim.serve.service import start, stop_api
-
     client = make_client(service, "batch-restart", max_parallel=2)
     batch = client.batch({f"s{i}": slow(0.5) for i in range(5)})
-    deadline = time.monotonic() + 60
-    while not any(m["status"] == "RUNNING" for m in batch.status()["members"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    stop_api()
-    ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
-    start(service["settings"])
-    serve.run(Api.bind(service["local"]), name="metosim-local", route_prefix="/local")
+    wait_until_a_member_runs(batch)
+    restart_service(service)
     state = batch.wait(progress=False, timeout=180)
     assert state["status"] == "COMPLETED" and state["counts"]["COMPLETED"] == 5
     s3 = S3Store(BUCKET, service["s3"].url).client

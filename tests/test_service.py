@@ -291,19 +291,24 @@ def test_actor_restart_recovers_jobs_from_postgres(service: dict) -> None:
     assert done["result"]["sha256"]
 
 
-def test_service_restart_recovers_queued_and_running_jobs(service: dict) -> None:
-    from metosim.serve.service import start, stop_api
-
-    key = service["keys"]["dave"]
-    job_id = submit(service, key, slow(1.0)).json()["id"]
-    stop_api()
-    ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
-    start(service["settings"])
+def restart_service(service: dict) -> None:
+    """Stop the API and the job-state actor for good, then start both again (Ray and
+    the running workers stay): what a restarted `metosim serve` on a cluster does."""
     from ray import serve
 
     from metosim.serve.app import Api
+    from metosim.serve.service import start, stop_api
 
+    stop_api()
+    ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)
+    start(service["settings"])
     serve.run(Api.bind(service["local"]), name="metosim-local", route_prefix="/local")
+
+
+def test_service_restart_recovers_queued_and_running_jobs(service: dict) -> None:
+    key = service["keys"]["dave"]
+    job_id = submit(service, key, slow(1.0)).json()["id"]
+    restart_service(service)
     done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
     assert done["result"]["sha256"]
 

@@ -138,6 +138,16 @@ def _invalid(title: str, errors: list[dict[str, Any]]) -> JSONResponse:
     return problem(422, title, "; ".join(f"{x['loc'] or 'body'}: {x['msg']}" for x in errors), errors=errors)
 
 
+def _admitted(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The job-state actor's answer to a submission, its refusals raised as 409
+    (quota, with Retry-After) or 422 (Idempotency-Key reused with another body)."""
+    if outcome["refused"] == "quota":
+        raise Problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
+    if outcome["refused"] == "idempotency":
+        raise Problem(422, "Idempotency-Key conflict", outcome["detail"], errors=[{"loc": "header.Idempotency-Key", "msg": outcome["detail"], "type": "conflict"}])
+    return outcome
+
+
 def _member_locator(body: bytes) -> Any:
     """Rewrites ``members.3.simulation.run_time`` to ``members[<name>].simulation.run_time``
     and adds ``"member": <name>``, so a 422 names the batch member."""
@@ -268,14 +278,10 @@ class Api:
             return problem(422, "Simulation too large", too_large["msg"], errors=[too_large])
         idempotency_key = self._idempotency_key(request)
         config_json = sim.model_dump_json()
-        outcome = await self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id, accelerator)
-        if outcome["refused"] == "quota":
-            return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
-        if outcome["refused"] == "idempotency":
-            return problem(422, "Idempotency-Key conflict", outcome["detail"], errors=[{"loc": "header.Idempotency-Key", "msg": outcome["detail"], "type": "conflict"}])
-        job, created = outcome["job"], outcome["created"]
+        outcome = _admitted(await self.jobs.submit.remote(str(key["id"]), key["quota"], config_json, hashlib.sha256(config_json.encode()).hexdigest(), idempotency_key, request.state.request_id, accelerator))
+        job = outcome["row"]
         body = {"id": str(job["id"]), "status": job["status"], "created_at": _iso(job["created_at"])}
-        return JSONResponse(body, status_code=201 if created else 200, headers={"Location": f"/v1/simulations/{job['id']}"})
+        return JSONResponse(body, status_code=201 if outcome["created"] else 200, headers={"Location": f"/v1/simulations/{job['id']}"})
 
     def _too_large(self, sim: Simulation, loc: str = "") -> dict[str, Any] | None:
         """The problem entry for a simulation over the per-job cells × steps limit."""
@@ -369,12 +375,8 @@ class Api:
         idempotency_key = self._idempotency_key(request)
         max_parallel = min(spec.max_parallel or key["max_parallel"], key["max_parallel"])
         digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-        outcome = await self.jobs.submit_batch.remote(str(key["id"]), key["quota"], max_parallel, members, digest, idempotency_key, request.state.request_id, accelerator)
-        if outcome["refused"] == "quota":
-            return problem(409, "Active job limit reached", outcome["detail"], headers={"Retry-After": str(outcome["retry_after"])})
-        if outcome["refused"] == "idempotency":
-            return problem(422, "Idempotency-Key conflict", outcome["detail"], errors=[{"loc": "header.Idempotency-Key", "msg": outcome["detail"], "type": "conflict"}])
-        batch = outcome["batch"]
+        outcome = _admitted(await self.jobs.submit_batch.remote(str(key["id"]), key["quota"], max_parallel, members, digest, idempotency_key, request.state.request_id, accelerator))
+        batch = outcome["row"]
         body = {"id": str(batch["id"]), "status": batch["status"], "size": batch["size"], "max_parallel": batch["max_parallel"], "created_at": _iso(batch["created_at"])}
         return JSONResponse(body, status_code=201 if outcome["created"] else 200, headers={"Location": f"/v1/batches/{batch['id']}"})
 

@@ -89,20 +89,13 @@ class JobState:
     # ------------------------------------------------------------ submissions
     def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None, accelerator: str | None = None) -> dict[str, Any]:
         """Record a QUEUED job and dispatch it. The key's row lock serialises its
-        submissions, so the quota check cannot race. Returns ``{"refused": None, "job",
+        submissions, so the quota check cannot race. Returns ``{"refused": None, "row",
         "created"}``, or ``{"refused": "quota" | "idempotency", "detail", "retry_after"}``."""
         total_steps = Simulation.model_validate_json(config_json).grid.num_time_steps
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
-            if idempotency_key:
-                existing = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND idempotency_key = %s", (key_id, idempotency_key)).fetchone()
-                if existing:
-                    if existing["body_sha256"] != body_sha256:
-                        return {"refused": "idempotency", "detail": "Idempotency-Key reused with a different body"}
-                    return {"refused": None, "job": existing, "created": False}
-            refusal = quota_refusal(conn, key_id, quota)
-            if refusal:
-                return refusal
+            outcome = admit(conn, "jobs", key_id, quota, body_sha256, idempotency_key)
+            if outcome:
+                return outcome
             job = conn.execute(
                 "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator) "
                 "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s) RETURNING *",
@@ -110,23 +103,16 @@ class JobState:
             ).fetchone()
         log.info("queued", extra={"request_id": request_id, "job_id": str(job["id"])})
         self.dispatch(str(job["id"]))
-        return {"refused": None, "job": job, "created": True}
+        return {"refused": None, "row": job, "created": True}
 
     def submit_batch(self, key_id: str, quota: int, max_parallel: int, members: list[dict[str, Any]], body_sha256: str, idempotency_key: str | None, request_id: str | None, accelerator: str | None = None) -> dict[str, Any]:
         """Record a RUNNING batch and its QUEUED members (name, config JSON, parameters,
         total_steps) in one transaction, then start the first ``max_parallel``. Returns
-        as :meth:`submit` does, with ``"batch"`` instead of ``"job"``."""
+        as :meth:`submit` does (the row is the batch's)."""
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
-            if idempotency_key:
-                existing = conn.execute("SELECT * FROM batches WHERE key_id = %s AND idempotency_key = %s", (key_id, idempotency_key)).fetchone()
-                if existing:
-                    if existing["body_sha256"] != body_sha256:
-                        return {"refused": "idempotency", "detail": "Idempotency-Key reused with a different body"}
-                    return {"refused": None, "batch": existing, "created": False}
-            refusal = quota_refusal(conn, key_id, quota)
-            if refusal:
-                return refusal
+            outcome = admit(conn, "batches", key_id, quota, body_sha256, idempotency_key)
+            if outcome:
+                return outcome
             parameters = list(members[0]["parameters"])
             batch = conn.execute(
                 "INSERT INTO batches (id, key_id, status, size, max_parallel, parameters, body_sha256, idempotency_key, request_id) "
@@ -144,7 +130,7 @@ class JobState:
                 )
         log.info(f"batch of {len(members)} queued", extra={"request_id": request_id, "job_id": str(batch["id"])})
         self._fill()
-        return {"refused": None, "batch": batch, "created": True}
+        return {"refused": None, "row": batch, "created": True}
 
     def dispatch(self, job_id: str, provider: str = "ray") -> None:
         """Start a QUEUED job: a Ray task (one GPU, of the requested type if any, when
@@ -466,6 +452,23 @@ def stop(entry: tuple) -> None:
         handle.kill()
     elif provider == "modal":
         handle.cancel()
+
+
+def admit(conn: Any, table: str, key_id: str, quota: int, body_sha256: str, idempotency_key: str | None) -> dict[str, Any] | None:
+    """Under the key's row lock (so submissions cannot race): the earlier submission
+    of this Idempotency-Key in ``table`` ("jobs" or "batches"), or its conflict, or
+    the quota's refusal; None when a new submission may be recorded."""
+    from psycopg import sql
+
+    conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+    if idempotency_key:
+        query = sql.SQL("SELECT * FROM {} WHERE key_id = %s AND idempotency_key = %s").format(sql.Identifier(table))
+        existing = conn.execute(query, (key_id, idempotency_key)).fetchone()
+        if existing:
+            if existing["body_sha256"] != body_sha256:
+                return {"refused": "idempotency", "detail": "Idempotency-Key reused with a different body"}
+            return {"refused": None, "row": existing, "created": False}
+    return quota_refusal(conn, key_id, quota)
 
 
 def quota_refusal(conn: Any, key_id: str, quota: int) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .progress import _clock, in_notebook
+from .progress import _clock, widget_or_text
 
 #: Square colour per member state.
 COLOURS = {"QUEUED": "#d0d0d0", "RUNNING": "#4a90d9", "COMPLETED": "#3c9a4b", "FAILED": "#d64541", "CANCELLED": "#e0a030"}
@@ -111,14 +111,5 @@ class BatchProgress:
 
 
 def make_batch_display(batch: Any) -> BatchProgress | TextBatchProgress:
-    """The widget in a Jupyter kernel (shown once, then updated in place), else text."""
-    if in_notebook():
-        try:
-            from IPython.display import display
-
-            progress = BatchProgress(batch)
-            display(progress.widget)
-            return progress
-        except ImportError:
-            pass
-    return TextBatchProgress(batch)
+    """The batch's progress: the widget in a Jupyter kernel, else text lines."""
+    return widget_or_text(lambda: BatchProgress(batch), lambda: TextBatchProgress(batch))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,15 +147,21 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-def make_display(job: Any) -> _Display:
-    """The widget in a Jupyter kernel (shown once, then updated in place), else text."""
+def widget_or_text(widget: Callable[[], Any], text: Callable[[], Any]) -> Any:
+    """``widget()`` in a Jupyter kernel (its ``.widget`` shown once, then updated in
+    place), else ``text()``."""
     if in_notebook():
         try:
             from IPython.display import display
 
-            progress = JobProgress(job)
+            progress = widget()
             display(progress.widget)
             return progress
         except ImportError:
             pass
-    return TextProgress(job)
+    return text()
+
+
+def make_display(job: Any) -> _Display:
+    """The job's progress: the widget in a Jupyter kernel, else a text line."""
+    return widget_or_text(lambda: JobProgress(job), lambda: TextProgress(job))
