@@ -15,7 +15,7 @@ from .smatrix import Port, SMatrix
 from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
-from .medium import PEC, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
+from .medium import PEC, CustomMedium, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
 from .materials import material_library
 from .modes import ModeSolver, ModeSolverData, ModeSpec
 from .monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
@@ -82,6 +82,7 @@ __all__ = [
     "ModeSpec",
     "PECBoundary",
     "PECMedium",
+    "CustomMedium",
     "PMCBoundary",
     "Periodic",
     "ResonanceFinder",

@@ -183,11 +183,53 @@ def warn_outside_range(medium: Any, band: tuple[float, float], where: str) -> No
     )
 
 
+class CustomMedium(MetoModel):
+    """Lossless, non-dispersive permittivity given per pixel over its structure's box
+    (which must be a ``Box``): ``permittivity[i][j][k]`` fills the (i, j, k)-th of
+    equal pixels along x, y, z; a 2D design has one pixel along its invariant axis.
+    Inverse design returns its designs as this medium. Each E node takes the volume
+    average of its cell (linear between pixel centres); a ``CustomMedium`` structure
+    is painted over the other structures whatever its place in the list."""
+
+    type: Literal["CustomMedium"] = "CustomMedium"
+    permittivity: list[list[list[Annotated[Finite, Field(ge=1.0)]]]]
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "CustomMedium":
+        shape = self.shape
+        if min(shape) < 1 or any(len(row) != shape[1] or any(len(col) != shape[2] for col in row) for row in self.permittivity):
+            raise ValueError(f"permittivity must be a non-empty 3D array of equal rows (nx, ny, nz); first row gives {shape}")
+        return self
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        first = self.permittivity[0] if self.permittivity else []
+        return (len(self.permittivity), len(first), len(first[0]) if first else 0)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The pixels as a float array of shape (nx, ny, nz)."""
+        return np.asarray(self.permittivity, dtype=float)
+
+    @classmethod
+    def from_array(cls, permittivity: Any, name: str | None = None) -> "CustomMedium":
+        """From an array of shape (nx, ny, nz), or (nx, ny) for a 2D design in x–y."""
+        eps = np.asarray(permittivity, dtype=float)
+        if eps.ndim == 2:
+            eps = eps[:, :, None]
+        return cls(permittivity=eps.tolist(), name=name)
+
+    @property
+    def eps_max(self) -> float:
+        return float(self.values.max())
+
+
 #: The perfect electric conductor.
 PEC = PECMedium()
 
-MediumType = Annotated[Union[Medium, PECMedium, Drude, Lorentz, DrudeLorentz], Field(discriminator="type")]
+MediumType = Annotated[Union[Medium, PECMedium, Drude, Lorentz, DrudeLorentz, CustomMedium], Field(discriminator="type")]
 #: Media the engine steps with auxiliary differential equations.
 DISPERSIVE = (Drude, Lorentz, DrudeLorentz)
 
-__all__ = ["DISPERSIVE", "PEC", "Drude", "DrudeLorentz", "Lorentz", "Medium", "MediumType", "PECMedium"]
+__all__ = ["DISPERSIVE", "PEC", "CustomMedium", "Drude", "DrudeLorentz", "Lorentz", "Medium", "MediumType", "PECMedium"]

@@ -12,9 +12,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, _as_tuple
 from .boundary import PML, BoundarySpec, Periodic
-from .geometry import Geometry
+from .geometry import Box, Geometry
 from .grid import Grid, GridSpec, num_cells_along, time_step
-from .medium import DISPERSIVE, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
+from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import PointDipole, Source
 
@@ -40,6 +40,12 @@ class Structure(MetoModel):
     geometry: Geometry
     medium: MediumType
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Structure":
+        if isinstance(self.medium, CustomMedium) and not isinstance(self.geometry, Box):
+            raise ValueError("a CustomMedium fills a Box: its pixels span the box's bounds")
+        return self
 
 
 class Simulation(MetoModel):
@@ -75,8 +81,8 @@ class Simulation(MetoModel):
         if not any(s > 0 for s in self.size):
             errors.append((("size",), "at least one axis must have a size > 0"))
             _raise(errors, self)
-        if isinstance(self.medium, PECMedium):
-            errors.append((("medium",), "the background medium cannot be PEC"))
+        if isinstance(self.medium, (PECMedium, CustomMedium)):
+            errors.append((("medium",), f"the background medium cannot be {self.medium.type}"))
         # Bound the cell count from floats before any grid exists: a vanishing cell
         # size must be refused here, not overflow later.
         dl = self.grid_spec.cell_size(self.eps_max)

@@ -18,8 +18,9 @@ from itertools import product
 import numpy as np
 
 from ..grid import Grid
-from ..medium import DISPERSIVE, Medium, PECMedium
+from ..medium import DISPERSIVE, CustomMedium, Medium, PECMedium
 from ..simulation import Simulation
+from .design import PixelMap, paint, pixel_maps
 from .units import to_normalised_conductivity
 
 #: Samples per active axis of a cut cell, by the number of active axes: the midpoint
@@ -41,10 +42,13 @@ class MeshedMedia:
 
 
 def medium_index(sim: Simulation, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Index into ``sim.media`` at each point (0 = background; later structures win)."""
+    """Index into ``sim.media`` at each point (0 = background; later structures win).
+    ``CustomMedium`` structures are skipped: :func:`mesh_media` paints them last."""
     shape = np.broadcast_shapes(x.shape, y.shape, z.shape)
     index = np.zeros(shape, dtype=np.int32)
     for k, structure in enumerate(sim.structures, start=1):
+        if isinstance(structure.medium, CustomMedium):
+            continue
         index[np.broadcast_to(structure.geometry.inside(x, y, z), shape)] = k
     return index
 
@@ -53,13 +57,15 @@ def _property_tables(sim: Simulation, freq: float | None = None) -> tuple[np.nda
     """Per-medium (ε or ε∞, normalised σ, is-PEC); with ``freq`` (Hz) ε is each
     medium's complex ε(freq), its conductivity and poles included (for mode solves)."""
     if freq is not None:
-        eps_f = np.array([1.0 if isinstance(m, PECMedium) else complex(m.eps_model(freq)) for m in sim.media])
+        eps_f = np.array([1.0 if isinstance(m, (PECMedium, CustomMedium)) else complex(m.eps_model(freq)) for m in sim.media])
         pec = np.array([isinstance(m, PECMedium) for m in sim.media])
         return eps_f, np.zeros(len(sim.media)), pec
     eps, sigma, pec = [], [], []
     for m in sim.media:
         if isinstance(m, PECMedium):
             eps.append(1.0), sigma.append(0.0), pec.append(True)
+        elif isinstance(m, CustomMedium):  # painted by mesh_media; never indexed
+            eps.append(1.0), sigma.append(0.0), pec.append(False)
         elif isinstance(m, Medium):
             eps.append(m.permittivity), sigma.append(to_normalised_conductivity(m.conductivity)), pec.append(False)
         elif isinstance(m, DISPERSIVE):
@@ -69,11 +75,13 @@ def _property_tables(sim: Simulation, freq: float | None = None) -> tuple[np.nda
     return np.array(eps), np.array(sigma), np.array(pec)
 
 
-def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] | None = None, freq: float | None = None) -> MeshedMedia:
+def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] | None = None, freq: float | None = None, paint_custom: bool = True) -> MeshedMedia:
     """Rasterise ``sim``'s structures onto the E-component nodes of ``grid`` (only the
     nodes in ``window``, index slices per axis, when given: e.g. one mode plane).
     With ``freq`` (Hz) the permittivity is each medium's complex ε at that frequency
-    (what a mode solver needs of dispersive and lossy media), averaged alike."""
+    (what a mode solver needs of dispersive and lossy media), averaged alike.
+    ``CustomMedium`` structures are painted over the rest (:mod:`.design`) unless
+    ``paint_custom`` is False (a differentiable solve paints its design itself)."""
     eps_table, sigma_table, pec_table = _property_tables(sim, freq)
     active = [a for a in range(3) if grid.active[a]]
     out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
@@ -93,6 +101,8 @@ def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] |
             cut |= medium_index(sim, *shifted) != index
         if cut.any() and len(sim.structures):
             eps[cut], sigma[cut] = _subpixel(sim, grid, [m[cut] for m in mesh], index[cut], p, eps_table, sigma_table, pec_table)
+        if paint_custom:
+            eps = _paint_custom(sim, grid, p, eps, window)
         out["eps"].append(eps)
         out["sigma"].append(sigma)
         out["pec"].append(pec_table[index])
@@ -103,6 +113,31 @@ def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] |
         pec=tuple(out["pec"]),  # type: ignore[arg-type]
         medium_index=tuple(out["index"]),  # type: ignore[arg-type]
     )
+
+
+def _paint_custom(sim: Simulation, grid: Grid, p: int, eps: np.ndarray, window: tuple[slice, slice, slice] | None) -> np.ndarray:
+    """``eps`` (component p, on ``window`` or the whole grid) with every CustomMedium
+    structure painted over it, in list order."""
+    window = window or tuple(slice(0, n) for n in grid.num_cells)
+    ranges = [window[a].indices(grid.num_cells[a])[:2] for a in range(3)]
+    for structure in sim.structures:
+        if not isinstance(structure.medium, CustomMedium):
+            continue
+        m = pixel_maps(grid, structure.geometry.bounds(), structure.medium.shape)[p]
+        lo = [max(ranges[a][0], m.window[a].start) for a in range(3)]
+        hi = [min(ranges[a][1], m.window[a].stop) for a in range(3)]
+        if any(h <= l for l, h in zip(lo, hi)):
+            continue
+        within = tuple(slice(lo[a] - m.window[a].start, hi[a] - m.window[a].start) for a in range(3))
+        part = PixelMap(
+            window=tuple(slice(l, h) for l, h in zip(lo, hi)),  # type: ignore[arg-type]
+            weights=tuple(w[s] for w, s in zip(m.weights, within)),  # type: ignore[arg-type]
+            outside=m.outside[within],
+        )
+        target = tuple(slice(lo[a] - ranges[a][0], hi[a] - ranges[a][0]) for a in range(3))
+        eps = eps.copy()
+        eps[target] = paint(part, structure.medium.values, eps[target])
+    return eps
 
 
 def _subpixel(

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -140,7 +142,7 @@ def reciprocal_overlap(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.nd
     conjugate: the overlap under which the modes of a lossless or lossy guide are
     orthogonal)."""
     area_u, area_v, _, _ = face_areas(steps)
-    return np.sum(Eu * Hv * area_u - Ev * Hu * area_v, axis=(-2, -1))
+    return (Eu * Hv * area_u - Ev * Hu * area_v).sum(axis=(-2, -1))
 
 
 def _difference(n: int, periodic: bool) -> sp.csr_matrix:
@@ -421,11 +423,11 @@ class Plane:
         u, v = self.axes
         return np.moveaxis(F[..., None], [lead, lead + 1, lead + 2], [lead + u, lead + v, lead + self.normal])
 
-    def from_grid(self, F: np.ndarray) -> np.ndarray:
+    def from_grid(self, F: Any, xp: ModuleType = np) -> Any:
         """Inverse of :meth:`to_grid`: (..., Nx, Ny, Nz) with one node along the normal → (..., Nu, Nv)."""
         lead = F.ndim - 3
         u, v = self.axes
-        return np.moveaxis(F, [lead + u, lead + v, lead + self.normal], [lead, lead + 1, lead + 2])[..., 0]
+        return xp.moveaxis(F, [lead + u, lead + v, lead + self.normal], [lead, lead + 1, lead + 2])[..., 0]
 
 
 def plane_on_grid(grid, center: tuple[float, ...], size: tuple[float, ...], periodic: tuple[bool, bool, bool]) -> Plane:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -68,23 +70,24 @@ def half_node_axes(component: str, active: tuple[bool, ...]) -> tuple[bool, bool
     return tuple(active[a] and ((a == own) == (component[0] == "E")) for a in range(3))  # type: ignore[return-value]
 
 
-def colocate_axes(values: np.ndarray, staggered: tuple[bool, ...], padded: tuple[bool, ...], first_spatial_axis: int) -> np.ndarray:
+def colocate_axes(values: Any, staggered: tuple[bool, ...], padded: tuple[bool, ...], first_spatial_axis: int, xp: ModuleType = np) -> Any:
     """Average values on half nodes onto the integer nodes along each ``staggered``
-    axis; where not ``padded`` (no node recorded before the first) the edge value repeats."""
+    axis; where not ``padded`` (no node recorded before the first) the edge value repeats.
+    ``xp``: the array namespace (NumPy, or jax.numpy under a gradient)."""
     for a in range(3):
         if not staggered[a]:
             continue
         axis = first_spatial_axis + a
         if not padded[a]:
-            values = np.concatenate([np.take(values, [0], axis=axis), values], axis=axis)
+            values = xp.concatenate([xp.take(values, np.array([0]), axis=axis), values], axis=axis)
         n = values.shape[axis]
-        values = 0.5 * (np.take(values, range(0, n - 1), axis=axis) + np.take(values, range(1, n), axis=axis))
+        values = 0.5 * (xp.take(values, np.arange(0, n - 1), axis=axis) + xp.take(values, np.arange(1, n), axis=axis))
     return values
 
 
-def colocate(values: np.ndarray, region: Region, comp: str, first_spatial_axis: int) -> np.ndarray:
+def colocate(values: Any, region: Region, comp: str, first_spatial_axis: int, xp: ModuleType = np) -> Any:
     """Average a staggered recording onto the region's integer nodes."""
-    return colocate_axes(values, region.staggered[comp], region.padded[comp], first_spatial_axis)
+    return colocate_axes(values, region.staggered[comp], region.padded[comp], first_spatial_axis, xp)
 
 
 def flux_components(normal: int) -> tuple[str, str, str, str]:
@@ -99,27 +102,35 @@ def flux_normal(monitor: FluxMonitor, grid: Grid) -> int:
 
 def field_dataset(monitor: FieldMonitor, region: Region, grid: Grid, recorded: dict[str, np.ndarray]) -> xr.Dataset:
     """DFT fields (normalised field units × s) on dims (x, y, z, f)."""
-    data = {
-        comp: (("x", "y", "z", "f"), np.moveaxis(colocate(recorded[comp], region, comp, 1), 0, -1) * TIME_UNIT)
-        for comp in monitor.fields
-    }
+    data = {comp: (("x", "y", "z", "f"), np.moveaxis(v, 0, -1) * TIME_UNIT) for comp, v in field_values(monitor, region, recorded).items()}
     return xr.Dataset(data, coords={**region.coords(grid), "f": np.asarray(monitor.freqs)}, attrs={"monitor_type": monitor.type})
+
+
+def field_values(monitor: FieldMonitor, region: Region, recorded: dict[str, Any], xp: ModuleType = np) -> dict[str, Any]:
+    """The recorded DFT components colocated on the region's integer nodes, (f, x, y, z)."""
+    return {comp: colocate(recorded[comp], region, comp, 1, xp) for comp in monitor.fields}
 
 
 def flux_array(monitor: FluxMonitor, region: Region, grid: Grid, recorded: dict[str, np.ndarray], source_power: np.ndarray) -> xr.DataArray:
     """Flux through the plane along ``normal_dir``, over the first source's power spectrum."""
     normal = flux_normal(monitor, grid)
-    eu, hv, ev, hu = (colocate(recorded[c], region, c, 1) for c in flux_components(normal))
-    area = math.prod(grid.dl[a] for a in range(3) if grid.active[a] and a != normal)
-    power = 0.5 * np.real(eu * np.conj(hv) - ev * np.conj(hu)).sum(axis=(1, 2, 3)) * area
-    sign = 1.0 if monitor.normal_dir == "+" else -1.0
     return xr.DataArray(
-        sign * power / source_power,
+        flux_values(monitor, region, grid, recorded) / source_power,
         dims=("f",),
         coords={"f": np.asarray(monitor.freqs)},
         name="flux",
         attrs={"monitor_type": monitor.type, "normal": "xyz"[normal] + monitor.normal_dir},
     )
+
+
+def flux_values(monitor: FluxMonitor, region: Region, grid: Grid, recorded: dict[str, Any], xp: ModuleType = np) -> Any:
+    """Power through the monitor plane along ``normal_dir`` per frequency, from the
+    recorded DFT fields (normalised units, not divided by the source power)."""
+    normal = flux_normal(monitor, grid)
+    eu, hv, ev, hu = (colocate(recorded[c], region, c, 1, xp) for c in flux_components(normal))
+    area = math.prod(grid.dl[a] for a in range(3) if grid.active[a] and a != normal)
+    sign = 1.0 if monitor.normal_dir == "+" else -1.0
+    return sign * 0.5 * xp.real(eu * xp.conj(hv) - ev * xp.conj(hu)).sum(axis=(1, 2, 3)) * area
 
 
 def snapshot_steps(monitor: FieldTimeMonitor, dt_seconds: float, num_steps: int) -> np.ndarray:
@@ -162,28 +173,36 @@ def mode_dataset(monitor: ModeMonitor, plane: Plane, modes: list[Modes], recorde
     ``reference``: per frequency, the injected amplitude (complex for a mode source,
     √power otherwise).
     """
+    amps = mode_amplitudes(plane, modes, recorded, dn) / reference[None, None, :]
+    n_eff = np.stack([m.n_eff for m in modes], axis=1)
+    return xr.Dataset(
+        {"amps": (("direction", "mode_index", "f"), amps), "n_eff": (("mode_index", "f"), np.real(n_eff))},
+        coords={"direction": ["+", "-"], "mode_index": np.arange(amps.shape[1]), "f": np.asarray(monitor.freqs)},
+        attrs={"monitor_type": monitor.type, "normal": "xyz"[plane.normal]},
+    )
+
+
+def mode_amplitudes(plane: Plane, modes: list[Modes], recorded: dict[str, Any], dn: float, xp: ModuleType = np) -> Any:
+    """(a₊, a₋) of each mode per frequency, shape (2, modes, f), from the recorded DFT
+    fields (see :func:`mode_dataset`; not divided by the source reference)."""
     from .modes import reciprocal_overlap
 
     u, v = plane.axes
-    E = [plane.from_grid(recorded[f"E{'xyz'[a]}"]) for a in (u, v)]  # (f, Nu, Nv)
-    H = [plane.from_grid(0.5 * recorded[f"H{'xyz'[a]}"].sum(axis=1 + plane.normal, keepdims=True)) for a in (u, v)]
-    num_modes = modes[0].n_eff.size
-    amps = np.zeros((2, num_modes, len(modes)), dtype=complex)
-    for i, m in enumerate(modes):
-        for k in range(num_modes):
+    E = [plane.from_grid(recorded[f"E{'xyz'[a]}"], xp) for a in (u, v)]  # (f, Nu, Nv)
+    H = [plane.from_grid(0.5 * recorded[f"H{'xyz'[a]}"].sum(axis=1 + plane.normal, keepdims=True), xp) for a in (u, v)]
+    forward, backward = [], []
+    for k in range(modes[0].n_eff.size):
+        plus, minus = [], []
+        for i, m in enumerate(modes):
             e, h = (m.E[0][k], m.E[1][k]), (m.H[0][k], m.H[1][k])
             norm = reciprocal_overlap(e[0], e[1], h[0], h[1], plane.steps)
             field_h = reciprocal_overlap(E[0][i], E[1][i], h[0], h[1], plane.steps)
             e_field = reciprocal_overlap(e[0], e[1], H[0][i], H[1][i], plane.steps) / np.cos(m.beta[k] * dn / 2)
-            amps[0, k, i] = (field_h + e_field) / (2 * norm)
-            amps[1, k, i] = (field_h - e_field) / (2 * norm)
-    amps /= reference[None, None, :]
-    n_eff = np.stack([m.n_eff for m in modes], axis=1)
-    return xr.Dataset(
-        {"amps": (("direction", "mode_index", "f"), amps), "n_eff": (("mode_index", "f"), np.real(n_eff))},
-        coords={"direction": ["+", "-"], "mode_index": np.arange(num_modes), "f": np.asarray(monitor.freqs)},
-        attrs={"monitor_type": monitor.type, "normal": "xyz"[plane.normal]},
-    )
+            plus.append((field_h + e_field) / (2 * norm))
+            minus.append((field_h - e_field) / (2 * norm))
+        forward.append(xp.stack(plus))
+        backward.append(xp.stack(minus))
+    return xp.stack([xp.stack(forward), xp.stack(backward)])
 
 
 def projection_faces(monitor: FieldProjectionAngleMonitor) -> list[tuple[int, int, tuple[float, ...], tuple[float, ...]]]:

@@ -125,13 +125,13 @@ class _Problem:
     num_steps: int
 
 
-def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None) -> _Problem:
+def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_custom: bool = True) -> _Problem:
     grid = sim.grid
     dtype = np.dtype(sim.precision)
     N = grid.num_cells
     dt = grid.dt / TIME_UNIT
     num_steps = grid.num_time_steps
-    media = mesh_media(sim, grid)
+    media = mesh_media(sim, grid, paint_custom=paint_custom)
     for p in range(3):
         if not np.all(np.isfinite(media.permittivity[p])) or not np.all(np.isfinite(media.conductivity[p])):
             raise EngineInputError("meshed permittivity or conductivity is not finite; check the media")
@@ -397,6 +397,20 @@ def _to_numpy(state: dict) -> dict:
     return jax.tree_util.tree_map(np.asarray, state)
 
 
+def source_power(problem: _Problem, freqs: np.ndarray) -> np.ndarray:
+    """The first source's power spectrum at normalised ``freqs`` (ones without one):
+    what flux and far-field monitors are divided by."""
+    return problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
+
+
+def mode_reference(problem: _Problem, freqs: np.ndarray) -> np.ndarray:
+    """What mode amplitudes are divided by: the injected complex amplitude of a mode
+    source, else √(source power)."""
+    if problem.source_amplitude is not None:
+        return problem.source_amplitude(freqs)
+    return np.sqrt(source_power(problem, freqs))
+
+
 def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dict[str, xr.Dataset | xr.DataArray]:
     grid, out = sim.grid, {}
     dt = problem.layout.dt
@@ -405,25 +419,17 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
         if isinstance(m, (FieldMonitor, FluxMonitor, ModeMonitor)):
             # The running sums omit Δt; the DFT is Σ F e^{iωt} Δt.
             dft = {c: v * dt for c, v in state["dft"][m.name].items()}
+        freqs = np.array([to_normalised_frequency(f) for f in getattr(m, "freqs", ())])
         if isinstance(m, FieldMonitor):
             out[m.name] = mon.field_dataset(m, region, grid, dft)
         elif isinstance(m, FluxMonitor):
-            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
-            power = problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
-            out[m.name] = mon.flux_array(m, region, grid, dft, power)
+            out[m.name] = mon.flux_array(m, region, grid, dft, source_power(problem, freqs))
         elif isinstance(m, FieldProjectionAngleMonitor):
-            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
-            power = problem.source_power(freqs) if problem.source_power else np.ones(freqs.size)
             recorded = [{c: v * dt for c, v in state["dft"][f"{m.name}#{k}"].items()} for k in range(6)]
-            out[m.name] = mon.far_field(m, region, grid, recorded, sim.medium.permittivity, power)
+            out[m.name] = mon.far_field(m, region, grid, recorded, sim.medium.permittivity, source_power(problem, freqs))
         elif isinstance(m, ModeMonitor):
-            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
-            if problem.source_amplitude is not None:
-                reference = problem.source_amplitude(freqs)
-            else:
-                reference = np.sqrt(problem.source_power(freqs)) if problem.source_power else np.ones(freqs.size)
             plane, modes = region
-            out[m.name] = mon.mode_dataset(m, plane, modes, dft, reference, grid.dl[plane.normal])
+            out[m.name] = mon.mode_dataset(m, plane, modes, dft, mode_reference(problem, freqs), grid.dl[plane.normal])
         else:
             taken = problem.snapshot_steps[m.name]
             out[m.name] = mon.time_dataset(m, region, grid, state["snap"][m.name], taken[taken <= steps])

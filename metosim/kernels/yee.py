@@ -113,6 +113,9 @@ class Layout:
     dft: tuple[tuple[str, tuple[tuple[str, tuple[slice, ...]], ...]], ...]
     #: Time monitors: (name, ((component, slices), ...), start step, interval, slots).
     snapshots: tuple[tuple[str, tuple[tuple[str, tuple[slice, ...]], ...], int, int, int], ...]
+    #: Design windows of a differentiable solve: (E component index, node slices) in the
+    #: order of params["design_dcb"], the change of cb there. Empty for a plain solve.
+    design: tuple[tuple[int, tuple[slice, slice, slice]], ...] = ()
 
 
 def _take(a: Array, axis: int, start: int, stop: int) -> Array:
@@ -236,6 +239,10 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
                 continue
             base = params["ca"][p] * E[p] if layout.has_ca else E[p]
             E[p] = base + params["cb"][p] * drive
+        # A design enters as a correction on its window alone, so under jax.grad the
+        # step keeps only that window of ∇×H per step for the backward pass.
+        for (p, window), dcb in zip(layout.design, params.get("design_dcb", ())):
+            E[p] = ops.add_at(E[p], window, dcb * curl_h[p][window])
         inject(E, "E", params, n)
 
         # ---- monitors

@@ -1,0 +1,163 @@
+"""The differentiable solve: the engine's own Yee step under ``jax.grad``.
+
+``differentiable_solve(sim, design)`` returns a JAX function of the permittivity
+pixels of one ``CustomMedium`` structure (the design) that time-steps ``sim`` for
+its full ``run_time`` (no energy shutoff: a fixed step count keeps the function
+differentiable) and returns the monitor outputs:
+
+- ``ModeMonitor``: complex amplitudes, shape (2 directions "+"/"−", modes, f), over
+  the source reference exactly as ``ms.solve`` reports them;
+- ``FluxMonitor``: power per frequency over the source power, shape (f,);
+- ``FieldMonitor``: DFT components colocated on integer nodes, (f, x, y, z).
+
+Reverse mode through the time loop is the exact discrete adjoint of the update. Two
+things keep its memory bounded:
+
+1. the design enters the step as a correction ``E += Δcb·(∇×H)`` on its window
+   only (:mod:`.yee`), so each step leaves only that window of ∇×H for the backward
+   pass, not the whole grid;
+2. steps run in segments under ``jax.checkpoint``: the backward pass keeps the full
+   state at each segment's start and recomputes one segment at a time. With S
+   values of state, D per step of design window and T steps, ``L`` steps per segment
+   costs about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..medium import CustomMedium
+from ..monitor import FieldMonitor, FluxMonitor, ModeMonitor
+from ..simulation import Simulation
+from . import monitors as mon
+from .design import paint, pixel_maps
+from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
+from .units import to_normalised_frequency
+from .yee import jax_ops, make_step
+
+Outputs = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DifferentiableSolve:
+    """A differentiable solve ready to call: ``outputs = solve(pixels)``."""
+
+    #: JAX function of the design pixels (shape ``shape``) → monitor outputs.
+    fn: Callable[[Any], Outputs]
+    #: Pixels of the design along x, y, z.
+    shape: tuple[int, int, int]
+    num_steps: int
+    #: Steps per checkpointed segment (``num_steps`` when not checkpointed).
+    segment_steps: int
+    #: Values (floats) of state the backward pass keeps per segment, and of design
+    #: window per step: the two terms of the memory estimate.
+    state_size: int
+    window_size: int
+
+    def __call__(self, pixels: Any) -> Outputs:
+        return self.fn(pixels)
+
+
+def default_segment(num_steps: int, state_size: int, window_size: int) -> int:
+    """Steps per checkpointed segment minimising T/L·S + L·D (see the module doc)."""
+    return int(min(num_steps, max(1, round(math.sqrt(num_steps * state_size / max(window_size, 1))))))
+
+
+def design_structure(sim: Simulation, design: str) -> int:
+    """Index in ``sim.structures`` of the CustomMedium structure named ``design``."""
+    customs = [k for k, s in enumerate(sim.structures) if isinstance(s.medium, CustomMedium)]
+    named = [k for k in customs if sim.structures[k].name == design]
+    if not named:
+        raise EngineInputError(f"no CustomMedium structure named {design!r} to differentiate (structures named: {[s.name for s in sim.structures]})")
+    if len(customs) > 1:
+        raise EngineInputError("a differentiable solve takes one CustomMedium structure, the design")
+    return named[0]
+
+
+def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True) -> DifferentiableSolve:
+    """Set up ``sim`` once and return its monitor outputs as a JAX function of the
+    pixels of the structure named ``design``. Call (and differentiate) it under
+    ``jax.enable_x64(True)`` for a float64 simulation. ``checkpoint=False`` keeps
+    every step's design window instead of recomputing segments (for comparison)."""
+    import jax
+    import jax.numpy as jnp
+
+    sim = check_inputs(sim)
+    structure = sim.structures[design_structure(sim, design)]
+    problem = _setup(sim, paint_custom=False)
+    layout = problem.layout
+    maps = pixel_maps(sim.grid, structure.geometry.bounds(), structure.medium.shape)
+    # Components the curl drives (all but the out-of-plane H-less ones of 1D/2D) with
+    # nodes in the box.
+    drives = [p for p in range(3) if (layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3]) and all(w.stop > w.start for w in maps[p].window)]
+    if not drives:
+        raise EngineInputError(f"design {design!r} covers no E node of the grid")
+    for p in drives:
+        if np.any(problem.params["cb"][p][maps[p].window] == 0):
+            raise EngineInputError(f"design {design!r} touches a PEC node or wall; keep it inside the domain, off PEC")
+    layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives))
+    step = make_step(layout, jax_ops())
+    dt, total = layout.dt, problem.num_steps
+    state_size = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(problem.state))
+    window_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
+    segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, window_size))
+    segment = max(1, min(segment, total))
+    other = {p: problem.eps[p][maps[p].window] for p in drives}
+    cb = {p: problem.params["cb"][p][maps[p].window] for p in drives}
+    read_outputs = _output_reader(sim, problem)
+
+    def march(state: dict, params: dict) -> dict:
+        def one(s: dict, n: Any) -> tuple[dict, None]:
+            return step(s, params, n), None
+
+        def run(s: dict, steps: Any) -> dict:
+            return jax.lax.scan(one, s, steps)[0]
+
+        if segment >= total:
+            return run(state, jnp.arange(total))
+        run = jax.checkpoint(run)
+        count, rest = divmod(total, segment)
+        state = jax.lax.scan(lambda s, steps: (run(s, steps), None), state, jnp.arange(count * segment).reshape(count, segment))[0]
+        return run(state, jnp.arange(count * segment, total)) if rest else state
+
+    @jax.jit
+    def outputs(pixels: Any, params: dict, state: dict) -> Outputs:
+        pixels = jnp.asarray(pixels, dtype=layout.dtype).reshape(structure.medium.shape)
+        dcb = [dt / paint(maps[p], pixels, other[p], jnp) - cb[p] for p in drives]
+        state = march(state, {**params, "design_dcb": dcb})
+        return read_outputs({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()})
+
+    def fn(pixels: Any) -> Outputs:
+        return outputs(pixels, problem.params, problem.state)
+
+    return DifferentiableSolve(fn, structure.medium.shape, total, segment, state_size, window_size)
+
+
+def _output_reader(sim: Simulation, problem: _Problem) -> Callable[[dict], Outputs]:
+    """The map from DFT recordings (Δt applied) to the outputs, in jax.numpy."""
+    import jax.numpy as jnp
+
+    grid, readers = sim.grid, {}
+    for m in sim.monitors:
+        region = problem.regions[m.name]
+        if isinstance(m, (FluxMonitor, ModeMonitor)):
+            freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
+        if isinstance(m, FluxMonitor):
+            power = source_power(problem, freqs)
+            readers[m.name] = lambda d, m=m, region=region, power=power: mon.flux_values(m, region, grid, d, jnp) / power
+        elif isinstance(m, ModeMonitor):
+            plane, modes = region
+            ref = mode_reference(problem, freqs)
+            readers[m.name] = lambda d, plane=plane, modes=modes, ref=ref: mon.mode_amplitudes(plane, modes, d, grid.dl[plane.normal], jnp) / ref[None, None, :]
+        elif isinstance(m, FieldMonitor):
+            readers[m.name] = lambda d, m=m, region=region: mon.field_values(m, region, d, jnp)
+
+    def read(dft: dict) -> Outputs:
+        return {name: reader(dft[name]) for name, reader in readers.items()}
+
+    return read
