@@ -22,6 +22,8 @@ from .monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
 from .resonance import ResonanceFinder
 from .source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
+from . import inverse
+from .inverse import DesignRegion, InverseProblem
 
 
 
@@ -83,6 +85,9 @@ __all__ = [
     "PECBoundary",
     "PECMedium",
     "CustomMedium",
+    "DesignRegion",
+    "InverseProblem",
+    "inverse",
     "PMCBoundary",
     "Periodic",
     "ResonanceFinder",

@@ -191,3 +191,37 @@ def _draw_box(ax: Any, center: Any, size: Any, u: int, v: int, span: Any, color:
     u0, u1 = max(center[u] - size[u] / 2, span[u][0]), min(center[u] + size[u] / 2, span[u][1])
     v0, v1 = max(center[v] - size[v] / 2, span[v][0]), min(center[v] + size[v] / 2, span[v][1])
     ax.add_patch(Rectangle((u0, v0), u1 - u0, v1 - v0, fill=False, edgecolor=color, linewidth=2, linestyle="--" if dashed else "-", label=label))
+
+
+def design_image(ax: Any, rho_hat: np.ndarray, problem: Any) -> Any:
+    """The projected density of a design region (1 = ε_max) on its box, in the
+    plane of its two largest pixel axes."""
+    shape = rho_hat.shape
+    u, v = sorted(np.argsort(shape)[-2:])
+    image = rho_hat.reshape(shape).transpose([u, v, 3 - u - v]).squeeze(axis=2) if rho_hat.ndim == 3 else rho_hat
+    if image.ndim == 3:  # 3D designs: the middle slice
+        image = image[..., image.shape[-1] // 2]
+    lo, hi = problem.design.geometry.bounds()
+    ax.imshow(image.T, origin="lower", extent=(lo[u], hi[u], lo[v], hi[v]), cmap="binary", vmin=0, vmax=1)
+    ax.set_xlabel(f"{AXES[u]} (µm)"), ax.set_ylabel(f"{AXES[v]} (µm)")
+    ax.set_title("design ρ̂ (black: ε_max)")
+    return ax
+
+
+def optimization_figure(history: list[dict[str, Any]], rho_hat: np.ndarray, problem: Any, axes: Any = None) -> Any:
+    """Objective against iteration (β changes marked) beside the current design."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1.4, 1]})
+    curve, image = axes
+    iterations = [r["iteration"] for r in history]
+    curve.plot(iterations, [r["objective"] for r in history], "o-", ms=3)
+    for prev, rec in zip(history, history[1:]):
+        if rec["beta"] != prev["beta"]:
+            curve.axvline(rec["iteration"], color="0.8", lw=0.8)
+            curve.annotate(f"β={rec['beta']:g}", (rec["iteration"], 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="0.4")
+    curve.set_xlabel("iteration"), curve.set_ylabel(f"objective ({problem.objective.goal})")
+    curve.grid(alpha=0.3)
+    design_image(image, rho_hat, problem)
+    return axes

@@ -306,10 +306,11 @@ def _value_at(model: Any, loc: tuple[str | int, ...]) -> Any:
     return model
 
 
-def _raise(errors: list[tuple[tuple[str | int, ...], str]], model: Simulation) -> None:
+def _raise(errors: list[tuple[tuple[str | int, ...], str]], model: Any) -> None:
+    """Raise one pydantic ValidationError listing every (field path, reason)."""
     if errors:
         raise ValidationError.from_exception_data(
-            "Simulation",
+            type(model).__name__,
             [
                 dict(type="value_error", loc=loc, input=_value_at(model, loc), ctx={"error": ValueError(msg)})
                 for loc, msg in errors

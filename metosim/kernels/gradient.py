@@ -45,10 +45,14 @@ Outputs = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class DifferentiableSolve:
-    """A differentiable solve ready to call: ``outputs = solve(pixels)``."""
+    """A differentiable solve ready to call: ``outputs = solve(pixels)``.
 
-    #: JAX function of the design pixels (shape ``shape``) → monitor outputs.
-    fn: Callable[[Any], Outputs]
+    ``fn(pixels, arrays)`` is the pure function underneath: pass ``arrays`` (the
+    update coefficients and the initial state) as an argument when ``fn`` goes
+    inside another ``jax.jit``, so they stay buffers rather than compiled-in constants."""
+
+    fn: Callable[[Any, Any], Outputs]
+    arrays: Any
     #: Pixels of the design along x, y, z.
     shape: tuple[int, int, int]
     num_steps: int
@@ -60,7 +64,7 @@ class DifferentiableSolve:
     window_size: int
 
     def __call__(self, pixels: Any) -> Outputs:
-        return self.fn(pixels)
+        return self.fn(pixels, self.arrays)
 
 
 def default_segment(num_steps: int, state_size: int, window_size: int) -> int:
@@ -107,8 +111,6 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     window_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
     segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, window_size))
     segment = max(1, min(segment, total))
-    other = {p: problem.eps[p][maps[p].window] for p in drives}
-    cb = {p: problem.params["cb"][p][maps[p].window] for p in drives}
     read_outputs = _output_reader(sim, problem)
 
     def march(state: dict, params: dict) -> dict:
@@ -126,16 +128,14 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
         return run(state, jnp.arange(count * segment, total)) if rest else state
 
     @jax.jit
-    def outputs(pixels: Any, params: dict, state: dict) -> Outputs:
+    def outputs(pixels: Any, arrays: dict) -> Outputs:
         pixels = jnp.asarray(pixels, dtype=layout.dtype).reshape(structure.medium.shape)
-        dcb = [dt / paint(maps[p], pixels, other[p], jnp) - cb[p] for p in drives]
-        state = march(state, {**params, "design_dcb": dcb})
+        dcb = [dt / paint(maps[p], pixels, arrays["other"][k], jnp) - arrays["cb"][k] for k, p in enumerate(drives)]
+        state = march(arrays["state"], {**arrays["params"], "design_dcb": dcb})
         return read_outputs({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()})
 
-    def fn(pixels: Any) -> Outputs:
-        return outputs(pixels, problem.params, problem.state)
-
-    return DifferentiableSolve(fn, structure.medium.shape, total, segment, state_size, window_size)
+    arrays = {"params": problem.params, "state": problem.state, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
+    return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, window_size)
 
 
 def _output_reader(sim: Simulation, problem: _Problem) -> Callable[[dict], Outputs]:

@@ -1,0 +1,107 @@
+"""Design regions: density parameters ρ ∈ [0, 1] per pixel → filter → projection →
+permittivity, the chain Meep's adjoint module uses to impose a minimum feature size
+and drive designs to binary.
+
+    ρ̃ = conic (or Gaussian) filter of ρ, radius r (µm)
+    ρ̂ = [tanh(βη) + tanh(β(ρ̃ − η))] / [tanh(βη) + tanh(β(1 − η))]
+    ε = ε_min + (ε_max − ε_min)·ρ̂
+
+Each function takes the array namespace (NumPy, or jax.numpy under a gradient).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..base import Finite, MetoModel, NonNegativeFinite, PositiveFinite
+from ..geometry import Box
+from ..medium import CustomMedium
+from ..simulation import Structure
+
+
+def filter_kernel(radius_px: tuple[float, float, float], kind: str) -> np.ndarray:
+    """Normalised filter weights on the pixel lattice; ``radius_px`` per axis in pixels
+    (0 on an axis: no filtering along it). Conic: w = max(0, 1 − r/R); Gaussian:
+    σ = R/2, cut at R."""
+    half = [int(np.ceil(r)) if r > 0 else 0 for r in radius_px]
+    grids = np.meshgrid(*[np.arange(-h, h + 1) / (r if r > 0 else 1.0) for h, r in zip(half, radius_px)], indexing="ij")
+    rho = np.sqrt(sum(g**2 for g in grids))
+    w = np.maximum(0.0, 1.0 - rho) if kind == "conic" else np.where(rho <= 1.0, np.exp(-2.0 * rho**2), 0.0)
+    return w / w.sum()
+
+
+def apply_filter(rho: Any, kernel: np.ndarray, xp: ModuleType = np) -> Any:
+    """Convolve ``rho`` (nx, ny, nz) with ``kernel``, padding by edge values (so a
+    waveguide entering the region keeps its width at the edge)."""
+    if kernel.size == 1:
+        return rho
+    half = [(k // 2, k // 2) for k in kernel.shape]
+    padded = xp.pad(rho, half, mode="edge")
+    if xp is np:
+        from scipy.signal import fftconvolve
+
+        return fftconvolve(padded, kernel, mode="valid")
+    from jax.scipy.signal import convolve
+
+    return convolve(padded, xp.asarray(kernel, dtype=padded.dtype), mode="valid")
+
+
+def tanh_projection(x: Any, beta: float, eta: float, xp: ModuleType = np) -> Any:
+    """Smoothed threshold at ``eta`` with steepness ``beta`` (β → ∞: a step)."""
+    if isinstance(beta, float) and np.isinf(beta):
+        return xp.where(x > eta, 1.0, 0.0)
+    return (xp.tanh(beta * eta) + xp.tanh(beta * (x - eta))) / (xp.tanh(beta * eta) + xp.tanh(beta * (1 - eta)))
+
+
+class DesignRegion(MetoModel):
+    """A box whose permittivity an optimiser chooses, pixel by pixel, between
+    ``eps_min`` and ``eps_max``. ``pixel_size`` (µm) sets the pixels (one pixel along
+    an axis the simulation is invariant in); ``filter_radius`` (µm) the minimum
+    feature scale; ``eta`` the projection threshold."""
+
+    type: Literal["DesignRegion"] = "DesignRegion"
+    name: str = "design"
+    geometry: Box
+    eps_min: Annotated[Finite, Field(ge=1.0)] = 1.0
+    eps_max: Annotated[Finite, Field(ge=1.0)]
+    pixel_size: PositiveFinite
+    filter_radius: NonNegativeFinite = 0.0
+    filter: Literal["conic", "gaussian"] = "conic"
+    eta: Annotated[Finite, Field(gt=0.0, lt=1.0)] = 0.5
+
+    @model_validator(mode="after")
+    def _check(self) -> "DesignRegion":
+        if self.eps_min > self.eps_max:
+            raise ValueError(f"eps_min ({self.eps_min}) must not exceed eps_max ({self.eps_max})")
+        return self
+
+    def shape(self, active: tuple[bool, bool, bool]) -> tuple[int, int, int]:
+        """Pixels along x, y, z in a simulation with these ``active`` axes."""
+        return tuple(max(1, int(round(s / self.pixel_size))) if on else 1 for s, on in zip(self.geometry.size, active))  # type: ignore[return-value]
+
+    def kernel(self, active: tuple[bool, bool, bool]) -> np.ndarray:
+        shape = self.shape(active)
+        steps = [s / n for s, n in zip(self.geometry.size, shape)]
+        return filter_kernel(tuple(self.filter_radius / d if on else 0.0 for d, on in zip(steps, active)), self.filter)  # type: ignore[arg-type]
+
+    def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np) -> Any:
+        """ρ → ρ̂ ∈ [0, 1]: filtered, then projected."""
+        return tanh_projection(apply_filter(rho, self.kernel(active), xp), beta, self.eta, xp)
+
+    def permittivity(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np) -> Any:
+        """ρ → ε per pixel."""
+        return self.eps_min + (self.eps_max - self.eps_min) * self.project(rho, beta, active, xp)
+
+    def structure(self, eps: Any) -> Structure:
+        """The region filled with the pixel permittivity ``eps`` as a structure."""
+        return Structure(name=self.name, geometry=self.geometry, medium=CustomMedium.from_array(np.asarray(eps, dtype=float)))
+
+
+def binarisation(rho_hat: Any) -> float:
+    """Share of pixels within 0.05 of 0 or 1."""
+    x = np.asarray(rho_hat)
+    return float(np.mean((x < 0.05) | (x > 0.95)))

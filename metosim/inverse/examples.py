@@ -1,0 +1,60 @@
+"""Ready-made inverse-design problems: the tutorial cases the notebook, the
+benchmarks and the tests share."""
+
+from __future__ import annotations
+
+from ..boundary import PML, BoundarySpec
+from ..geometry import Box
+from ..grid import C_0, GridSpec
+from ..medium import Medium
+from ..modes import ModeSpec
+from ..monitor import ModeMonitor
+from ..simulation import Simulation, Structure
+from ..source import GaussianPulse, ModeSource
+from .design import DesignRegion
+from .objective import ModeTerm, Objective
+from .problem import InverseProblem, Optimizer
+
+SILICON, SILICA = 3.48**2, 1.444**2
+
+
+def waveguide_bend(
+    region: float = 2.0,
+    width: float = 0.5,
+    wavelengths: tuple[float, ...] = (1.5, 1.55, 1.6),
+    steps_per_wvl: float = 12,
+    pixel_size: float = 0.05,
+    filter_radius: float = 0.1,
+    run_time: float = 250e-15,
+    optimizer: Optimizer | None = None,
+    precision: str = "float32",
+) -> InverseProblem:
+    """A 2D 90° bend in silicon on silica (TE, E in plane): a guide of ``width`` µm
+    enters a ``region`` × ``region`` µm design square from −x and leaves it towards +y.
+    The objective maximises the worst transmission into the output guide's
+    fundamental mode over ``wavelengths`` (µm)."""
+    margin, pml = 1.0, 10
+    size = region + 2 * margin
+    freqs = tuple(C_0 / (w * 1e-6) for w in wavelengths)
+    f0 = sum(freqs) / len(freqs)
+    spread = max(freqs) - min(freqs)
+    port = 2.5 * width + 0.5
+    te = ModeSpec(filter_pol="te")
+    sim = Simulation(
+        size=(size, size, 0),
+        grid_spec=GridSpec.auto(wavelength=C_0 / f0 * 1e6, min_steps_per_wvl=steps_per_wvl),
+        run_time=run_time,
+        medium=Medium(permittivity=SILICA),
+        structures=[
+            Structure(name="input", geometry=Box(center=(-size / 2, 0, 0), size=(size, width, float("inf"))), medium=Medium(permittivity=SILICON)),
+            Structure(name="output", geometry=Box(center=(0, size / 2, 0), size=(width, size, float("inf"))), medium=Medium(permittivity=SILICON)),
+        ],
+        sources=[ModeSource(center=(-region / 2 - 0.6 * margin, 0, 0), size=(0, port, float("inf")), mode_spec=te, source_time=GaussianPulse(freq0=f0, fwidth=max(f0 / 8, spread)), num_freqs=3)],
+        monitors=[ModeMonitor(name="out", center=(0, region / 2 + 0.6 * margin, 0), size=(port, 0, float("inf")), freqs=freqs, mode_spec=te)],
+        boundary_spec=BoundarySpec.all_sides(PML(num_layers=pml)),
+        precision=precision,
+        shutoff=0,
+    )
+    design = DesignRegion(geometry=Box(size=(region, region, float("inf"))), eps_min=SILICA, eps_max=SILICON, pixel_size=pixel_size, filter_radius=filter_radius)
+    objective = Objective(terms=(ModeTerm(monitor="out", direction="+"),), aggregate="worst")
+    return InverseProblem(simulation=sim, design=design, objective=objective, optimizer=optimizer or Optimizer())

@@ -1,0 +1,113 @@
+"""Objectives as data: a JSON-serialisable figure of merit over monitor outputs, so
+an optimisation can run on the service without shipping user code.
+
+    value = aggregate over f of  Σ_terms weight · term(f)
+
+with terms |mode amplitude|² (``ModeTerm``), normalised flux (``FluxTerm``) or mean
+field intensity over a field monitor (``IntensityTerm``); ``aggregate`` is the mean
+over frequencies, or the worst one (min-max: the minimum when maximising, the
+maximum when minimising).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import Field
+
+from ..base import Finite, MetoModel
+from ..monitor import FieldMonitor, FluxMonitor, ModeMonitor
+from ..simulation import Simulation
+
+
+class ModeTerm(MetoModel):
+    """|a|² of mode ``mode_index`` travelling ``direction`` through a ``ModeMonitor``:
+    the power in that mode over the source's."""
+
+    type: Literal["mode"] = "mode"
+    monitor: str
+    mode_index: Annotated[int, Field(ge=0)] = 0
+    direction: Literal["+", "-"] = "+"
+    weight: Finite = 1.0
+
+    def value(self, outputs: dict[str, Any], xp: ModuleType) -> Any:
+        amps = outputs[self.monitor][0 if self.direction == "+" else 1, self.mode_index]
+        return xp.abs(amps) ** 2
+
+
+class FluxTerm(MetoModel):
+    """A ``FluxMonitor``'s power over the source's."""
+
+    type: Literal["flux"] = "flux"
+    monitor: str
+    weight: Finite = 1.0
+
+    def value(self, outputs: dict[str, Any], xp: ModuleType) -> Any:
+        return outputs[self.monitor]
+
+
+class IntensityTerm(MetoModel):
+    """Mean |F|² of one component over a ``FieldMonitor``'s nodes (normalised units)."""
+
+    type: Literal["intensity"] = "intensity"
+    monitor: str
+    component: Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"] = "Ez"
+    weight: Finite = 1.0
+
+    def value(self, outputs: dict[str, Any], xp: ModuleType) -> Any:
+        field = outputs[self.monitor][self.component]
+        return xp.mean(xp.abs(field) ** 2, axis=(1, 2, 3))
+
+
+Term = Annotated[Union[ModeTerm, FluxTerm, IntensityTerm], Field(discriminator="type")]
+_MONITOR_KIND = {"mode": ModeMonitor, "flux": FluxMonitor, "intensity": FieldMonitor}
+
+
+class Objective(MetoModel):
+    """What an optimisation maximises or minimises (see the module doc)."""
+
+    type: Literal["Objective"] = "Objective"
+    terms: Annotated[tuple[Term, ...], Field(min_length=1)]
+    goal: Literal["maximize", "minimize"] = "maximize"
+    aggregate: Literal["mean", "worst"] = "mean"
+
+    def per_frequency(self, outputs: dict[str, Any], xp: ModuleType = np) -> Any:
+        """Σ weight · term, per frequency."""
+        return sum(t.weight * t.value(outputs, xp) for t in self.terms)
+
+    def __call__(self, outputs: dict[str, Any], xp: ModuleType = np) -> Any:
+        """The figure of merit (as stated: larger is better when maximising)."""
+        values = self.per_frequency(outputs, xp)
+        if self.aggregate == "mean":
+            return xp.mean(values)
+        return xp.min(values) if self.goal == "maximize" else xp.max(values)
+
+    def loss(self, outputs: dict[str, Any], xp: ModuleType = np) -> Any:
+        """What a minimiser descends: the value, negated when maximising."""
+        value = self(outputs, xp)
+        return -value if self.goal == "maximize" else value
+
+    def errors(self, sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+        """(field path within the objective, reason) for each term ``sim`` cannot serve."""
+        monitors = {m.name: m for m in sim.monitors}
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        for i, term in enumerate(self.terms):
+            monitor = monitors.get(term.monitor)
+            kind = _MONITOR_KIND[term.type]
+            if monitor is None:
+                errors.append((("terms", i, "monitor"), f"no monitor named {term.monitor!r} in the simulation (monitors: {sorted(monitors)})"))
+            elif not isinstance(monitor, kind):
+                errors.append((("terms", i, "monitor"), f"a {term.type} term needs a {kind.__name__}, and {term.monitor!r} is a {monitor.type}"))
+            elif isinstance(term, ModeTerm) and term.mode_index >= monitor.mode_spec.num_modes:
+                errors.append((("terms", i, "mode_index"), f"monitor {term.monitor!r} solves {monitor.mode_spec.num_modes} mode(s): indices 0…{monitor.mode_spec.num_modes - 1}"))
+            elif isinstance(term, IntensityTerm) and term.component not in monitor.fields:
+                errors.append((("terms", i, "component"), f"monitor {term.monitor!r} records {list(monitor.fields)}"))
+        frequencies = {tuple(monitors[t.monitor].freqs) for t in self.terms if t.monitor in monitors and hasattr(monitors[t.monitor], "freqs")}
+        if len(frequencies) > 1:
+            errors.append((("terms",), "every term's monitor must record the same frequencies (terms are added per frequency)"))
+        return errors
+
+
+__all__ = ["FluxTerm", "IntensityTerm", "ModeTerm", "Objective", "Term"]
