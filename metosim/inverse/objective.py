@@ -15,9 +15,9 @@ from types import ModuleType
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from ..base import Finite, MetoModel
+from ..base import Finite, MetoModel, _as_tuple
 from ..monitor import FieldMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 
@@ -69,7 +69,7 @@ class Objective(MetoModel):
     """What an optimisation maximises or minimises (see the module doc)."""
 
     type: Literal["Objective"] = "Objective"
-    terms: Annotated[tuple[Term, ...], Field(min_length=1)]
+    terms: Annotated[tuple[Term, ...], Field(min_length=1), BeforeValidator(_as_tuple)]
     goal: Literal["maximize", "minimize"] = "maximize"
     aggregate: Literal["mean", "worst"] = "mean"
 
