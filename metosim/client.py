@@ -25,6 +25,7 @@ from .data import SimulationData
 from .simulation import Simulation
 
 if TYPE_CHECKING:
+    from .inverse import InverseProblem
     from .batch import Batch
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -184,6 +185,28 @@ class Client:
         """This key's most recent batches (id, status, size, times)."""
         return self.request("GET", "/v1/batches", params={"limit": limit}).json()["items"]
 
+    def optimize(self, problem: "InverseProblem", progress: bool = True, idempotency_key: str | None = None, wait: bool = True, timeout: float | None = None) -> Any:
+        """Run an inverse-design problem on the service (``POST /v1/optimizations``):
+        every iteration a task on the cluster, checkpointed, resumed after a restart.
+        With ``wait`` (default) follow it with a live plot and return the
+        :class:`~metosim.inverse.OptimizationResult` (its ``data`` the final design's
+        forward run, downloaded and verified); else return the
+        :class:`~metosim.inverse.remote.Optimization` handle at once."""
+        from .inverse.remote import Optimization
+
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        body = self.request("POST", "/v1/optimizations", content=problem.model_dump_json(), headers=headers).json()
+        optimization = Optimization(self, body["id"])
+        return optimization.wait(progress=progress, timeout=timeout) if wait else optimization
+
+    def optimization(self, optimization_id: str) -> Any:
+        """Reattach to an optimisation by id."""
+        from .inverse.remote import Optimization
+
+        return Optimization(self, optimization_id)
+
     def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         """This key's most recent jobs (status dicts)."""
         return self.request("GET", "/v1/simulations", params={"limit": limit}).json()["items"]
@@ -212,29 +235,7 @@ class Job:
         """Status dicts until the job ends: followed live over Server-Sent Events
         (``GET /v1/simulations/{id}/events``), falling back to polling with backoff
         (0.25 s → 2 s) if the stream cannot be opened or breaks."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        state: dict[str, Any] | None = None
-        try:
-            for state in self.events(deadline, timeout):
-                yield state
-            if state is not None and state["status"] in TERMINAL:
-                return
-        except (httpx.HTTPError, SSEError, ValueError):
-            pass  # the stream broke or is unavailable: poll instead
-        yield from poll_status(self.status, f"job {self.id}", poll, deadline, timeout)
-
-    def events(self, deadline: float | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """The job's status events as the service sends them (state and progress
-        changes; keep-alives every few seconds), until the job ends."""
-        with connect_sse(self.client.http, "GET", f"/v1/simulations/{self.id}/events", timeout=httpx.Timeout(30.0, read=60.0)) as source:
-            source.response.raise_for_status()
-            for event in source.iter_sse():
-                if event.event == "status":
-                    state = event.json()
-                    yield state
-                    if state["status"] in TERMINAL:
-                        return
-                _check_deadline(deadline, timeout, f"job {self.id} still running")
+        return follow(self.client, f"/v1/simulations/{self.id}", f"job {self.id}", poll, timeout)
 
     def wait(self, progress: bool = True, timeout: float | None = None, download: bool = False) -> Any:
         """Follow the job to its end; raise :class:`JobFailed` unless COMPLETED. Returns
@@ -268,6 +269,27 @@ class Job:
         if state["status"] != "COMPLETED":
             raise JobFailed(self.id, state["status"], state.get("error"))
         return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes, verify=self.client.verify)))
+
+
+def follow(client: Client, path: str, what: str, poll: float = 0.25, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """The status at ``path`` each time it changes, until a terminal state: from its
+    Server-Sent Events (``{path}/events``), falling back to polling ``GET {path}`` with
+    backoff if the stream cannot be opened or breaks."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    state: dict[str, Any] | None = None
+    try:
+        with connect_sse(client.http, "GET", f"{path}/events", timeout=httpx.Timeout(30.0, read=60.0)) as source:
+            source.response.raise_for_status()
+            for event in source.iter_sse():
+                if event.event == "status":
+                    state = event.json()
+                    yield state
+                    if state["status"] in TERMINAL:
+                        return
+                _check_deadline(deadline, timeout, f"{what} still running")
+    except (httpx.HTTPError, SSEError, ValueError):
+        pass  # the stream broke or is unavailable: poll instead
+    yield from poll_status(lambda: client.request("GET", path).json(), what, poll, deadline, timeout)
 
 
 def poll_status(status: Callable[[], dict[str, Any]], what: str, poll: float, deadline: float | None, timeout: float | None) -> Iterator[dict[str, Any]]:

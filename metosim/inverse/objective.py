@@ -84,6 +84,22 @@ class Objective(MetoModel):
             return xp.mean(values)
         return xp.min(values) if self.goal == "maximize" else xp.max(values)
 
+    def outputs(self, data: Any) -> dict[str, Any]:
+        """The outputs this objective reads, taken from a ``SimulationData`` (a plain
+        solve's result), in the differentiable solve's layout and units."""
+        from ..kernels.units import TIME_UNIT
+
+        out: dict[str, Any] = {}
+        for term in self.terms:
+            result = data[term.monitor]
+            if isinstance(term, ModeTerm):
+                out[term.monitor] = result.amps.values
+            elif isinstance(term, FluxTerm):
+                out[term.monitor] = result.values
+            else:  # DFT fields on (x, y, z, f) in field units × s → (f, x, y, z), normalised
+                out.setdefault(term.monitor, {})[term.component] = np.moveaxis(result[term.component].values, -1, 0) / TIME_UNIT
+        return out
+
     def loss(self, outputs: dict[str, Any], xp: ModuleType = np) -> Any:
         """What a minimiser descends: the value, negated when maximising."""
         value = self(outputs, xp)

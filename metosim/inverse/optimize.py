@@ -102,6 +102,12 @@ class OptimizerState:
         np.savez(buffer, iteration=self.iteration, rho=self.rho, **{f"adam_{k}": np.asarray(x) for k, x in enumerate(leaves)})
         return buffer.getvalue()
 
+    @staticmethod
+    def density(data: bytes) -> tuple[int, np.ndarray]:
+        """(iteration, ρ) of a checkpoint, without the optimiser's moments (and without JAX)."""
+        with np.load(io.BytesIO(data)) as npz:
+            return int(npz["iteration"]), npz["rho"]
+
     @classmethod
     def from_bytes(cls, data: bytes, problem: InverseProblem) -> "OptimizerState":
         import jax
@@ -153,13 +159,15 @@ class OptimizationResult:
 
     ``rho``: the final density; ``beta``: the projection it was last evaluated with;
     ``history``: one record per iteration; ``final_objective``: the objective of the
-    final design (projected with ``beta``)."""
+    final design (projected with ``beta``); ``data``: the final design's forward run
+    as ``SimulationData`` when the service ran it."""
 
     problem: InverseProblem
     rho: np.ndarray
     beta: float
     history: list[dict[str, Any]] = field(default_factory=list)
     final_objective: float | None = None
+    data: Any = None
 
     @property
     def objective(self) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..base import Finite, MetoModel, PositiveFinite
+from ..grid import GridSpec
 from ..monitor import ModeMonitor
 from ..simulation import Simulation, _raise
 from .design import DesignRegion
@@ -102,5 +103,13 @@ class InverseProblem(MetoModel):
         return np.asarray(self.design.permittivity(np.asarray(rho, dtype=float), beta, self.active))
 
     def simulation_with(self, eps: Any) -> Simulation:
-        """The simulation with the design region filled with pixel permittivity ``eps``."""
-        return self.simulation.model_copy(update={"structures": (*self.simulation.structures, self.design.structure(eps))})
+        """The simulation with the design region filled with pixel permittivity
+        ``eps``, on the grid every design gets: an auto grid is pinned to the cell size
+        it gives with ``eps_max`` in the region, whatever ``eps`` holds."""
+        sim = self.simulation
+        grid_spec = sim.grid_spec
+        if grid_spec.kind == "auto":
+            grid_spec = GridSpec.uniform(grid_spec.cell_size(max(sim.eps_max, self.design.eps_max)))
+        # A new model, not model_copy: the copy would keep the cached grid.
+        fields = {name: getattr(sim, name) for name in Simulation.model_fields}
+        return Simulation(**{**fields, "structures": (*sim.structures, self.design.structure(eps)), "grid_spec": grid_spec})

@@ -25,6 +25,7 @@ from ray import serve
 
 from .. import __version__
 from ..batch import BatchSpec
+from ..inverse import InverseProblem, OptimizerState
 from ..simulation import Simulation
 from . import keys, metrics, sentry
 from .events import JobWatcher, sse_stream
@@ -33,6 +34,7 @@ from .jobs import ACTIVE, JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
 from .settings import Settings
 from .storage import LocalStore, make_store, media_type
+from .worker import load_checkpoint
 
 log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
@@ -177,6 +179,7 @@ class Api:
         self.jobs = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
         self.limiter = TokenBucket(settings.rate_per_second, settings.rate_burst)
         self.watcher = JobWatcher(self._rows)
+        self.optimization_watcher = JobWatcher(self._optimization_rows)
         metrics.register_job_metrics(self.sync_db_url)
 
     # ------------------------------------------------------------ helpers
@@ -322,8 +325,11 @@ class Api:
     async def list_jobs(self, request: Request, limit: Limit = 20, offset: Offset = 0) -> Response:
         key = await self._guard(request)
         async with self.db.connection() as conn:
-            # Batch members are listed under their batch (GET /v1/batches/{id}/simulations).
-            cur = await conn.execute("SELECT * FROM jobs WHERE key_id = %s AND batch_id IS NULL ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
+            # Batch members are listed under their batch (GET /v1/batches/{id}/simulations),
+            # an optimisation's final run under the optimisation.
+            cur = await conn.execute(
+                "SELECT * FROM jobs WHERE key_id = %s AND batch_id IS NULL AND optimization_id IS NULL ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset)
+            )
             rows = await cur.fetchall()
         items = [self._job_view(r) for r in rows[:limit]]
         return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
@@ -480,6 +486,125 @@ class Api:
                 return problem(422, "Invalid monitors", detail, errors=[{"loc": "body.monitors", "msg": detail, "type": "value_error"}])
         batch = await self.jobs.export.remote(batch_id, str(key["id"]), monitors)
         return JSONResponse((await self._batch_view(batch))["dataset"], status_code=202, headers={"Location": f"/v1/batches/{batch_id}"})
+
+    # ------------------------------------------------------------ optimisations
+    @app.post("/v1/optimizations", status_code=201, summary="Start an inverse-design optimisation (body: the InverseProblem JSON: simulation, design, objective, optimizer)")
+    async def submit_optimization(self, request: Request) -> Response:
+        key = await self._guard(request)
+        body = await self._body(request, self.settings.max_body_bytes)
+        try:
+            inverse = InverseProblem.model_validate_json(body)
+        except ValidationError as e:
+            return _invalid("Invalid optimisation", _errors(e))
+        too_large = self._too_large(inverse.simulation, "simulation.")
+        if too_large:
+            return problem(422, "Simulation too large", too_large["msg"], errors=[too_large])
+        est = inverse.simulation.estimate()
+        # An iteration costs about four forward runs (forward, adjoint, recomputation).
+        work = 4 * inverse.optimizer.steps * est["cells"] * est["time_steps"]
+        if work > self.settings.max_batch_cell_steps:
+            detail = f"{inverse.optimizer.steps} iterations of about {4 * est['cells'] * est['time_steps']:.3g} cell-steps each exceed this service's limit of {self.settings.max_batch_cell_steps:.3g}"
+            return problem(413, "Optimisation too large", detail, errors=[{"loc": "optimizer.steps", "msg": detail, "type": "limit"}])
+        problem_json = inverse.model_dump_json()
+        digest = hashlib.sha256(problem_json.encode()).hexdigest()
+        outcome = _admitted(await self.jobs.submit_optimization.remote(str(key["id"]), key["quota"], problem_json, inverse.optimizer.steps, digest, self._idempotency_key(request), request.state.request_id))
+        row = outcome["row"]
+        body = {"id": str(row["id"]), "status": row["status"], "steps": row["steps"], "created_at": _iso(row["created_at"])}
+        return JSONResponse(body, status_code=201 if outcome["created"] else 200, headers={"Location": f"/v1/optimizations/{row['id']}"})
+
+    async def _guarded_optimization(self, optimization_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(key, optimisation row with ``step`` = iterations done) for the caller's own
+        optimisation (else Problem 401/429/404)."""
+        key = await self._guard(request)
+        try:
+            uuid.UUID(optimization_id)
+        except ValueError:
+            raise Problem(404, "Not Found", f"no optimisation {optimization_id} for this key")
+        rows = await self._optimization_rows([optimization_id], key["id"])
+        if not rows:
+            raise Problem(404, "Not Found", f"no optimisation {optimization_id} for this key")
+        return key, rows[0]
+
+    async def _optimization_rows(self, ids: list[str], key_id: Any = None) -> list[dict[str, Any]]:
+        """Optimisation rows with their iteration count as ``step`` (one query)."""
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT o.*, (SELECT count(*) FROM optimization_iterations i WHERE i.optimization_id = o.id)::int AS step "
+                "FROM optimizations o WHERE o.id = ANY(%s::uuid[]) AND (%s::uuid IS NULL OR o.key_id = %s::uuid)",
+                (ids, key_id, key_id),
+            )
+            return await cur.fetchall()
+
+    def _optimization_summary(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": str(row["id"]),
+            "status": row["status"],
+            "steps": row["steps"],
+            "progress": {"iterations": row["step"], "fraction": row["step"] / row["steps"]},
+            "created_at": _iso(row["created_at"]),
+            "finished_at": _iso(row["finished_at"]),
+            "error": row["error"],
+        }
+
+    async def _optimization_view(self, row: dict[str, Any]) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT iteration, objective, beta, binarisation, seconds, checkpoint_sha256 FROM optimization_iterations WHERE optimization_id = %s ORDER BY iteration", (row["id"],)
+            )
+            history = await cur.fetchall()
+            final = None
+            if row["result_job_id"]:
+                cur = await conn.execute("SELECT * FROM jobs WHERE id = %s", (row["result_job_id"],))
+                final = self._job_view(await cur.fetchone())
+        return {**self._optimization_summary(row), "problem": row["problem"], "history": history, "final_run": final}
+
+    @app.get("/v1/optimizations/{optimization_id}", summary="An optimisation: status, iterations done, the objective history, the final run (a job view with its result)")
+    async def get_optimization(self, optimization_id: str, request: Request) -> Response:
+        _, row = await self._guarded_optimization(optimization_id, request)
+        return JSONResponse(await self._optimization_view(row))
+
+    @app.get("/v1/optimizations", summary="This key's optimisations, newest first (without histories)")
+    async def list_optimizations(self, request: Request, limit: Limit = 20, offset: Offset = 0) -> Response:
+        key = await self._guard(request)
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT id FROM optimizations WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
+            ids = [str(r["id"]) for r in await cur.fetchall()]
+        rows = {str(r["id"]): r for r in await self._optimization_rows(ids[:limit])}
+        items = [self._optimization_summary(rows[i]) for i in ids[:limit]]
+        return JSONResponse({"items": items, "next_offset": offset + limit if len(ids) > limit else None})
+
+    @app.get("/v1/optimizations/{optimization_id}/design", summary="The latest design: density ρ, projected ρ̂ and pixel permittivity ε, and the checkpoint's SHA-256")
+    async def optimization_design(self, optimization_id: str, request: Request) -> Response:
+        _, row = await self._guarded_optimization(optimization_id, request)
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT iteration, beta, checkpoint_key, checkpoint_sha256 FROM optimization_iterations WHERE optimization_id = %s ORDER BY iteration DESC LIMIT 1", (row["id"],)
+            )
+            last = await cur.fetchone()
+        inverse = InverseProblem.model_validate_json(json.dumps(row["problem"]))
+        if last is None:
+            rho, beta, sha256 = inverse.initial_density(), inverse.optimizer.beta_at(0), None
+        else:
+            data = await asyncio.to_thread(load_checkpoint, self.settings, last["checkpoint_key"], last["checkpoint_sha256"])
+            rho, beta, sha256 = OptimizerState.density(data)[1], last["beta"], last["checkpoint_sha256"]
+        rho_hat = inverse.design.project(rho, beta, inverse.active)
+        body = {"iterations": row["step"], "beta": beta, "shape": list(inverse.shape), "rho": rho.tolist(), "rho_hat": rho_hat.tolist(), "eps": inverse.permittivity(rho, beta).tolist(), "checkpoint_sha256": sha256}
+        return JSONResponse(body)
+
+    @app.delete("/v1/optimizations/{optimization_id}", summary="Cancel a running optimisation (its recorded iterations stay)")
+    async def cancel_optimization(self, optimization_id: str, request: Request) -> Response:
+        key, _ = await self._guarded_optimization(optimization_id, request)
+        await self.jobs.cancel_optimization.remote(optimization_id, str(key["id"]))
+        _, row = await self._guarded_optimization(optimization_id, request)
+        if row["status"] != "CANCELLED":
+            return problem(409, "Not cancellable", f"the optimisation is already {row['status']}")
+        return JSONResponse(await self._optimization_view(row))
+
+    @app.get("/v1/optimizations/{optimization_id}/events", summary="Server-Sent Events: the optimisation's summary after each iteration and at its end")
+    async def optimization_events(self, optimization_id: str, request: Request) -> Response:
+        _, row = await self._guarded_optimization(optimization_id, request)
+        stream = sse_stream(self.optimization_watcher.rows_of(optimization_id, row, KEEPALIVE_S), self._optimization_summary, TERMINAL, KEEPALIVE_S)
+        return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.get("/v1/files/{key:path}", summary="Download a result of the local store (signed, expiring link)")
     def download(self, key: str, expires: int, signature: str) -> Response:

@@ -8,6 +8,11 @@ A batch is one active unit on its key (RUNNING until every member has ended, the
 COMPLETED if any member completed, else FAILED; or CANCELLED); its members are
 ordinary jobs, dispatched oldest batch first up to the batch's ``max_parallel``.
 
+An optimisation is one too: RUNNING while its iterations run one Ray task after
+another (each recorded with its checkpoint before the next starts, so a restart
+resumes from the last one), then while the final design's forward run (an ordinary
+job) runs; it ends as that job ends, or FAILED with the failing iteration's reason.
+
 Each transition is one SQL statement or transaction, guarded by the state it leaves
 and by the dispatch token, so a stale worker (an earlier dispatch of the same job)
 can never overwrite a newer one. The actor is a named, detached Ray actor that Ray
@@ -32,7 +37,7 @@ from . import providers, sentry
 from .db import database_url, pool
 from .logs import get_logger
 from .settings import Settings
-from .worker import ActorReporter, execute, export_dataset
+from .worker import ActorReporter, execute, export_dataset, load_checkpoint, optimization_iteration
 
 NAMESPACE = "metosim"
 JOBSTATE = "metosim-jobstate"
@@ -52,6 +57,11 @@ def solve_task(job_id: str, token: int, config_json: str, settings: Settings, re
 def export_task(batch_id: str, members: list[dict[str, Any]], monitors: list[str] | None, settings: Settings) -> tuple[str, str, int]:
     """The Ray task body of a batch's dataset export: (key, sha256, bytes) uploaded."""
     return export_dataset(batch_id, members, monitors, settings)
+
+
+def optimization_task(optimization_id: str, problem_json: str, checkpoint: tuple[str, str] | None, settings: Settings) -> dict[str, Any]:
+    """The Ray task body of one optimisation iteration (see ``worker.optimization_iteration``)."""
+    return optimization_iteration(optimization_id, problem_json, checkpoint, settings)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -76,6 +86,8 @@ class JobState:
         self.refs: dict[str, tuple[Any, int, str, float]] = {}
         #: batch id → (Ray ref of its running dataset export, the monitors it writes)
         self.exports: dict[str, tuple[Any, Any]] = {}
+        #: optimisation id → (Ray ref of its running iteration, that iteration's number)
+        self.iterations: dict[str, tuple[Any, int]] = {}
         self.lock = threading.Lock()
         self.fill_lock = threading.Lock()  # one batch scheduler at a time: no double dispatch
         #: This Ray session's head node (where this actor lives): it names a dispatch.
@@ -131,6 +143,22 @@ class JobState:
         log.info(f"batch of {len(members)} queued", extra={"request_id": request_id, "job_id": str(batch["id"])})
         self._fill()
         return {"refused": None, "row": batch, "created": True}
+
+    def submit_optimization(self, key_id: str, quota: int, problem_json: str, steps: int, body_sha256: str, idempotency_key: str | None, request_id: str | None) -> dict[str, Any]:
+        """Record a RUNNING optimisation and start its first iteration. Returns as
+        :meth:`submit` does (the row is the optimisation's)."""
+        with self.pool.connection() as conn, conn.transaction():
+            outcome = admit(conn, "optimizations", key_id, quota, body_sha256, idempotency_key)
+            if outcome:
+                return outcome
+            row = conn.execute(
+                "INSERT INTO optimizations (id, key_id, status, problem, steps, body_sha256, idempotency_key, request_id) "
+                "VALUES (%s, %s, 'RUNNING', %s::jsonb, %s, %s, %s, %s) RETURNING *",
+                (uuid.uuid4(), key_id, problem_json, steps, body_sha256, idempotency_key, request_id),
+            ).fetchone()
+        log.info(f"optimisation of {steps} iterations started", extra={"request_id": request_id, "job_id": str(row["id"])})
+        self._advance(str(row["id"]))
+        return {"refused": None, "row": row, "created": True}
 
     def dispatch(self, job_id: str, provider: str = "ray") -> None:
         """Start a QUEUED job: a Ray task (one GPU, of the requested type if any, when
@@ -281,10 +309,123 @@ class JobState:
             if self.exports.get(batch_id) is entry:
                 del self.exports[batch_id]
 
+    def cancel_optimization(self, optimization_id: str, key_id: str) -> dict | None:
+        """Cancel a RUNNING optimisation of this key: its running iteration stops and
+        its final run, if started, is cancelled. Returns the row (None if not its own)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "UPDATE optimizations SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' "
+                "WHERE id = %s AND key_id = %s AND status = 'RUNNING' RETURNING result_job_id",
+                (optimization_id, key_id),
+            ).fetchone()
+            if row is not None and row["result_job_id"] is not None:
+                conn.execute("UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'optimisation cancelled' WHERE id = %s AND status IN ('QUEUED', 'RUNNING')", (row["result_job_id"],))
+        if row is not None:
+            with self.lock:
+                entry = self.iterations.pop(optimization_id, None)
+                job = self.refs.get(str(row["result_job_id"])) if row["result_job_id"] else None
+            if entry is not None:
+                ray.cancel(entry[0], force=True)
+            if job is not None:
+                stop(job)
+        with self.pool.connection() as conn:
+            return conn.execute("SELECT * FROM optimizations WHERE id = %s AND key_id = %s", (optimization_id, key_id)).fetchone()
+
+    # ------------------------------------------------------------ optimisations
+    def _advance(self, optimization_id: str) -> None:
+        """Start what comes next for a RUNNING optimisation without a task: the
+        iteration after the last recorded one, or, after the last, the final design's
+        forward run."""
+        with self.lock:
+            if optimization_id in self.iterations:
+                return
+        with self.pool.connection() as conn:
+            opt = conn.execute("SELECT * FROM optimizations WHERE id = %s AND status = 'RUNNING' AND result_job_id IS NULL", (optimization_id,)).fetchone()
+            if opt is None:
+                return
+            last = conn.execute(
+                "SELECT iteration, checkpoint_key, checkpoint_sha256 FROM optimization_iterations WHERE optimization_id = %s ORDER BY iteration DESC LIMIT 1",
+                (optimization_id,),
+            ).fetchone()
+        done = last["iteration"] + 1 if last else 0
+        checkpoint = (last["checkpoint_key"], last["checkpoint_sha256"]) if last else None
+        if done >= opt["steps"]:
+            self._final_run(opt, checkpoint)
+            return
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.settings.max_retries, "retry_exceptions": False}
+        if ray.cluster_resources().get("GPU", 0) > 0:
+            options["num_gpus"] = 1
+        ref = ray.remote(optimization_task).options(**options).remote(optimization_id, json.dumps(opt["problem"]), checkpoint, self.settings)
+        with self.lock:
+            self.iterations[optimization_id] = (ref, done)
+
+    def _iteration_finished(self, optimization_id: str, entry: tuple[Any, int]) -> None:
+        """Record an iteration (once: a replay of the same iteration is ignored) and
+        start the next; a failed iteration fails the optimisation with its reason."""
+        ref, iteration = entry
+        try:
+            record = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            record = None
+        except Exception as e:  # noqa: BLE001 - every failure becomes the optimisation's reason
+            reason = f"iteration {iteration}: {failure_reason(e)}"
+            with self.pool.connection() as conn:
+                row = conn.execute(
+                    "UPDATE optimizations SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING' RETURNING request_id",
+                    (reason, optimization_id),
+                ).fetchone()
+            if row is not None:
+                sentry.job_failed(optimization_id, reason, row["request_id"])
+            record = None
+        if record is not None:
+            with self.pool.connection() as conn:
+                conn.execute(
+                    "INSERT INTO optimization_iterations (optimization_id, iteration, objective, beta, binarisation, seconds, checkpoint_key, checkpoint_sha256) "
+                    "SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM optimizations WHERE id = %s AND status = 'RUNNING') "
+                    "ON CONFLICT (optimization_id, iteration) DO NOTHING",
+                    (optimization_id, record["iteration"], record["objective"], record["beta"], record["binarisation"], record["seconds"], record["checkpoint_key"], record["checkpoint_sha256"], optimization_id),
+                )
+        with self.lock:
+            if self.iterations.get(optimization_id) is entry:
+                del self.iterations[optimization_id]
+        self._advance(optimization_id)
+
+    def _final_run(self, opt: dict[str, Any], checkpoint: tuple[str, str] | None) -> None:
+        """Queue the forward run of the final design (projected with the last β) as a
+        job of the optimisation's key, and dispatch it."""
+        from ..inverse import InverseProblem, OptimizerState
+
+        problem = InverseProblem.model_validate_json(json.dumps(opt["problem"]))
+        iteration, rho = OptimizerState.density(load_checkpoint(self.settings, *checkpoint)) if checkpoint else (0, problem.initial_density())
+        beta = problem.optimizer.beta_at(max(iteration - 1, 0))
+        config = problem.simulation_with(problem.permittivity(rho, beta)).model_dump_json()
+        with self.pool.connection() as conn, conn.transaction():
+            job = conn.execute(
+                "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, optimization_id) "
+                "SELECT %s, key_id, 'QUEUED', %s::jsonb, %s, request_id, %s, id FROM optimizations WHERE id = %s AND status = 'RUNNING' AND result_job_id IS NULL RETURNING id",
+                (uuid.uuid4(), config, hashlib.sha256(config.encode()).hexdigest(), problem.simulation.grid.num_time_steps, opt["id"]),
+            ).fetchone()
+            if job is None:
+                return
+            conn.execute("UPDATE optimizations SET result_job_id = %s WHERE id = %s", (job["id"], opt["id"]))
+        self.dispatch(str(job["id"]))
+
+    def _settle_optimizations(self) -> None:
+        """End RUNNING optimisations whose final run ended, as it ended."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE optimizations o SET finished_at = now(), "
+                "status = CASE WHEN j.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END, "
+                "error = CASE WHEN j.status = 'COMPLETED' THEN NULL ELSE 'final forward run: ' || coalesce(j.error, lower(j.status)) END "
+                "FROM jobs j WHERE j.id = o.result_job_id AND o.status = 'RUNNING' AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+            )
+
     # ------------------------------------------------------------ batches
     def _next_members(self) -> None:
-        """After any member transition: end finished batches, start waiting members."""
+        """After any member transition: end finished batches and optimisations, start
+        waiting members."""
         self._settle()
+        self._settle_optimizations()
         self._fill()
 
     def _settle(self) -> None:
@@ -365,6 +506,10 @@ class JobState:
             exporting = [str(r["id"]) for r in conn.execute("SELECT id FROM batches WHERE dataset_status = 'RUNNING'").fetchall()]
         for batch_id in exporting:  # an export whose task was lost with a restart starts again
             self._start_export(batch_id)
+        with self.pool.connection() as conn:
+            optimizing = [str(r["id"]) for r in conn.execute("SELECT id FROM optimizations WHERE status = 'RUNNING' AND result_job_id IS NULL").fetchall()]
+        for optimization_id in optimizing:  # resumes from the last checkpoint after a restart
+            self._advance(optimization_id)
         self._overflow()
         if startup and queued:
             log.info(f"recovered {len(queued)} queued job(s) from PostgreSQL")
@@ -403,8 +548,9 @@ class JobState:
         with self.lock:
             items = list(self.refs.items())
             exports = list(self.exports.items())
+            iterations = list(self.iterations.items())
         on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
-        refs = [entry[0] for _, entry in on_ray] + [entry[0] for _, entry in exports]
+        refs = [entry[0] for _, entry in on_ray] + [entry[0] for _, entry in exports] + [entry[0] for _, entry in iterations]
         if refs:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
             done = set(ready)
@@ -414,6 +560,9 @@ class JobState:
             for batch_id, entry in exports:
                 if entry[0] in done:
                     self._export_finished(batch_id, entry)
+            for optimization_id, entry in iterations:
+                if entry[0] in done:
+                    self._iteration_finished(optimization_id, entry)
         else:
             time.sleep(0.5)
         for job_id, entry in items:
@@ -456,7 +605,7 @@ def stop(entry: tuple) -> None:
 
 def admit(conn: Any, table: str, key_id: str, quota: int, body_sha256: str, idempotency_key: str | None) -> dict[str, Any] | None:
     """Under the key's row lock (so submissions cannot race): the earlier submission
-    of this Idempotency-Key in ``table`` ("jobs" or "batches"), or its conflict, or
+    of this Idempotency-Key in ``table`` ("jobs", "batches" or "optimizations"), or its conflict, or
     the quota's refusal; None when a new submission may be recorded."""
     from psycopg import sql
 
@@ -472,13 +621,17 @@ def admit(conn: Any, table: str, key_id: str, quota: int, body_sha256: str, idem
 
 
 def quota_refusal(conn: Any, key_id: str, quota: int) -> dict[str, Any] | None:
-    """None when the key may start another job or batch, else the 409's refusal.
-    Active units: the key's QUEUED/RUNNING jobs outside batches plus its RUNNING batches."""
-    jobs = conn.execute("SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') AND batch_id IS NULL ORDER BY created_at", (key_id,)).fetchall()
+    """None when the key may start another job, batch or optimisation, else the 409's
+    refusal. Active units: the key's QUEUED/RUNNING jobs of its own plus its RUNNING
+    batches and optimisations."""
+    jobs = conn.execute(
+        "SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') AND batch_id IS NULL AND optimization_id IS NULL ORDER BY created_at", (key_id,)
+    ).fetchall()
     batches = conn.execute("SELECT count(*) AS n FROM batches WHERE key_id = %s AND status = 'RUNNING'", (key_id,)).fetchone()["n"]
-    if len(jobs) + batches < quota:
+    optimizations = conn.execute("SELECT count(*) AS n FROM optimizations WHERE key_id = %s AND status = 'RUNNING'", (key_id,)).fetchone()["n"]
+    if len(jobs) + batches + optimizations < quota:
         return None
-    detail = f"this key already has {len(jobs)} active job(s) and {batches} active batch(es) (quota {quota})"
+    detail = f"this key already has {len(jobs)} active job(s), {batches} active batch(es) and {optimizations} active optimisation(s) (quota {quota})"
     return {"refused": "quota", "detail": detail, "retry_after": retry_after(jobs[0]) if jobs else 10}
 
 

@@ -4,8 +4,9 @@
 ``LocalStore`` keeps files in a directory for the embedded default and signs its
 download URLs with HMAC-SHA256 (served by the API at ``/v1/files/...``). Keys are
 ``results/<job id>/<sha256>.h5`` (one run's HDF5) or
-``datasets/<batch id>/<sha256>.zarr.zip`` (a batch's zarr dataset) and are never
-overwritten.
+``datasets/<batch id>/<sha256>.zarr.zip`` (a batch's zarr dataset) or
+``optimizations/<id>/<iteration>-<sha256>.npz`` (an optimiser checkpoint) and are
+never overwritten.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from urllib.parse import urlencode
 
 from .settings import Settings
 
-_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip)$")
+_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz)$")
 #: Content types by key suffix.
-MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip"}
+MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip", ".npz": "application/octet-stream"}
 
 
 class ObjectExists(Exception):
@@ -44,6 +45,13 @@ def dataset_key(batch_id: str, sha256: str) -> str:
     key = f"datasets/{batch_id}/{sha256}.zarr.zip"
     if not _KEY.match(key):
         raise ValueError(f"not a dataset key: {key!r}")
+    return key
+
+
+def checkpoint_key(optimization_id: str, iteration: int, sha256: str) -> str:
+    key = f"optimizations/{optimization_id}/{iteration:05d}-{sha256}.npz"
+    if not _KEY.match(key):
+        raise ValueError(f"not a checkpoint key: {key!r}")
     return key
 
 

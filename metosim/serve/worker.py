@@ -18,7 +18,7 @@ from ..simulation import Simulation
 from . import sentry
 from .logs import get_logger
 from .settings import Settings
-from .storage import dataset_key, file_sha256, make_store, result_key, upload_with_retry
+from .storage import checkpoint_key, dataset_key, file_sha256, make_store, result_key, upload_with_retry
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -105,6 +105,40 @@ def export_dataset(batch_id: str, members: list[dict[str, Any]], monitors: list[
         upload_with_retry(store, key, target, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
     log.info(f"dataset of {len(members)} members exported", extra=extra)
     return key, sha256, size
+
+
+def load_checkpoint(settings: Settings, key: str, sha256: str) -> bytes:
+    """An optimiser checkpoint from the store, verified against its recorded SHA-256."""
+    with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
+        path = os.path.join(tmp, "checkpoint.npz")
+        make_store(settings).get(key, path)
+        if file_sha256(path)[0] != sha256:
+            raise ValueError(f"checkpoint {key} does not match its recorded SHA-256")
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def optimization_iteration(optimization_id: str, problem_json: str, checkpoint: tuple[str, str] | None, settings: Settings) -> dict[str, Any]:
+    """One iteration of an optimisation (forward + gradient + Adam step) from the
+    checkpoint ``(key, sha256)`` (None: the start); uploads the next checkpoint and
+    returns this iteration's record with ``checkpoint_key``/``checkpoint_sha256``.
+    A non-finite objective or gradient raises ``OptimizationFailed``."""
+    from ..inverse import Evaluator, InverseProblem, OptimizerState, adam_step
+
+    extra = {"job_id": optimization_id}
+    compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
+    problem = InverseProblem.model_validate_json(problem_json)
+    state = OptimizerState.start(problem) if checkpoint is None else OptimizerState.from_bytes(load_checkpoint(settings, *checkpoint), problem)
+    state, record = adam_step(Evaluator(problem), state)
+    with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
+        path = os.path.join(tmp, "checkpoint.npz")
+        with open(path, "wb") as f:
+            f.write(state.to_bytes())
+        sha256, _ = file_sha256(path)
+        key = checkpoint_key(optimization_id, record["iteration"], sha256)
+        upload_with_retry(make_store(settings), key, path, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
+    log.info(f"iteration {record['iteration']}: objective {record['objective']:.6g}", extra=extra)
+    return {**record, "checkpoint_key": key, "checkpoint_sha256": sha256}
 
 
 def where_am_i() -> tuple[str, str]:

@@ -1,0 +1,75 @@
+"""An optimisation on the service, followed from the notebook over HTTP
+(``/v1/optimizations``): the same live plot as a local run, and the same
+:class:`OptimizationResult` at the end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..client import Client, Job, follow
+from .optimize import OptimizationFailed, OptimizationResult
+from .problem import InverseProblem
+
+
+class Optimization:
+    """A submitted optimisation (``client.optimize(problem, wait=False)``)."""
+
+    def __init__(self, client: Client, optimization_id: str) -> None:
+        self.client, self.id = client, optimization_id
+        self.path = f"/v1/optimizations/{optimization_id}"
+
+    def __repr__(self) -> str:
+        return f"Optimization({self.id!r})"
+
+    def status(self) -> dict[str, Any]:
+        """Status, iterations done, the objective history, the problem, the final run."""
+        return self.client.request("GET", self.path).json()
+
+    def design(self) -> dict[str, Any]:
+        """The latest design: ``rho``, ``rho_hat``, ``eps`` as arrays, ``beta``, ``iterations``."""
+        body = self.client.request("GET", f"{self.path}/design").json()
+        return {**body, **{k: np.asarray(body[k]) for k in ("rho", "rho_hat", "eps")}}
+
+    def cancel(self) -> dict[str, Any]:
+        return self.client.request("DELETE", self.path).json()
+
+    def updates(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Summaries (status, iterations done) after each iteration, until the end."""
+        return follow(self.client, self.path, f"optimisation {self.id}", 0.5, timeout)
+
+    def wait(self, progress: bool = True, timeout: float | None = None) -> OptimizationResult:
+        """Follow the optimisation to its end (a live plot with ``progress``) and
+        return its result; raise :class:`OptimizationFailed` with the service's reason
+        unless it COMPLETED."""
+        from ..widgets.optimization import make_optimization_display
+
+        state = self.status()
+        problem = InverseProblem.model_validate_json(json.dumps(state["problem"]))
+        display = make_optimization_display(problem, state["steps"]) if progress else None
+        shown = 0
+        for summary in self.updates(timeout):
+            if display is not None and summary["progress"]["iterations"] > shown:
+                history, rho_hat = self.status()["history"], self.design()["rho_hat"]
+                for record in history[shown:]:
+                    display.update(record, rho_hat)
+                shown = len(history)
+        result = self.result()
+        if display is not None:
+            display.finish(result.final_objective)
+        return result
+
+    def result(self) -> OptimizationResult:
+        """The final design, its history, and its forward run downloaded and verified."""
+        state = self.status()
+        if state["status"] != "COMPLETED":
+            raise OptimizationFailed(f"optimisation {self.id} {state['status']}: {state.get('error')}")
+        problem = InverseProblem.model_validate_json(json.dumps(state["problem"]))
+        design = self.design()
+        final = state["final_run"]
+        data = Job(self.client, final["id"]).result(final)
+        objective = float(problem.objective(problem.objective.outputs(data)))
+        return OptimizationResult(problem, design["rho"], design["beta"], state["history"], objective, data)
