@@ -102,8 +102,13 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     if not drives:
         raise EngineInputError(f"design {design!r} covers no E node of the grid")
     for p in drives:
-        if np.any(problem.params["cb"][p][maps[p].window] == 0):
+        window = maps[p].window
+        if np.any(problem.params["cb"][p][window] == 0):
             raise EngineInputError(f"design {design!r} touches a PEC node or wall; keep it inside the domain, off PEC")
+        for a in range(3):
+            minus, plus = layout.pml[a]
+            if layout.active[a] and (window[a].start < max(minus, 1) or window[a].stop > layout.shape[a] - plus):
+                raise EngineInputError(f"design {design!r} reaches into the PML or onto the boundary along {'xyz'[a]}; keep it inside the domain")
     layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives))
     step = make_step(layout, jax_ops())
     dt, total = layout.dt, problem.num_steps

@@ -1,0 +1,151 @@
+"""Inverse design: the gradient's cost against the forward run's.
+
+Two problems (issue: inverse design), float32, mode-source → design region → mode
+monitor, objective |a₊|² of the fundamental mode:
+
+- ``2d``: 400 × 400 cells, a 90° silicon bend with a 6.9 µm design square
+  (138 × 138 pixels), ~4800 steps;
+- ``3d``: 100³ cells (dl = 0.04 µm), a silicon strip through a 2 × 2 × 0.22 µm
+  design box (50 × 50 × 1 pixels), ~1000 steps.
+
+For each: time of the forward run through the differentiable path and of
+value-and-gradient (best of ``--repeat`` after a compiling call), the ratio, and the
+peak memory of both from XLA's buffer assignment of the compiled functions
+(arguments + temporaries + outputs; the same figure on CPU and GPU); also the plain
+engine's ``ms.solve`` time loop of the same design. ``bend``: iterations per minute
+of the notebook's optimisation (``waveguide_bend()`` defaults).
+
+    python benchmarks/inverse.py [2d] [3d] [bend] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+import metosim as ms
+from metosim.inverse.examples import SILICA, SILICON, waveguide_bend
+
+
+def problem_2d() -> ms.InverseProblem:
+    return waveguide_bend(region=6.9, steps_per_wvl=20, pixel_size=0.05, filter_radius=0.1, wavelengths=(1.55,))
+
+
+def problem_3d(cells: int = 100, dl: float = 0.04) -> ms.InverseProblem:
+    size = cells * dl
+    f0 = ms.C_0 / 1.55e-6
+    te = ms.ModeSpec(filter_pol="te")
+    port = (0, 1.6, 1.2)
+    sim = ms.Simulation(
+        size=(size, size, size),
+        grid_spec=ms.GridSpec.uniform(dl),
+        run_time=80e-15,
+        medium=ms.Medium(permittivity=SILICA),
+        structures=[ms.Structure(name="strip", geometry=ms.Box(size=(ms.inf, 0.5, 0.22)), medium=ms.Medium(permittivity=SILICON))],
+        sources=[ms.ModeSource(center=(-size / 2 + 0.6, 0, 0), size=port, mode_spec=te, source_time=ms.GaussianPulse(freq0=f0, fwidth=f0 / 8))],
+        monitors=[ms.ModeMonitor(name="out", center=(size / 2 - 0.6, 0, 0), size=port, freqs=[f0], mode_spec=te)],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=10)),
+        shutoff=0,
+    )
+    design = ms.DesignRegion(geometry=ms.Box(size=(2.0, 2.0, 0.22)), eps_min=SILICA, eps_max=SILICON, pixel_size=0.04, filter_radius=0.08)
+    objective = ms.inverse.Objective(terms=(ms.inverse.ModeTerm(monitor="out"),))
+    return ms.InverseProblem(simulation=sim, design=design, objective=objective)
+
+
+def memory_bytes(compiled) -> int:
+    """Peak bytes of a compiled computation: arguments + temporaries + outputs."""
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
+    import jax
+
+    evaluator = ms.inverse.Evaluator(problem)
+    solve = evaluator.solve
+    rho = np.random.default_rng(0).uniform(0.3, 0.7, problem.shape)
+    beta = 8.0
+    args = (rho, beta, solve.arrays)
+    forward_mem = memory_bytes(evaluator._loss.lower(*args).compile())
+    gradient_mem = memory_bytes(evaluator._value_and_grad.lower(*args).compile())
+    evaluator.loss(rho, beta), evaluator.value_and_grad(rho, beta)  # compile
+    forward = best_of(repeat, lambda: evaluator.loss(rho, beta))
+    gradient = best_of(repeat, lambda: evaluator.value_and_grad(rho, beta))
+    plain = ms.solve(problem.simulation_with(problem.permittivity(rho, beta)))
+    cells = problem.simulation.grid.total_cells
+    row = {
+        "case": name,
+        "device": str(jax.devices()[0]),
+        "cells": cells,
+        "steps": solve.num_steps,
+        "segment_steps": solve.segment_steps,
+        "forward_s": round(forward, 3),
+        "gradient_s": round(gradient, 3),
+        "time_ratio": round(gradient / forward, 2),
+        "forward_MB": round(forward_mem / 1e6, 1),
+        "gradient_MB": round(gradient_mem / 1e6, 1),
+        "memory_ratio": round(gradient_mem / forward_mem, 2),
+        "forward_Mcells_s": round(cells * solve.num_steps / forward / 1e6, 1),
+        "plain_solve_s": round(plain.info["solve_seconds"], 3),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def bend_case(iterations: int) -> dict:
+    import jax
+
+    problem = waveguide_bend(optimizer=ms.inverse.Optimizer(steps=iterations))
+    start = time.perf_counter()
+    result = ms.inverse.optimize(problem, show=False)
+    total = time.perf_counter() - start
+    steady = [r["seconds"] for r in result.history[1:]]
+    row = {
+        "case": "bend",
+        "device": str(jax.devices()[0]),
+        "cells": problem.simulation.grid.total_cells,
+        "iterations": iterations,
+        "first_iteration_s": round(result.history[0]["seconds"], 2),
+        "iteration_s": round(float(np.median(steady)), 3),
+        "iterations_per_minute": round(60 / float(np.median(steady)), 1),
+        "total_s_with_setup": round(total, 1),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cases", nargs="*", default=["2d", "3d", "bend"])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--bend-iterations", type=int, default=8)
+    parser.add_argument("--cells-3d", type=int, default=100)
+    args = parser.parse_args()
+    import jax
+
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, {jax.devices()[0].device_kind}", flush=True)
+    for case in args.cases:
+        if case == "2d":
+            ratio_case("2d 400x400", problem_2d(), args.repeat)
+        elif case == "3d":
+            ratio_case(f"3d {args.cells_3d}^3", problem_3d(args.cells_3d), args.repeat)
+        elif case == "bend":
+            bend_case(args.bend_iterations)
+
+
+if __name__ == "__main__":
+    main()
