@@ -57,10 +57,13 @@ def problem_3d(cells: int = 100, dl: float = 0.04) -> ms.InverseProblem:
     return ms.InverseProblem(simulation=sim, design=design, objective=objective)
 
 
-def memory_bytes(compiled) -> int:
-    """Peak bytes of a compiled computation: arguments + temporaries + outputs."""
+def memory_bytes(compiled) -> tuple[int, int]:
+    """Peak device bytes of a compiled computation (arguments + temporaries + outputs)
+    and the host bytes it uses (offloaded checkpoints)."""
     m = compiled.memory_analysis()
-    return int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
+    device = int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
+    host = int(sum(getattr(m, f"host_{k}_size_in_bytes", 0) or 0 for k in ("argument", "temp", "output")))
+    return device, host
 
 
 def best_of(repeat: int, fn) -> float:
@@ -72,16 +75,16 @@ def best_of(repeat: int, fn) -> float:
     return min(times)
 
 
-def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
+def ratio_case(name: str, problem: ms.InverseProblem, repeat: int, offload: bool | None) -> dict:
     import jax
 
-    evaluator = ms.inverse.Evaluator(problem)
+    evaluator = ms.inverse.Evaluator(problem, offload=offload)
     solve = evaluator.solve
     rho = np.random.default_rng(0).uniform(0.3, 0.7, problem.shape)
     beta = 8.0
     args = (rho, beta, solve.arrays)
-    forward_mem = memory_bytes(evaluator._loss.lower(*args).compile())
-    gradient_mem = memory_bytes(evaluator._value_and_grad.lower(*args).compile())
+    forward_mem, _ = memory_bytes(evaluator._loss.lower(*args).compile())
+    gradient_mem, gradient_host = memory_bytes(evaluator._value_and_grad.lower(*args).compile())
     evaluator.loss(rho, beta), evaluator.value_and_grad(rho, beta)  # compile
     forward = best_of(repeat, lambda: evaluator.loss(rho, beta))
     gradient = best_of(repeat, lambda: evaluator.value_and_grad(rho, beta))
@@ -93,12 +96,14 @@ def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
         "cells": cells,
         "steps": solve.num_steps,
         "segment_steps": solve.segment_steps,
+        "offload": evaluator.solve.offload,
         "forward_s": round(forward, 3),
         "gradient_s": round(gradient, 3),
         "time_ratio": round(gradient / forward, 2),
         "forward_MB": round(forward_mem / 1e6, 1),
         "gradient_MB": round(gradient_mem / 1e6, 1),
         "memory_ratio": round(gradient_mem / forward_mem, 2),
+        "gradient_host_MB": round(gradient_host / 1e6, 1),
         "forward_Mcells_s": round(cells * solve.num_steps / forward / 1e6, 1),
         "plain_solve_s": round(plain.info["solve_seconds"], 3),
     }
@@ -134,15 +139,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--bend-iterations", type=int, default=8)
     parser.add_argument("--cells-3d", type=int, default=100)
+    parser.add_argument("--offload", choices=["auto", "on", "off"], default="auto", help="checkpoints in host memory (auto: on a GPU)")
     args = parser.parse_args()
     import jax
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, {jax.devices()[0].device_kind}", flush=True)
+    offload = {"auto": None, "on": True, "off": False}[args.offload]
     for case in args.cases:
         if case == "2d":
-            ratio_case("2d 400x400", problem_2d(), args.repeat)
+            ratio_case("2d 400x400", problem_2d(), args.repeat, offload)
         elif case == "3d":
-            ratio_case(f"3d {args.cells_3d}^3", problem_3d(args.cells_3d), args.repeat)
+            ratio_case(f"3d {args.cells_3d}^3", problem_3d(args.cells_3d), args.repeat, offload)
         elif case == "bend":
             bend_case(args.bend_iterations)
 
