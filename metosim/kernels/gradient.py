@@ -19,9 +19,7 @@ things keep its memory bounded:
 2. steps run in segments under ``jax.checkpoint``: the backward pass keeps the full
    state at each segment's start and recomputes one segment at a time. With S
    values of state, D per step of design window and T steps, ``L`` steps per segment
-   costs about T/L·S + L·D values; the default L = √(T·S/D) minimises that. On a
-   GPU the segment-start states go to host memory instead (``offload``), leaving
-   L·D on the device, with L ≈ S/D.
+   costs about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
 """
 
 from __future__ import annotations
@@ -64,8 +62,6 @@ class DifferentiableSolve:
     #: window per step: the two terms of the memory estimate.
     state_size: int
     window_size: int
-    #: Whether the segment-start states wait in host memory.
-    offload: bool
 
     def __call__(self, pixels: Any) -> Outputs:
         return self.fn(pixels, self.arrays)
@@ -87,16 +83,13 @@ def design_structure(sim: Simulation, design: str) -> int:
     return named[0]
 
 
-def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True, offload: bool | None = None) -> DifferentiableSolve:
+def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True) -> DifferentiableSolve:
     """Set up ``sim`` once and return its monitor outputs as a JAX function of the
     pixels of the structure named ``design``. Call (and differentiate) it under
     ``jax.enable_x64(True)`` for a float64 simulation. ``checkpoint=False`` keeps
-    every step's design window instead of recomputing segments (for comparison).
-    ``offload`` (default: on a GPU) keeps the segment-start states in host memory,
-    so the device holds only one segment's windows: segments are then short."""
+    every step's design window instead of recomputing segments (for comparison)."""
     import jax
     import jax.numpy as jnp
-    from jax.ad_checkpoint import checkpoint_name
 
     sim = check_inputs(sim)
     structure = sim.structures[design_structure(sim, design)]
@@ -121,13 +114,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     dt, total = layout.dt, problem.num_steps
     state_size = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(problem.state))
     window_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
-    offload = jax.devices()[0].platform == "gpu" if offload is None else offload
-    if not checkpoint:
-        segment = total
-    elif segment_steps:
-        segment = segment_steps
-    else:  # offloaded: the device keeps ~one state's worth of windows
-        segment = max(8, state_size // window_size) if offload else default_segment(total, state_size, window_size)
+    segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, window_size))
     segment = max(1, min(segment, total))
     read_outputs = _output_reader(sim, problem)
 
@@ -142,20 +129,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
             return run(state, jnp.arange(total))
         run = jax.checkpoint(run)
         count, rest = divmod(total, segment)
-
-        def segments(state: dict) -> dict:
-            def one_segment(s: dict, steps: Any) -> tuple[dict, None]:
-                return run(checkpoint_name(s, "segment_start"), steps), None
-
-            return jax.lax.scan(one_segment, state, jnp.arange(count * segment).reshape(count, segment))[0]
-
-        if offload:
-            # The segment-start states wait for the backward pass in host memory.
-            policy = jax.checkpoint_policies.save_and_offload_only_these_names(
-                names_which_can_be_saved=[], names_which_can_be_offloaded=["segment_start"], offload_src="device", offload_dst="pinned_host"
-            )
-            segments = jax.checkpoint(segments, policy=policy)
-        state = segments(state)
+        state = jax.lax.scan(lambda s, steps: (run(s, steps), None), state, jnp.arange(count * segment).reshape(count, segment))[0]
         return run(state, jnp.arange(count * segment, total)) if rest else state
 
     @jax.jit
@@ -166,7 +140,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
         return read_outputs({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()})
 
     arrays = {"params": problem.params, "state": problem.state, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
-    return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, window_size, offload)
+    return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, window_size)
 
 
 def _output_reader(sim: Simulation, problem: _Problem) -> Callable[[dict], Outputs]:
