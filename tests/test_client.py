@@ -7,6 +7,8 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +76,25 @@ def test_wait_follows_the_event_stream(client: ms.Client) -> None:
 
 
 def test_a_broken_event_stream_falls_back_to_polling(client: ms.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    def breaks(self: ms.Job, deadline: float | None = None, timeout: float | None = None) -> Any:
-        yield self.status()
-        raise httpx.ReadError("connection reset")
+    import metosim.client as sdk
 
-    monkeypatch.setattr(ms.Job, "events", breaks)
+    real = sdk.connect_sse
+
+    @contextmanager
+    def breaks(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        """The real stream, broken after its first event."""
+        with real(*args, **kwargs) as source:
+
+            class Broken:
+                response = source.response
+
+                def iter_sse(self) -> Iterator[Any]:
+                    yield next(source.iter_sse())
+                    raise httpx.ReadError("connection reset")
+
+            yield Broken()
+
+    monkeypatch.setattr(sdk, "connect_sse", breaks)
     paths: list[str] = []
     client.http.event_hooks["request"].append(lambda request: paths.append(request.url.path))
     job = client.submit(slow(0.3))
