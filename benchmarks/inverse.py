@@ -31,6 +31,7 @@ import numpy as np
 
 import metosim as ms
 from metosim.inverse.examples import SILICA, SILICON, waveguide_bend
+from timing import best_time
 
 
 def problem_2d() -> ms.InverseProblem:
@@ -65,15 +66,6 @@ def memory_bytes(compiled) -> int:
     return int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
     import jax
 
@@ -86,12 +78,12 @@ def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
     gradient_mem = memory_bytes(evaluator._value_and_grad.lower(*args).compile())
     device = jax.devices()[0]
     evaluator.loss(rho, beta)  # compile
-    forward = best_of(repeat, lambda: evaluator.loss(rho, beta))
+    forward = best_time(lambda: evaluator.loss(rho, beta), repeat)
     # On a GPU the allocator's peak is the measured figure (it only grows: read it
     # after the forward runs, then after the gradients).
     forward_peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
     evaluator.value_and_grad(rho, beta)  # compile
-    gradient = best_of(repeat, lambda: evaluator.value_and_grad(rho, beta))
+    gradient = best_time(lambda: evaluator.value_and_grad(rho, beta), repeat)
     gradient_peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
     plain = ms.solve(problem.simulation_with(problem.permittivity(rho, beta)))
     cells = problem.simulation.grid.total_cells

@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
 
 import metosim as ms
+from timing import best_time
 
 LAMBDA = 1.55
 F0 = ms.C_0 / (LAMBDA * 1e-6)
@@ -56,15 +56,6 @@ def guide(steps: int, with_modes: bool, num_freqs: int = 1) -> ms.Simulation:
     else:
         sources, monitors = [ms.PointDipole(center=(-1.0, 0, 0), polarization="Ey", source_time=pulse)], []
     return ms.Simulation(run_time=steps * dt * (1 - 1e-9), sources=sources, monitors=monitors, **base)
-
-
-def best_time(run, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

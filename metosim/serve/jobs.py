@@ -104,18 +104,25 @@ class JobState:
         submissions, so the quota check cannot race. Returns ``{"refused": None, "row",
         "created"}``, or ``{"refused": "quota" | "idempotency", "detail", "retry_after"}``."""
         total_steps = Simulation.model_validate_json(config_json).grid.num_time_steps
+        outcome = self._admit_and_insert(
+            "jobs", key_id, quota, body_sha256, idempotency_key,
+            "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator) "
+            "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s) RETURNING *",
+            (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator),
+        )
+        if outcome["refused"] is None and outcome["created"]:
+            log.info("queued", extra={"request_id": request_id, "job_id": str(outcome["row"]["id"])})
+            self.dispatch(str(outcome["row"]["id"]))
+        return outcome
+
+    def _admit_and_insert(self, table: str, key_id: str, quota: int, body_sha256: str, idempotency_key: str | None, insert: str, values: tuple) -> dict[str, Any]:
+        """One transaction: :func:`admit`'s answer if it refuses or finds the earlier
+        submission, else the row ``insert`` (… RETURNING *) records."""
         with self.pool.connection() as conn, conn.transaction():
-            outcome = admit(conn, "jobs", key_id, quota, body_sha256, idempotency_key)
+            outcome = admit(conn, table, key_id, quota, body_sha256, idempotency_key)
             if outcome:
                 return outcome
-            job = conn.execute(
-                "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator) "
-                "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s) RETURNING *",
-                (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator),
-            ).fetchone()
-        log.info("queued", extra={"request_id": request_id, "job_id": str(job["id"])})
-        self.dispatch(str(job["id"]))
-        return {"refused": None, "row": job, "created": True}
+            return {"refused": None, "row": conn.execute(insert, values).fetchone(), "created": True}
 
     def submit_batch(self, key_id: str, quota: int, max_parallel: int, members: list[dict[str, Any]], body_sha256: str, idempotency_key: str | None, request_id: str | None, accelerator: str | None = None) -> dict[str, Any]:
         """Record a RUNNING batch and its QUEUED members (name, config JSON, parameters,
@@ -147,18 +154,16 @@ class JobState:
     def submit_optimization(self, key_id: str, quota: int, problem_json: str, steps: int, body_sha256: str, idempotency_key: str | None, request_id: str | None) -> dict[str, Any]:
         """Record a RUNNING optimisation and start its first iteration. Returns as
         :meth:`submit` does (the row is the optimisation's)."""
-        with self.pool.connection() as conn, conn.transaction():
-            outcome = admit(conn, "optimizations", key_id, quota, body_sha256, idempotency_key)
-            if outcome:
-                return outcome
-            row = conn.execute(
-                "INSERT INTO optimizations (id, key_id, status, problem, steps, body_sha256, idempotency_key, request_id) "
-                "VALUES (%s, %s, 'RUNNING', %s::jsonb, %s, %s, %s, %s) RETURNING *",
-                (uuid.uuid4(), key_id, problem_json, steps, body_sha256, idempotency_key, request_id),
-            ).fetchone()
-        log.info(f"optimisation of {steps} iterations started", extra={"request_id": request_id, "job_id": str(row["id"])})
-        self._advance(str(row["id"]))
-        return {"refused": None, "row": row, "created": True}
+        outcome = self._admit_and_insert(
+            "optimizations", key_id, quota, body_sha256, idempotency_key,
+            "INSERT INTO optimizations (id, key_id, status, problem, steps, body_sha256, idempotency_key, request_id) "
+            "VALUES (%s, %s, 'RUNNING', %s::jsonb, %s, %s, %s, %s) RETURNING *",
+            (uuid.uuid4(), key_id, problem_json, steps, body_sha256, idempotency_key, request_id),
+        )
+        if outcome["refused"] is None and outcome["created"]:
+            log.info(f"optimisation of {steps} iterations started", extra={"request_id": request_id, "job_id": str(outcome["row"]["id"])})
+            self._advance(str(outcome["row"]["id"]))
+        return outcome
 
     def dispatch(self, job_id: str, provider: str = "ray") -> None:
         """Start a QUEUED job: a Ray task (one GPU, of the requested type if any, when
