@@ -165,7 +165,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
                 continue
             b, c = params["pml"][f"{kind}{a}{side}"]
             name = f"{key}{side}"
-            new_psi[name] = b * psi[name] + c * (difference(F, a, forward, lo, hi) * layout.inv_dl[a])
+            new_psi[name] = b * psi[name] + c * _take(d, a, lo, hi)  # the slab's share of d
             widths = [(0, 0)] * 3
             widths[a] = (lo, N[a] - hi)
             out = out + xp.pad(new_psi[name], widths)
