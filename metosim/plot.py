@@ -194,13 +194,11 @@ def _draw_box(ax: Any, center: Any, size: Any, u: int, v: int, span: Any, color:
 
 
 def design_image(ax: Any, rho_hat: np.ndarray, problem: Any) -> Any:
-    """The projected density of a design region (1 = ε_max) on its box, in the
-    plane of its two largest pixel axes."""
-    shape = rho_hat.shape
-    u, v = sorted(np.argsort(shape)[-2:])
-    image = rho_hat.reshape(shape).transpose([u, v, 3 - u - v]).squeeze(axis=2) if rho_hat.ndim == 3 else rho_hat
-    if image.ndim == 3:  # 3D designs: the middle slice
-        image = image[..., image.shape[-1] // 2]
+    """The projected density (nx, ny, nz) of a design region (1 = ε_max) on its box,
+    in the plane of its two largest pixel axes (the middle slice of a 3D design)."""
+    u, v = sorted(int(a) for a in np.argsort(rho_hat.shape, kind="stable")[-2:])
+    w = 3 - u - v
+    image = np.take(rho_hat, rho_hat.shape[w] // 2, axis=w)  # (n_u, n_v)
     lo, hi = problem.design.geometry.bounds()
     ax.imshow(image.T, origin="lower", extent=(lo[u], hi[u], lo[v], hi[v]), cmap="binary", vmin=0, vmax=1)
     ax.set_xlabel(f"{AXES[u]} (µm)"), ax.set_ylabel(f"{AXES[v]} (µm)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,6 @@ class Evaluator:
         from ..kernels.gradient import differentiable_solve
 
         self.problem = problem
-        self._x64 = problem.simulation.precision == "float64"
         sim = problem.simulation_with(np.full(problem.shape, problem.design.eps_min))
         loss_of = objective or (lambda outputs: problem.objective.loss(outputs, jnp))
         design, active = problem.design, problem.active
@@ -54,9 +52,9 @@ class Evaluator:
         self._loss = jax.jit(loss)
 
     def _context(self) -> Any:
-        import jax
+        from ..kernels.solver import precision_context
 
-        return jax.enable_x64(True) if self._x64 else nullcontext()
+        return precision_context(self.problem.simulation.precision)
 
     def value_and_grad(self, rho: np.ndarray, beta: float) -> tuple[float, np.ndarray, dict[str, Any]]:
         """(loss, ∂loss/∂ρ, monitor outputs) at density ``rho`` and projection ``beta``."""

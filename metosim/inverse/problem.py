@@ -63,13 +63,11 @@ class InverseProblem(MetoModel):
         box = design.geometry.bounds()
         lo, hi = sim.bounds
         tol = 1e-9 * max(max(sim.size), 1.0)
-        for k in range(3):
-            if not active[k]:
-                continue
-            if not math.isfinite(design.geometry.size[k]) or design.geometry.size[k] <= 0:
-                errors.append((("design", "geometry", "size"), f"the design region needs a finite size > 0 along {'xyz'[k]}"))
-            elif box[0][k] < lo[k] - tol or box[1][k] > hi[k] + tol:
-                errors.append((("design", "geometry", "center"), f"the design region {box[0]}–{box[1]} reaches outside the simulation domain {lo}–{hi}"))
+        unsized = [k for k in range(3) if active[k] and not (math.isfinite(design.geometry.size[k]) and design.geometry.size[k] > 0)]
+        if unsized:
+            errors.append((("design", "geometry", "size"), f"the design region needs a finite size > 0 along {', '.join('xyz'[k] for k in unsized)}"))
+        elif any(active[k] and (box[0][k] < lo[k] - tol or box[1][k] > hi[k] + tol) for k in range(3)):
+            errors.append((("design", "geometry", "center"), f"the design region {box[0]}–{box[1]} reaches outside the simulation domain {lo}–{hi}"))
         if not errors:
             for i, src in enumerate(sim.sources):
                 if _boxes_overlap(box, _box(src.center, src.size), active):

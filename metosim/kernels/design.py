@@ -60,22 +60,25 @@ def _axis_weights(nodes: np.ndarray, step: float, lo: float, hi: float, pixels: 
     return window, fraction[:, None] * w
 
 
-def pixel_maps(grid: Grid, bounds: tuple[tuple[float, ...], tuple[float, ...]], shape: tuple[int, int, int]) -> tuple[PixelMap, PixelMap, PixelMap]:
-    """One :class:`PixelMap` per E component for pixels ``shape`` filling the box
-    ``bounds`` ((x0, y0, z0), (x1, y1, z1)) in µm."""
-    maps = []
-    for comp in ("Ex", "Ey", "Ez"):
-        window, weights = [], []
-        for a in range(3):
-            win, w = _axis_weights(grid.component_nodes(comp, a), grid.dl[a], bounds[0][a], bounds[1][a], shape[a], grid.active[a])
-            window.append(win), weights.append(w)
-        fraction = np.einsum("i,j,k->ijk", *(w.sum(axis=1) for w in weights))
-        maps.append(PixelMap(tuple(window), tuple(weights), 1.0 - fraction))  # type: ignore[arg-type]
-    return tuple(maps)  # type: ignore[return-value]
+def pixel_map(grid: Grid, bounds: tuple[tuple[float, ...], tuple[float, ...]], shape: tuple[int, int, int], p: int) -> PixelMap:
+    """The :class:`PixelMap` of E component ``p`` (0, 1, 2) for pixels ``shape``
+    filling the box ``bounds`` ((x0, y0, z0), (x1, y1, z1)) in µm."""
+    comp = ("Ex", "Ey", "Ez")[p]
+    window, weights = [], []
+    for a in range(3):
+        win, w = _axis_weights(grid.component_nodes(comp, a), grid.dl[a], bounds[0][a], bounds[1][a], shape[a], grid.active[a])
+        window.append(win), weights.append(w)
+    fraction = np.einsum("i,j,k->ijk", *(w.sum(axis=1) for w in weights))
+    return PixelMap(tuple(window), tuple(weights), 1.0 - fraction)  # type: ignore[arg-type]
+
+
+def fill(m: PixelMap, pixels: Any, xp: ModuleType = np) -> Any:
+    """The pixels' share Σ W_x W_y W_z ε_pixels of the permittivity on ``m.window``."""
+    wx, wy, wz = m.weights
+    return xp.einsum("il,jm,kn,lmn->ijk", wx, wy, wz, pixels)
 
 
 def paint(m: PixelMap, pixels: Any, other: Any, xp: ModuleType = np) -> Any:
     """Permittivity on ``m.window`` with the box's ``pixels`` (shape (n_x, n_y, n_z))
     painted over ``other`` (the permittivity the other structures give the window)."""
-    wx, wy, wz = m.weights
-    return xp.einsum("il,jm,kn,lmn->ijk", wx, wy, wz, pixels) + m.outside * other
+    return fill(m, pixels, xp) + m.outside * other

@@ -35,7 +35,7 @@ from ..medium import CustomMedium
 from ..monitor import FieldMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 from . import monitors as mon
-from .design import paint, pixel_maps
+from .design import paint, pixel_map
 from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
 from .units import to_normalised_frequency
 from .yee import jax_ops, make_step
@@ -86,7 +86,7 @@ def design_structure(sim: Simulation, design: str) -> int:
 def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True) -> DifferentiableSolve:
     """Set up ``sim`` once and return its monitor outputs as a JAX function of the
     pixels of the structure named ``design``. Call (and differentiate) it under
-    ``jax.enable_x64(True)`` for a float64 simulation. ``checkpoint=False`` keeps
+    ``solver.precision_context(sim.precision)`` (64-bit JAX for float64). ``checkpoint=False`` keeps
     every step's design window instead of recomputing segments (for comparison)."""
     import jax
     import jax.numpy as jnp
@@ -95,7 +95,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     structure = sim.structures[design_structure(sim, design)]
     problem = _setup(sim, paint_custom=False)
     layout = problem.layout
-    maps = pixel_maps(sim.grid, structure.geometry.bounds(), structure.medium.shape)
+    maps = [pixel_map(sim.grid, structure.geometry.bounds(), structure.medium.shape, p) for p in range(3)]
     # Components the curl drives (all but the out-of-plane H-less ones of 1D/2D) with
     # nodes in the box.
     drives = [p for p in range(3) if (layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3]) and all(w.stop > w.start for w in maps[p].window)]

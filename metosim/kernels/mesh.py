@@ -20,7 +20,7 @@ import numpy as np
 from ..grid import Grid
 from ..medium import DISPERSIVE, CustomMedium, Medium, PECMedium
 from ..simulation import Simulation
-from .design import PixelMap, paint, pixel_maps
+from .design import fill, pixel_map
 from .units import to_normalised_conductivity
 
 #: Samples per active axis of a cut cell, by the number of active axes: the midpoint
@@ -123,20 +123,16 @@ def _paint_custom(sim: Simulation, grid: Grid, p: int, eps: np.ndarray, window: 
     for structure in sim.structures:
         if not isinstance(structure.medium, CustomMedium):
             continue
-        m = pixel_maps(grid, structure.geometry.bounds(), structure.medium.shape)[p]
+        m = pixel_map(grid, structure.geometry.bounds(), structure.medium.shape, p)
         lo = [max(ranges[a][0], m.window[a].start) for a in range(3)]
         hi = [min(ranges[a][1], m.window[a].stop) for a in range(3)]
         if any(h <= l for l, h in zip(lo, hi)):
             continue
+        # Only where the painted window and the requested one overlap.
         within = tuple(slice(lo[a] - m.window[a].start, hi[a] - m.window[a].start) for a in range(3))
-        part = PixelMap(
-            window=tuple(slice(l, h) for l, h in zip(lo, hi)),  # type: ignore[arg-type]
-            weights=tuple(w[s] for w, s in zip(m.weights, within)),  # type: ignore[arg-type]
-            outside=m.outside[within],
-        )
         target = tuple(slice(lo[a] - ranges[a][0], hi[a] - ranges[a][0]) for a in range(3))
         eps = eps.copy()
-        eps[target] = paint(part, structure.medium.values, eps[target])
+        eps[target] = fill(m, structure.medium.values)[within] + m.outside[within] * eps[target]
     return eps
 
 

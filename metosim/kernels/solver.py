@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,16 @@ def resolve_backend(backend: str) -> str:
     return "jax" if importlib.util.find_spec("jax") else "numpy"
 
 
+def precision_context(precision: str, backend: str = "jax") -> AbstractContextManager:
+    """Where JAX computes: its 64-bit mode on for a "float64" simulation, off for
+    "float32" (nothing to do for the NumPy backend)."""
+    if backend != "jax":
+        return nullcontext()
+    import jax
+
+    return jax.enable_x64(precision == "float64")
+
+
 def check_inputs(sim: Simulation) -> Simulation:
     """Re-validate ``sim`` (it may have been built with ``model_construct``) and check
     the engine's own limits. Raises before anything is allocated."""
@@ -85,13 +95,7 @@ def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = No
     # a service sees a live worker.
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
     problem = _setup(sim, heartbeat)
-    if backend == "jax":
-        import jax
-
-        context = jax.enable_x64(sim.precision == "float64")
-    else:
-        context = nullcontext()
-    with context:
+    with precision_context(sim.precision, backend):
         state, steps, device, loop_seconds = _run(sim, problem, backend, progress)
         state = _to_numpy(state)
     monitors = _collect(sim, problem, state, steps)
@@ -320,12 +324,7 @@ def yee_state(sim: Simulation, steps: int, backend: str = "auto") -> dict[str, l
     problem = _setup(sim)
     if not 0 <= steps <= problem.num_steps:
         raise ValueError(f"steps must be within 0…{problem.num_steps} (the run_time)")
-    context = nullcontext()
-    if backend == "jax":
-        import jax
-
-        context = jax.enable_x64(sim.precision == "float64")
-    with context:
+    with precision_context(sim.precision, backend):
         state, _, _, _ = _run(sim, problem, backend, None, total=steps, shutoff=False)
         state = _to_numpy(state)
     return {"E": state["E"], "H": state["H"], "eps": problem.eps}

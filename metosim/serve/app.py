@@ -33,8 +33,7 @@ from .db import async_pool, database_url
 from .jobs import ACTIVE, JOBSTATE, NAMESPACE, TERMINAL
 from .logs import get_logger
 from .settings import Settings
-from .storage import LocalStore, make_store, media_type
-from .worker import load_checkpoint
+from .storage import LocalStore, make_store, media_type, read_verified
 
 log = get_logger("api")
 app = FastAPI(title="MetoSim", version=__version__, description="Submit FDTD simulations, follow their progress, download results.")
@@ -585,7 +584,7 @@ class Api:
         if last is None:
             rho, beta, sha256 = inverse.initial_density(), inverse.optimizer.beta_at(0), None
         else:
-            data = await asyncio.to_thread(load_checkpoint, self.settings, last["checkpoint_key"], last["checkpoint_sha256"])
+            data = await asyncio.to_thread(read_verified, self.settings, last["checkpoint_key"], last["checkpoint_sha256"])
             rho, beta, sha256 = OptimizerState.density(data)[1], last["beta"], last["checkpoint_sha256"]
         rho_hat = inverse.design.project(rho, beta, inverse.active)
         body = {"iterations": row["step"], "beta": beta, "shape": list(inverse.shape), "rho": rho.tolist(), "rho_hat": rho_hat.tolist(), "eps": inverse.permittivity(rho, beta).tolist(), "checkpoint_sha256": sha256}

@@ -37,7 +37,8 @@ from . import providers, sentry
 from .db import database_url, pool
 from .logs import get_logger
 from .settings import Settings
-from .worker import ActorReporter, execute, export_dataset, load_checkpoint, optimization_iteration
+from .storage import read_verified
+from .worker import ActorReporter, execute, export_dataset, optimization_iteration
 
 NAMESPACE = "metosim"
 JOBSTATE = "metosim-jobstate"
@@ -401,7 +402,7 @@ class JobState:
         from ..inverse import InverseProblem, OptimizerState
 
         problem = InverseProblem.model_validate_json(json.dumps(opt["problem"]))
-        iteration, rho = OptimizerState.density(load_checkpoint(self.settings, *checkpoint)) if checkpoint else (0, problem.initial_density())
+        iteration, rho = OptimizerState.density(read_verified(self.settings, *checkpoint)) if checkpoint else (0, problem.initial_density())
         beta = problem.optimizer.beta_at(max(iteration - 1, 0))
         config = problem.simulation_with(problem.permittivity(rho, beta)).model_dump_json()
         with self.pool.connection() as conn, conn.transaction():

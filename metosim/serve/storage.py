@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,22 @@ def make_store(settings: Settings) -> S3Store | LocalStore:
     if settings.s3_bucket:
         return S3Store(settings.s3_bucket, settings.s3_endpoint_url, settings.s3_region)
     return LocalStore(str(Path(settings.data_dir) / "objects"), settings.base_url, settings.secret())
+
+
+def get_verified(store: ObjectStore, key: str, sha256: str, path: str, what: str) -> None:
+    """Fetch ``key`` to ``path`` and check it against its recorded SHA-256 (ValueError
+    naming ``what`` if it differs)."""
+    store.get(key, path)
+    if file_sha256(path)[0] != sha256:
+        raise ValueError(f"{what} does not match its recorded SHA-256")
+
+
+def read_verified(settings: Settings, key: str, sha256: str) -> bytes:
+    """A small stored object (an optimiser checkpoint), verified, as bytes."""
+    with tempfile.TemporaryDirectory(prefix="metosim-object-") as tmp:
+        path = os.path.join(tmp, "object")
+        get_verified(make_store(settings), key, sha256, path, key)
+        return Path(path).read_bytes()
 
 
 def upload_with_retry(store: ObjectStore, key: str, path: str, attempts: int, backoff_s: float, log: Callable[[str], None] | None = None) -> None:

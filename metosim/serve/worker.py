@@ -18,7 +18,7 @@ from ..simulation import Simulation
 from . import sentry
 from .logs import get_logger
 from .settings import Settings
-from .storage import checkpoint_key, dataset_key, file_sha256, make_store, result_key, upload_with_retry
+from .storage import checkpoint_key, dataset_key, file_sha256, get_verified, make_store, read_verified, result_key, upload_with_retry
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -93,9 +93,7 @@ def export_dataset(batch_id: str, members: list[dict[str, Any]], monitors: list[
         def fetch(member: dict[str, Any]) -> SimulationData:
             path = os.path.join(tmp, f"{member['sha256']}.h5")
             if not os.path.exists(path):
-                store.get(member["result_key"], path)
-                if file_sha256(path)[0] != member["sha256"]:
-                    raise ValueError(f"member {member['name']!r}: stored result does not match its recorded SHA-256")
+                get_verified(store, member["result_key"], member["sha256"], path, f"member {member['name']!r}: stored result")
             return SimulationData.open(path)
 
         target = os.path.join(tmp, "dataset.zarr.zip")
@@ -105,17 +103,6 @@ def export_dataset(batch_id: str, members: list[dict[str, Any]], monitors: list[
         upload_with_retry(store, key, target, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
     log.info(f"dataset of {len(members)} members exported", extra=extra)
     return key, sha256, size
-
-
-def load_checkpoint(settings: Settings, key: str, sha256: str) -> bytes:
-    """An optimiser checkpoint from the store, verified against its recorded SHA-256."""
-    with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
-        path = os.path.join(tmp, "checkpoint.npz")
-        make_store(settings).get(key, path)
-        if file_sha256(path)[0] != sha256:
-            raise ValueError(f"checkpoint {key} does not match its recorded SHA-256")
-        with open(path, "rb") as f:
-            return f.read()
 
 
 def optimization_iteration(optimization_id: str, problem_json: str, checkpoint: tuple[str, str] | None, settings: Settings) -> dict[str, Any]:
@@ -128,7 +115,7 @@ def optimization_iteration(optimization_id: str, problem_json: str, checkpoint: 
     extra = {"job_id": optimization_id}
     compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
     problem = InverseProblem.model_validate_json(problem_json)
-    state = OptimizerState.start(problem) if checkpoint is None else OptimizerState.from_bytes(load_checkpoint(settings, *checkpoint), problem)
+    state = OptimizerState.start(problem) if checkpoint is None else OptimizerState.from_bytes(read_verified(settings, *checkpoint), problem)
     state, record = adam_step(Evaluator(problem), state)
     with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
         path = os.path.join(tmp, "checkpoint.npz")
