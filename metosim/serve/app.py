@@ -139,6 +139,12 @@ def _invalid(title: str, errors: list[dict[str, Any]]) -> JSONResponse:
     return problem(422, title, "; ".join(f"{x['loc'] or 'body'}: {x['msg']}" for x in errors), errors=errors)
 
 
+def _page(items: list[dict[str, Any]], fetched: int, offset: int, limit: int) -> JSONResponse:
+    """One page of a listing; the query fetched ``limit + 1`` rows to learn whether
+    another page follows."""
+    return JSONResponse({"items": items, "next_offset": offset + limit if fetched > limit else None})
+
+
 def _admitted(outcome: dict[str, Any]) -> dict[str, Any]:
     """The job-state actor's answer to a submission, its refusals raised as 409
     (quota, with Retry-After) or 422 (Idempotency-Key reused with another body)."""
@@ -331,7 +337,7 @@ class Api:
             )
             rows = await cur.fetchall()
         items = [self._job_view(r) for r in rows[:limit]]
-        return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
+        return _page(items, len(rows), offset, limit)
 
     @app.delete("/v1/simulations/{job_id}", summary="Cancel a queued or running job")
     async def cancel(self, job_id: str, request: Request) -> Response:
@@ -438,7 +444,7 @@ class Api:
             cur = await conn.execute("SELECT * FROM batches WHERE key_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (key["id"], limit + 1, offset))
             rows = await cur.fetchall()
         items = [{"id": str(b["id"]), "status": b["status"], "size": b["size"], "created_at": _iso(b["created_at"]), "finished_at": _iso(b["finished_at"])} for b in rows[:limit]]
-        return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
+        return _page(items, len(rows), offset, limit)
 
     @app.get("/v1/batches/{batch_id}/simulations", summary="A batch's members as full job views (result links included), paged; ?status= filters")
     async def batch_members(self, batch_id: str, request: Request, limit: Limit = 50, offset: Offset = 0, status: str | None = None) -> Response:
@@ -452,7 +458,7 @@ class Api:
             )
             rows = await cur.fetchall()
         items = [self._job_view(r) for r in rows[:limit]]
-        return JSONResponse({"items": items, "next_offset": offset + limit if len(rows) > limit else None})
+        return _page(items, len(rows), offset, limit)
 
     @app.delete("/v1/batches/{batch_id}", summary="Cancel a batch: its queued and running members are cancelled")
     async def cancel_batch(self, batch_id: str, request: Request) -> Response:
@@ -570,7 +576,7 @@ class Api:
             ids = [str(r["id"]) for r in await cur.fetchall()]
         rows = {str(r["id"]): r for r in await self._optimization_rows(ids[:limit])}
         items = [self._optimization_summary(rows[i]) for i in ids[:limit]]
-        return JSONResponse({"items": items, "next_offset": offset + limit if len(ids) > limit else None})
+        return _page(items, len(ids), offset, limit)
 
     @app.get("/v1/optimizations/{optimization_id}/design", summary="The latest design: density ρ, projected ρ̂ and pixel permittivity ε, and the checkpoint's SHA-256")
     async def optimization_design(self, optimization_id: str, request: Request) -> Response:
