@@ -10,16 +10,21 @@ differentiable) and returns the monitor outputs:
 - ``FluxMonitor``: power per frequency over the source power, shape (f,);
 - ``FieldMonitor``: DFT components colocated on integer nodes, (f, x, y, z).
 
-Reverse mode through the time loop is the exact discrete adjoint of the update. Two
+Reverse mode through the time loop is the exact discrete adjoint of the update,
+written out by hand (:mod:`.adjoint`, checked against JAX's own transpose). Two
 things keep its memory bounded:
 
 1. the design enters the step as a correction ``E += Δcb·(∇×H)`` on its window
-   only (:mod:`.yee`), so each step leaves only that window of ∇×H for the backward
-   pass, not the whole grid;
-2. steps run in segments under ``jax.checkpoint``: the backward pass keeps the full
-   state at each segment's start and recomputes one segment at a time. With S
-   values of state, D per step of design window and T steps, ``L`` steps per segment
-   costs about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
+   only (:mod:`.yee`), so the gradient needs only that window of ∇×H per step, not
+   the whole grid;
+2. steps run in segments: the forward pass keeps the fields (E, H, ψ, P) at each
+   segment's start; the backward pass replays one segment at a time for its ∇×H
+   windows, then runs the transposed steps back through it. With S values of
+   fields, D per step of design window and T steps, ``L`` steps per segment costs
+   about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
+
+``checkpoint=False`` differentiates the loop with JAX's own reverse mode instead
+(every step's window kept; slower on CPU), the reference the adjoint is tested against.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from . import monitors as mon
 from .design import paint, pixel_map
 from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
 from .units import to_normalised_frequency
-from .yee import jax_ops, make_step
+from .adjoint import make_adjoint_step
+from .yee import Layout, jax_ops, make_step, window_curl
 
 Outputs = dict[str, Any]
 
@@ -86,8 +92,8 @@ def design_structure(sim: Simulation, design: str) -> int:
 def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True) -> DifferentiableSolve:
     """Set up ``sim`` once and return its monitor outputs as a JAX function of the
     pixels of the structure named ``design``. Call (and differentiate) it under
-    ``solver.precision_context(sim.precision)`` (64-bit JAX for float64). ``checkpoint=False`` keeps
-    every step's design window instead of recomputing segments (for comparison)."""
+    ``solver.precision_context(sim.precision)`` (64-bit JAX for float64). ``checkpoint=False``
+    uses JAX's own reverse mode through every step (no segments; for comparison)."""
     import jax
     import jax.numpy as jnp
 
@@ -109,29 +115,17 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
             minus, plus = layout.pml[a]
             if layout.active[a] and (window[a].start < max(minus, 1) or window[a].stop > layout.shape[a] - plus):
                 raise EngineInputError(f"design {design!r} reaches into the PML or onto the boundary along {'xyz'[a]}; keep it inside the domain")
-    layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives))
+    # Time monitors are no outputs of a differentiable solve: dropped.
+    layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives), snapshots=())
     step = make_step(layout, jax_ops())
     dt, total = layout.dt, problem.num_steps
-    state_size = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(problem.state))
+    state_size = sum(int(np.size(x)) for k in FIELDS for x in jax.tree_util.tree_leaves(problem.state[k]))
     window_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
     segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, window_size))
     segment = max(1, min(segment, total))
     read_outputs = _output_reader(sim, problem)
 
-    def march(state: dict, params: dict) -> dict:
-        def one(s: dict, n: Any) -> tuple[dict, None]:
-            return step(s, params, n), None
-
-        def run(s: dict, steps: Any) -> dict:
-            return jax.lax.scan(one, s, steps)[0]
-
-        if segment >= total:
-            return run(state, jnp.arange(total))
-        run = jax.checkpoint(run)
-        count, rest = divmod(total, segment)
-        state = jax.lax.scan(lambda s, steps: (run(s, steps), None), state, jnp.arange(count * segment).reshape(count, segment))[0]
-        return run(state, jnp.arange(count * segment, total)) if rest else state
-
+    march = _autodiff_march(step, total) if not checkpoint else _adjoint_march(layout, step, total, segment)
     @jax.jit
     def outputs(pixels: Any, arrays: dict) -> Outputs:
         pixels = jnp.asarray(pixels, dtype=layout.dtype).reshape(structure.medium.shape)
@@ -139,8 +133,83 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
         state = march(arrays["state"], {**arrays["params"], "design_dcb": dcb})
         return read_outputs({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()})
 
-    arrays = {"params": problem.params, "state": problem.state, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
+    arrays = {"params": problem.params, "state": {**problem.state, "snap": {}}, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
     return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, window_size)
+
+
+#: The state a step maps linearly to the next: what a checkpoint keeps (the DFT
+#: accumulators only add up and never feed back).
+FIELDS = ("E", "H", "psi", "P", "P_prev")
+
+
+def _scan_steps(step: Callable, state: dict, params: dict, steps: Any) -> dict:
+    import jax
+
+    return jax.lax.scan(lambda s, n: (step(s, params, n), None), state, steps)[0]
+
+
+def _autodiff_march(step: Callable, total: int) -> Callable[[dict, dict], dict]:
+    """The time loop differentiated by JAX itself: every step's design window kept."""
+    import jax.numpy as jnp
+
+    return lambda state, params: _scan_steps(step, state, params, jnp.arange(total))
+
+
+def _adjoint_march(layout: Layout, step: Callable, total: int, segment: int) -> Callable[[dict, dict], dict]:
+    """The time loop with the hand-written adjoint (:mod:`.adjoint`) as its reverse
+    mode: the forward run keeps the fields at each segment's start; the backward pass
+    replays one segment at a time (fields only, no monitors) for ∇×H on the design
+    windows and runs the transposed steps back through it."""
+    import jax
+    import jax.numpy as jnp
+
+    adjoint = make_adjoint_step(layout)
+    replay_step = make_step(dataclasses.replace(layout, dft=()), jax_ops())
+    count, rest = divmod(total, segment)
+    segments, tail = jnp.arange(count * segment).reshape(count, segment), jnp.arange(count * segment, total)
+
+    def fields(state: dict) -> dict:
+        return {k: state[k] for k in FIELDS}
+
+    def forward(state: dict, params: dict) -> tuple[dict, tuple[dict, dict]]:
+        state, starts = jax.lax.scan(lambda s, steps: (_scan_steps(step, s, params, steps), fields(s)), state, segments)
+        tail_start = fields(state)
+        return (_scan_steps(step, state, params, tail) if rest else state), (starts, tail_start)
+
+    def backward_segment(carry: tuple[dict, list], start: dict, steps: Any, ct_dft: dict, params: dict) -> tuple[dict, list]:
+        def replay(s: dict, n: Any) -> tuple[dict, list]:
+            s = replay_step(s, params, n)
+            return s, [window_curl(s["H"], p, window, layout) for p, window in layout.design]
+
+        curls = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)[1]
+
+        def back(c: tuple[dict, list], x: tuple[Any, list]) -> tuple[tuple[dict, list], None]:
+            ct, gradient = c
+            ct, share = adjoint(ct, ct_dft, params, *x)
+            return (ct, [g + s for g, s in zip(gradient, share)]), None
+
+        return jax.lax.scan(back, carry, (steps, curls), reverse=True)[0]
+
+    @jax.custom_vjp
+    def march(state: dict, params: dict) -> dict:
+        return _scan_steps(step, state, params, jnp.arange(total))
+
+    def march_fwd(state: dict, params: dict) -> tuple[dict, tuple]:
+        state, checkpoints = forward(state, params)
+        return state, (checkpoints, params)
+
+    def march_bwd(residuals: tuple, ct: dict) -> tuple[dict, dict]:
+        (starts, tail_start), params = residuals
+        carry = (fields(ct), [jnp.zeros_like(d) for d in params["design_dcb"]])
+        if rest:
+            carry = backward_segment(carry, tail_start, tail, ct["dft"], params)
+        carry = jax.lax.scan(lambda c, xs: (backward_segment(c, *xs, ct["dft"], params), None), carry, (starts, segments), reverse=True)[0]
+        ct_state, gradient = carry
+        # Only the design is differentiated; the other coefficients get zeros (unused).
+        return {**ct_state, "dft": ct["dft"], "snap": {}}, {**jax.tree.map(jnp.zeros_like, params), "design_dcb": gradient}
+
+    march.defvjp(march_fwd, march_bwd)
+    return march
 
 
 def _output_reader(sim: Simulation, problem: _Problem) -> Callable[[dict], Outputs]:
