@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .yee import Array, Layout, State, _before, _take, jax_ops, step_times, window_terms
+from .yee import Array, Layout, State, _before, _take, jax_ops, pml_slabs, slab_padding, step_times, window_terms
 
 
 def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], Array, list[Array]], tuple[State, list[Array]]]:
@@ -61,21 +61,17 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
         return out
 
     def derivative_t(g: Array, a: int, forward: bool, key: str, ct_psi: dict, new_ct_psi: dict, params: dict) -> Array:
-        n_minus, n_plus = layout.pml[a]
-        if not (n_minus or n_plus):
+        slabs = pml_slabs(layout, a)
+        if not slabs:
             return difference_t(g, a, forward) * layout.inv_dl[a]
         kind = "h" if forward else "e"
         ct_d = g * params["pml_inv_kappa"][f"{kind}{a}"]
-        for side, lo, hi in (("minus", 0, n_minus), ("plus", N[a] - n_plus, N[a])):
-            if hi <= lo:
-                continue
+        for side, lo, hi in slabs:
             b, c = params["pml"][f"{kind}{a}{side}"]
             name = f"{key}{side}"
             total = ct_psi[name] + _take(g, a, lo, hi)  # ψ' feeds the next step and this derivative
             new_ct_psi[name] = b * total
-            widths = [(0, 0)] * 3
-            widths[a] = (lo, N[a] - hi)
-            ct_d = ct_d + jnp.pad(c * total, widths)
+            ct_d = ct_d + jnp.pad(c * total, slab_padding(layout, a, lo, hi))
         return difference_t(ct_d, a, forward) * layout.inv_dl[a]
 
     def curl_t(ct_curl: list[Array | None], forward: bool, prefix: str, ct_psi: dict, new_ct_psi: dict, params: dict) -> list[Array | None]:

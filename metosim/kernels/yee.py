@@ -124,6 +124,18 @@ def _take(a: Array, axis: int, start: int, stop: int) -> Array:
     return a[tuple(index)]
 
 
+def pml_slabs(layout: Layout, a: int) -> list[tuple[str, int, int]]:
+    """The CPML slabs along ``a`` as (side, first node, end node), empty ones left out."""
+    n_minus, n_plus = layout.pml[a]
+    N = layout.shape[a]
+    return [(side, lo, hi) for side, lo, hi in (("minus", 0, n_minus), ("plus", N - n_plus, N)) if hi > lo]
+
+
+def slab_padding(layout: Layout, a: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """``pad`` widths that place a slab (nodes lo…hi−1 along ``a``) in the whole grid."""
+    return [(lo, layout.shape[a] - hi) if k == a else (0, 0) for k in range(3)]
+
+
 def window_curl(H: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout) -> Array:
     """(∇×H)ₚ on an interior design window (off the PML and the minus faces; the
     differentiable solve checks): plain backward differences."""
@@ -174,8 +186,8 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
 
     def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
         d = difference(F, a, forward, 0, N[a]) * layout.inv_dl[a]
-        n_minus, n_plus = layout.pml[a]
-        if not (n_minus or n_plus):
+        slabs = pml_slabs(layout, a)
+        if not slabs:
             return d
         kind = "h" if forward else "e"  # which update the derivative feeds
         # d/κ + ψ as one elementwise expression over the whole axis, so XLA fuses it
@@ -183,15 +195,11 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         # lives only on slab nodes and is advanced from a slab-local difference,
         # enters zero-padded.
         out = d * params["pml_inv_kappa"][f"{kind}{a}"]
-        for side, lo, hi in (("minus", 0, n_minus), ("plus", N[a] - n_plus, N[a])):
-            if hi <= lo:
-                continue
+        for side, lo, hi in slabs:
             b, c = params["pml"][f"{kind}{a}{side}"]
             name = f"{key}{side}"
             new_psi[name] = b * psi[name] + c * _take(d, a, lo, hi)  # the slab's share of d
-            widths = [(0, 0)] * 3
-            widths[a] = (lo, N[a] - hi)
-            out = out + xp.pad(new_psi[name], widths)
+            out = out + xp.pad(new_psi[name], slab_padding(layout, a, lo, hi))
         return out
 
     def curl(F: list[Array], forward: bool, prefix: str, psi: dict, new_psi: dict, params: dict) -> list[Array | None]:
