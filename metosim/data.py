@@ -115,21 +115,28 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         return ax
 
     def plot_far_field(self, monitor: str, phi: float = 0.0, f: float | None = None, ax: Any = None) -> Any:
-        """Polar plot of the radiated power per steradian of a far-field monitor against
-        θ, in the plane φ (rad; nearest), at frequency ``f`` (Hz; the first if not given)."""
+        """Polar plot of the radiated power of a far-field monitor at frequency ``f`` (Hz;
+        the first if not given): per steradian against θ in the plane φ (rad; nearest)
+        in 3D; per radian against φ in 2D (the xy plane)."""
         import matplotlib.pyplot as plt
 
         data = self[monitor]
         if not isinstance(data, xr.Dataset) or "power" not in data or "theta" not in data.dims:
             raise ValueError(f"monitor {monitor!r} is not a far-field projection monitor")
-        power = data["power"].sel(phi=phi, method="nearest")
-        power = power.sel(f=f, method="nearest") if f is not None else power.isel(f=0)
+        power = data["power"].sel(f=f, method="nearest") if f is not None else data["power"].isel(f=0)
+        planar = data.sizes["theta"] == 1 and data.sizes["phi"] > 1
         if ax is None:
             _, ax = plt.subplots(subplot_kw={"projection": "polar"}, figsize=(4.5, 4.5))
+        when = spectral_label("f", power.f.item())
+        if planar:
+            power = power.isel(theta=0)
+            ax.plot(np.append(power.phi, power.phi[0]), np.append(power.values, power.values[0]))  # closed curve
+            ax.set_title(f"{monitor}: power per rad in the xy plane, f = {when}")
+            return ax
+        power = power.sel(phi=phi, method="nearest")
         ax.plot(power.theta, power.values)
         ax.set_theta_zero_location("N")
         ax.set_theta_direction(-1)
-        when = spectral_label("f", power.f.item())
         ax.set_title(f"{monitor}: power per sr, φ = {np.degrees(float(power.phi)):.0f}°, f = {when}")
         return ax
 

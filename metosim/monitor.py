@@ -99,13 +99,17 @@ Angles = Annotated[tuple[Annotated[Finite, Field(ge=-7.0, le=7.0)], ...], Before
 class FieldProjectionAngleMonitor(_Monitor):
     """Far fields at angles ``theta`` (from +z) and ``phi`` (from +x in the xy plane),
     both in rad, at ``freqs`` (Hz), by a near-to-far-field transformation of the fields
-    on the six faces of the box ``center``/``size`` (3D simulations; the box encloses
-    every source and scatterer and lies in a homogeneous, non-dispersive background).
+    on the closed surface ``center``/``size``: the six faces of a box in 3D; in a 2D
+    simulation invariant along z (size z = 0), the four sides of a rectangle (size 0
+    along z, ``theta`` = (π/2,): the far field lies in the xy plane). The surface
+    encloses every source and scatterer and lies in a homogeneous, non-dispersive
+    background.
 
     Result (dims f, theta, phi): ``Etheta``, ``Ephi``, ``Htheta``, ``Hphi`` — the far
-    field at ``proj_distance`` (µm) from the box centre, in the units of field monitors
-    (including e^{ikr}/r) — and ``power``: the radiated power per steradian over the
-    power the first source injects (so ∮ power dΩ is the radiated fraction).
+    field at ``proj_distance`` (µm) from the centre, in the units of field monitors
+    (including the spreading e^{ikr}/r in 3D, e^{ikr}/√r in 2D) — and ``power``: the
+    radiated power per steradian (3D) or per radian (2D, per unit length along z)
+    over the power the first source injects (so ∮ power dΩ is the radiated fraction).
     ``SimulationData.plot_far_field`` draws it on a polar plot.
     """
 
@@ -117,9 +121,14 @@ class FieldProjectionAngleMonitor(_Monitor):
 
     @model_validator(mode="after")
     def _check_box(self) -> "FieldProjectionAngleMonitor":
-        if not all(0 < s < float("inf") for s in self.size):
-            raise ValueError("the projection surface is a closed box: give a finite size > 0 along x, y and z")
+        if not (all(0 < s < float("inf") for s in self.size[:2]) and 0 <= self.size[2] < float("inf")):
+            raise ValueError("the projection surface is a closed box: give a finite size > 0 along x, y and z (along z, 0 for a rectangle in a 2D simulation)")
         return self
+
+    @property
+    def planar(self) -> bool:
+        """A rectangle in the xy plane (2D simulations), not a box."""
+        return self.size[2] == 0
 
 
 Monitor = Annotated[Union[FieldMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, FieldProjectionAngleMonitor], Field(discriminator="type")]

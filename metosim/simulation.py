@@ -155,9 +155,14 @@ class Simulation(MetoModel):
                         )
                     )
             if isinstance(mon, FieldProjectionAngleMonitor):
-                if not all(self.size):
-                    errors.append((("monitors", i, "type"), "far-field projection needs a 3D simulation (every size > 0)"))
-                elif not all(l + tol < c - s / 2 and c + s / 2 < h - tol for c, s, l, h in zip(mon.center, mon.size, lo, hi)):
+                planar = self.size[0] > 0 and self.size[1] > 0 and self.size[2] == 0
+                if not (all(self.size) or planar):
+                    errors.append((("monitors", i, "type"), "far-field projection needs a 3D simulation or a 2D one invariant along z (size z = 0, x and y > 0)"))
+                elif planar != mon.planar:
+                    errors.append((("monitors", i, "size"), "in a 2D simulation the projection surface is a rectangle (size 0 along z)" if planar else "in a 3D simulation the projection surface is a closed box (size > 0 along z)"))
+                elif planar and not (len(mon.theta) == 1 and abs(mon.theta[0] - math.pi / 2) < 1e-12):
+                    errors.append((("monitors", i, "theta"), "a 2D simulation radiates in the xy plane only: theta = (π/2,)"))
+                elif not all(l + tol < c - s / 2 and c + s / 2 < h - tol for c, s, l, h in list(zip(mon.center, mon.size, lo, hi))[: 2 if planar else 3]):
                     errors.append((("monitors", i, "size"), f"the projection box must lie inside the simulation domain {lo}–{hi}"))
                 elif not isinstance(self.medium, Medium) or self.medium.conductivity > 0:
                     errors.append((("monitors", i, "type"), "far-field projection needs a lossless, non-dispersive background medium"))

@@ -206,9 +206,10 @@ def mode_amplitudes(plane: Plane, modes: list[Modes], recorded: dict[str, Any], 
 
 
 def projection_faces(monitor: FieldProjectionAngleMonitor) -> list[tuple[int, int, tuple[float, ...], tuple[float, ...]]]:
-    """The six faces of a projection box: (normal axis, side −1/+1, centre, size)."""
+    """The faces of a projection box (six; four sides of a rectangle in 2D): (normal
+    axis, side −1/+1, centre, size)."""
     faces = []
-    for a in range(3):
+    for a in range(2 if monitor.planar else 3):
         for side in (-1, 1):
             centre, size = list(monitor.center), list(monitor.size)
             centre[a] += side * monitor.size[a] / 2
@@ -231,8 +232,13 @@ def far_field(
     """Near-to-far-field transformation (e^{−iωt}): on each face the equivalent
     currents J = n̂ × H and M = −n̂ × E; radiation vectors N = Σ J e^{−ik r̂·r'} dA and
     L = Σ M e^{−ik r̂·r'} dA (r' from the box centre); then
-    E_θ = ik e^{ikr}/(4πr)·(L_φ + ηN_θ), E_φ = −ik e^{ikr}/(4πr)·(L_θ − ηN_φ) and the
-    power per steradian r²|E|²/(2η), in the background's k = nω and η = 1/n."""
+    E_θ = ik·G·(L_φ + ηN_θ), E_φ = −ik·G·(L_θ − ηN_φ) with G = e^{ikr}/(4πr) and the
+    power per steradian r²|E|²/(2η), in the background's k = nω and η = 1/n.
+
+    In 2D (a rectangle, invariant along z) the sums run along the sides (dA = dl, per
+    unit length along z) and G is the far form of the 2D Green's function,
+    ∫ e^{ikR}/(4πR) dz = (i/4)·H₀⁽¹⁾(kr) → e^{i(kr+π/4)}/√(8πkr); the power per radian
+    is r|E|²/(2η)."""
     n_bg = np.sqrt(eps_background)
     eta = 1 / n_bg
     freqs = np.array([to_normalised_frequency(f) for f in monitor.freqs])
@@ -252,6 +258,8 @@ def far_field(
         mesh = np.meshgrid(*(coords[ax] - monitor.center[i] for i, ax in enumerate(axes)), indexing="ij")
         weights = np.ones(mesh[0].shape)
         for b in (u, v):
+            if not grid.active[b]:
+                continue  # per unit length along the invariant axis
             shape = [1, 1, 1]
             shape[b] = -1
             weights = weights * _trapezoid(coords[axes[b]], grid.dl[b]).reshape(shape)
@@ -266,10 +274,14 @@ def far_field(
     N_t, N_p = (np.sum(N * h[None], axis=-1) for h in (theta_hat, phi_hat))
     L_t, L_p = (np.sum(L * h[None], axis=-1) for h in (theta_hat, phi_hat))
     r = monitor.proj_distance
-    factor = (1j * k * np.exp(1j * k * r) / (4 * np.pi * r))[:, None, None]
+    if monitor.planar:
+        green, area = np.exp(1j * (k * r + np.pi / 4)) / np.sqrt(8 * np.pi * k * r), r
+    else:
+        green, area = np.exp(1j * k * r) / (4 * np.pi * r), r**2
+    factor = (1j * k * green)[:, None, None]
     e_theta = factor * (L_p + eta * N_t)
     e_phi = -factor * (L_t - eta * N_p)
-    power = (np.abs(e_theta) ** 2 + np.abs(e_phi) ** 2) * r**2 / (2 * eta) / source_power[:, None, None]
+    power = (np.abs(e_theta) ** 2 + np.abs(e_phi) ** 2) * area / (2 * eta) / source_power[:, None, None]
     return xr.Dataset(
         {
             "Etheta": (("f", "theta", "phi"), e_theta * TIME_UNIT),

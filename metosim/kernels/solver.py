@@ -424,7 +424,7 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
         elif isinstance(m, FluxMonitor):
             out[m.name] = mon.flux_array(m, region, grid, dft, source_power(problem, freqs))
         elif isinstance(m, FieldProjectionAngleMonitor):
-            recorded = [{c: v * dt for c, v in state["dft"][f"{m.name}#{k}"].items()} for k in range(6)]
+            recorded = [{c: v * dt for c, v in state["dft"][f"{m.name}#{k}"].items()} for k in range(len(region))]
             out[m.name] = mon.far_field(m, region, grid, recorded, sim.medium.permittivity, source_power(problem, freqs))
         elif isinstance(m, ModeMonitor):
             plane, modes = region
