@@ -13,7 +13,22 @@ import metosim as ms
 F = ms.C_0 / 1e-6  # 1 c/µm: λ₀ = 1 µm
 
 
-def dipole_far_field(n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def flux_box(half: float, planar: bool = False) -> list[ms.FluxMonitor]:
+    """Outward flux monitors on the faces of the cube (square in 2D) of half-side ``half`` µm."""
+    monitors = []
+    for a in range(2 if planar else 3):
+        for side in ("-", "+"):
+            center, size = [0.0, 0.0, 0.0], [2 * half, 2 * half, 0.0 if planar else 2 * half]
+            center[a], size[a] = (half if side == "+" else -half), 0.0
+            monitors.append(ms.FluxMonitor(name=f"box_{'xyz'[a]}{'mp'[side == '+']}", center=tuple(center), size=tuple(size), freqs=[F], normal_dir=side))
+    return monitors
+
+
+def box_power(data: ms.SimulationData) -> float:
+    return sum(float(data[name].values[0]) for name in data if name.startswith("box_"))
+
+
+def dipole_far_field(n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """An Ez dipole at the centre of a cube of 2.4/n µm (λ/25 cells in the medium) in a
     medium of index n, projected from a box of 1.2/n µm; θ on Gauss–Legendre nodes in
     cos θ. Scaling the geometry with the wavelength keeps the grid's accuracy alike."""
@@ -26,22 +41,24 @@ def dipole_far_field(n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         run_time=60e-15,
         medium=ms.Medium(permittivity=n**2),
         sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ez", source_time=ms.GaussianPulse(freq0=F, fwidth=0.2 * F))],
-        monitors=[ms.FieldProjectionAngleMonitor(name="far", size=(1.2 / n,) * 3, freqs=[F], theta=theta, phi=phi)],
+        monitors=[ms.FieldProjectionAngleMonitor(name="far", size=(1.2 / n,) * 3, freqs=[F], theta=theta, phi=phi), *flux_box(0.6 / n)],
         boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=10)),
         precision="float64",
     )
     data = ms.solve(sim)
-    return data["far"].power.isel(f=0).values, theta, phi, weights
+    return data["far"].power.isel(f=0).values, theta, phi, weights, box_power(data)
 
 
 @pytest.mark.parametrize("n", [1.0, 1.5])
 def test_dipole_pattern_and_radiated_power(n: float) -> None:
-    power, theta, phi, weights = dipole_far_field(n)
+    power, theta, phi, weights, box = dipole_far_field(n)
     # ∮ U dΩ with Gauss–Legendre in cos θ and the uniform φ rule (exact for this pattern).
     total = float(np.sum(weights[:, None] * power) * (2 * np.pi / phi.size))
     k = 2 * np.pi * n  # 1/µm
     analytic = k**2 / n / (12 * np.pi)  # η k² / (12π) per unit current moment, η = 1/n
-    print(f"n = {n}: radiated {total:.5f}, analytic {analytic:.5f}")
+    print(f"n = {n}: radiated {total:.5f}, analytic {analytic:.5f}, flux box {box:.5f}")
+    # The projection against the flux through the same box: bound 2% (issue; measured 0.36%).
+    assert abs(total - box) / box < 0.02
     # Bound 1% (measured 0.09% in vacuum, 0.01% at n = 1.5): a unit dipole normalised, as
     # flux monitors are, to |J(f)|².
     assert abs(total - analytic) / analytic < 0.01
@@ -62,7 +79,7 @@ def line_source_far_field(n: float, polarization: str) -> ms.SimulationData:
         run_time=60e-15,
         medium=ms.Medium(permittivity=n**2),
         sources=[ms.PointDipole(center=(0, 0, 0), polarization=polarization, source_time=ms.GaussianPulse(freq0=F, fwidth=0.2 * F))],
-        monitors=[ms.FieldProjectionAngleMonitor(name="far", size=(1.2 / n, 1.2 / n, 0), freqs=[F], theta=[np.pi / 2], phi=phi)],
+        monitors=[ms.FieldProjectionAngleMonitor(name="far", size=(1.2 / n, 1.2 / n, 0), freqs=[F], theta=[np.pi / 2], phi=phi), *flux_box(0.6 / n, planar=True)],
         boundary_spec=ms.BoundarySpec(x=pml, y=pml),
         precision="float64",
     )
@@ -71,11 +88,14 @@ def line_source_far_field(n: float, polarization: str) -> ms.SimulationData:
 
 @pytest.mark.parametrize("n", [1.0, 1.5])
 def test_line_current_radiates_isotropically_with_the_analytic_power(n: float) -> None:
-    far = line_source_far_field(n, "Ez")["far"]
-    power, phi = far.power.isel(f=0, theta=0).values, far.phi.values
+    data = line_source_far_field(n, "Ez")
+    power, phi = data["far"].power.isel(f=0, theta=0).values, data["far"].phi.values
     total = float(np.sum(power) * 2 * np.pi / phi.size)
     analytic = 2 * np.pi * n / n / 8  # η k / 8 per unit line current, η = 1/n
-    print(f"n = {n}: radiated {total:.5f}, analytic {analytic:.5f}, anisotropy {np.ptp(power) / power.max():.4f}")
+    box = box_power(data)
+    print(f"n = {n}: radiated {total:.5f}, analytic {analytic:.5f}, flux box {box:.5f}, anisotropy {np.ptp(power) / power.max():.4f}")
+    # The projection against the flux through the same square: bound 2% (measured 0.46%).
+    assert abs(total - box) / box < 0.02
     # Bound 1% (measured 0.20% in vacuum, 0.28% at n = 1.5); isotropic to 1% (measured 0.34%, 0.27%).
     assert abs(total - analytic) / analytic < 0.01
     assert np.ptp(power) / power.max() < 0.01

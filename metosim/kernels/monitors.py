@@ -123,14 +123,33 @@ def flux_array(monitor: FluxMonitor, region: Region, grid: Grid, recorded: dict[
     )
 
 
+def surface_weights(grid: Grid, region: Region, center: tuple[float, ...], size: tuple[float, ...], normal: int) -> np.ndarray:
+    """Integration weights (µm², µm in 2D) of a plane's integer nodes, shape of the
+    region: the cell width per node, halved at an end node that sits on the plane's
+    edge (the trapezoid rule, so planes sharing an edge, as the faces of a closed box
+    do, count it once); a plane through the whole domain keeps full widths."""
+    weights = np.ones(tuple(stop - start for start, stop in region.targets))
+    for b in range(3):
+        if b == normal or not grid.active[b]:
+            continue
+        nodes = grid.nodes(b, half=False)[slice(*region.targets[b])]
+        w = np.full(nodes.size, grid.dl[b])
+        tol = 1e-6 * grid.dl[b]
+        for end, edge in ((0, center[b] - size[b] / 2), (-1, center[b] + size[b] / 2)):
+            if nodes.size > 1 and abs(nodes[end] - edge) < tol:
+                w[end] /= 2
+        weights = weights * w.reshape([-1 if k == b else 1 for k in range(3)])
+    return weights
+
+
 def flux_values(monitor: FluxMonitor, region: Region, grid: Grid, recorded: dict[str, Any], xp: ModuleType = np) -> Any:
     """Power through the monitor plane along ``normal_dir`` per frequency, from the
     recorded DFT fields (normalised units, not divided by the source power)."""
     normal = flux_normal(monitor, grid)
     eu, hv, ev, hu = (colocate(recorded[c], region, c, 1, xp) for c in flux_components(normal))
-    area = math.prod(grid.dl[a] for a in range(3) if grid.active[a] and a != normal)
+    weights = surface_weights(grid, region, monitor.center, monitor.size, normal)
     sign = 1.0 if monitor.normal_dir == "+" else -1.0
-    return sign * 0.5 * xp.real(eu * xp.conj(hv) - ev * xp.conj(hu)).sum(axis=(1, 2, 3)) * area
+    return sign * 0.5 * (xp.real(eu * xp.conj(hv) - ev * xp.conj(hu)) * weights).sum(axis=(1, 2, 3))
 
 
 def snapshot_steps(monitor: FieldTimeMonitor, dt_seconds: float, num_steps: int) -> np.ndarray:
@@ -218,14 +237,6 @@ def projection_faces(monitor: FieldProjectionAngleMonitor) -> list[tuple[int, in
     return faces
 
 
-def _trapezoid(coords: np.ndarray, step: float) -> np.ndarray:
-    """Trapezoid weights (µm) on nodes ``coords``: faces share their edge nodes."""
-    w = np.full(coords.size, step)
-    if coords.size > 1:
-        w[[0, -1]] = step / 2
-    return w
-
-
 def far_field(
     monitor: FieldProjectionAngleMonitor, faces: list[tuple[int, int, Region]], grid: Grid, recorded: list[dict[str, np.ndarray]], eps_background: float, source_power: np.ndarray
 ) -> xr.Dataset:
@@ -250,19 +261,12 @@ def far_field(
     phi_hat = np.stack([-sp, cp, np.zeros_like(sp)], axis=-1)
     N = np.zeros((freqs.size, *theta.shape, 3), dtype=complex)
     L = np.zeros_like(N)
-    for (a, side, region), dft in zip(faces, recorded):
+    for (a, side, region), (_, _, centre, size), dft in zip(faces, projection_faces(monitor), recorded):
         u, v = (a + 1) % 3, (a + 2) % 3
         eu, hv, ev, hu = (colocate(dft[c], region, c, 1) for c in flux_components(a))  # (F, Nx, Ny, Nz)
         coords = region.coords(grid)
-        axes = "xyz"
-        mesh = np.meshgrid(*(coords[ax] - monitor.center[i] for i, ax in enumerate(axes)), indexing="ij")
-        weights = np.ones(mesh[0].shape)
-        for b in (u, v):
-            if not grid.active[b]:
-                continue  # per unit length along the invariant axis
-            shape = [1, 1, 1]
-            shape[b] = -1
-            weights = weights * _trapezoid(coords[axes[b]], grid.dl[b]).reshape(shape)
+        mesh = np.meshgrid(*(coords[ax] - monitor.center[i] for i, ax in enumerate("xyz")), indexing="ij")
+        weights = surface_weights(grid, region, centre, size, a)
         points = np.stack([m.ravel() for m in mesh], axis=-1)  # (Q, 3)
         phase = np.exp(-1j * k[:, None, None, None] * (r_hat @ points.T)[None])  # (F, T, P, Q)
         # J = side·(H_u ê_v − H_v ê_u), M = −side·(E_u ê_v − E_v ê_u)
