@@ -124,7 +124,7 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         if not isinstance(data, xr.Dataset) or "power" not in data or "theta" not in data.dims:
             raise ValueError(f"monitor {monitor!r} is not a far-field projection monitor")
         power = data["power"].sel(f=f, method="nearest") if f is not None else data["power"].isel(f=0)
-        planar = data.sizes["theta"] == 1 and data.sizes["phi"] > 1
+        planar = data.attrs.get("power_per") == "per_rad"
         if ax is None:
             _, ax = plt.subplots(subplot_kw={"projection": "polar"}, figsize=(4.5, 4.5))
         when = spectral_label("f", power.f.item())

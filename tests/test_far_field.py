@@ -126,6 +126,7 @@ def test_far_field_reads_back_and_plots(tmp_path) -> None:
     data.to_hdf5(str(tmp_path / "far.h5"))
     again = ms.SimulationData.from_hdf5(str(tmp_path / "far.h5"))
     np.testing.assert_array_equal(again["far"].power.values, far.power.values)
+    assert again["far"].attrs["power_per"] == "per_sr"  # what the plot reads back
     ax = data.plot_far_field("far", phi=np.pi / 2)
     assert ax.name == "polar" and "φ = 90°" in ax.get_title()
     # An x dipole radiates nothing along x (θ = 90°, φ = 0) and most along y and z.

@@ -296,5 +296,6 @@ def far_field(
             "power": (("f", "theta", "phi"), power),
         },
         coords={"f": np.asarray(monitor.freqs), "theta": np.asarray(monitor.theta), "phi": np.asarray(monitor.phi)},
-        attrs={"monitor_type": monitor.type, "proj_distance": monitor.proj_distance},
+        # "per_rad" (2D, a rectangle) or "per_sr" (3D, a box): what ``power`` is per.
+        attrs={"monitor_type": monitor.type, "proj_distance": monitor.proj_distance, "power_per": "per_rad" if monitor.planar else "per_sr"},
     )
