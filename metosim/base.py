@@ -9,7 +9,7 @@ dump).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -77,6 +77,8 @@ Extent = Annotated[Float, AfterValidator(_not_nan), AfterValidator(_non_negative
 
 #: A point (x, y, z) in µm.
 Coordinate = Annotated[tuple[Finite, Finite, Finite], BeforeValidator(_as_tuple)]
+#: Mirror symmetry per axis (x, y, z): 0 none, +1 even tangential E (PMC plane), −1 odd (PEC plane).
+Symmetry = Annotated[tuple[Literal[-1, 0, 1], Literal[-1, 0, 1], Literal[-1, 0, 1]], BeforeValidator(_as_tuple)]
 #: A box size (x, y, z) in µm; ``inf`` allowed.
 Size = Annotated[tuple[Extent, Extent, Extent], BeforeValidator(_as_tuple)]
 #: A finite box size (x, y, z) in µm.
@@ -100,6 +102,20 @@ AXES = ("x", "y", "z")
 E_COMPONENTS = ("Ex", "Ey", "Ez")
 H_COMPONENTS = ("Hx", "Hy", "Hz")
 FIELD_COMPONENTS = E_COMPONENTS + H_COMPONENTS
+
+
+def mirror_parity(component: str, axis: int, symmetry: int) -> int:
+    """The factor (±1) a field ``component`` ("Ex" … "Hz") takes at the mirror image
+    of a point under ``symmetry`` (+1 or −1) about a plane normal to ``axis``.
+
+    ``symmetry`` is the parity of the tangential E: +1 (even tangential E, so zero
+    tangential H on the plane: a PMC plane), −1 (odd tangential E: a PEC plane). E is
+    a vector, so its normal component has the opposite parity; H is a pseudovector,
+    so its tangential components have the opposite parity and its normal one the same.
+    """
+    normal = "xyz".index(component[1]) == axis
+    parity = -symmetry if normal else symmetry
+    return parity if component[0] == "E" else -parity
 
 
 class MetoModel(BaseModel):

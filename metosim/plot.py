@@ -161,6 +161,16 @@ def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z:
             (x0, w), (y0, h) = ((start, t), (span[v][0], span[v][1] - span[v][0])) if a == u else ((span[u][0], span[u][1] - span[u][0]), (start, t))
             ax.add_patch(Rectangle((x0, y0), w, h, facecolor="grey", alpha=0.25, hatch="//", edgecolor="grey", label=f"pml:{AXES[a]}{side}"))
 
+    for a in (u, v):
+        if sim.symmetry[a] == 0:
+            continue
+        # The mirror plane, and the half the engine does not step (it is unfolded).
+        c = sim.center[a]
+        (x0, w), (y0, h) = ((span[u][0], c - span[u][0]), (span[v][0], span[v][1] - span[v][0])) if a == u else ((span[u][0], span[u][1] - span[u][0]), (span[v][0], c - span[v][0]))
+        ax.add_patch(Rectangle((x0, y0), w, h, facecolor="white", alpha=0.45, edgecolor="none", label=f"mirrored:{AXES[a]}"))
+        line = ax.axvline if a == u else ax.axhline
+        line(c, color="teal", linestyle="-.", linewidth=1.5, label=f"symmetry:{AXES[a]}={sim.symmetry[a]:+d} ({'PMC' if sim.symmetry[a] > 0 else 'PEC'})")
+
     for src in sim.sources:
         if isinstance(src, PointDipole):
             ax.plot(src.center[u], src.center[v], marker="o", color="red", label=f"source:{src.name or src.type}")

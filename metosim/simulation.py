@@ -10,13 +10,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, _as_tuple
-from .boundary import PML, BoundarySpec, Periodic
+from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
+from .boundary import PML, BoundarySpec, PECBoundary, Periodic
 from .geometry import Box, Geometry
 from .grid import Grid, GridSpec, num_cells_along, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
-from .source import PointDipole, Source
+from .source import ModeSource, PointDipole, Source
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +52,13 @@ class Simulation(MetoModel):
     """A complete FDTD problem. Lengths in µm, times in s, frequencies in Hz.
 
     A ``size`` of 0 along an axis makes the simulation invariant (2D or 1D) along it.
+
+    ``symmetry`` = (sx, sy, sz) declares mirror planes through ``center``: 0 none, +1
+    where the tangential E is even across the plane (a PMC plane: e.g. an Ey or Ez
+    dipole on the plane x = centre), −1 where it is odd (a PEC plane: an Ex dipole
+    there). The engine then steps only the half on the plus side of each plane and
+    unfolds every monitor to the full domain; the grid takes an even number of cells
+    along a symmetric axis so the plane falls on a grid node.
     """
 
     type: Literal["Simulation"] = "Simulation"
@@ -68,6 +75,7 @@ class Simulation(MetoModel):
     shutoff: Annotated[float, Field(ge=0.0, lt=1.0)] = 1e-5
     courant: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
     precision: Literal["float32", "float64"] = "float32"
+    symmetry: Symmetry = (0, 0, 0)
 
     @field_validator("structures", "sources", "monitors", mode="before")
     @classmethod
@@ -98,6 +106,7 @@ class Simulation(MetoModel):
         errors += self._check_boundaries()
         errors += self._check_placement()
         errors += self._check_coupling()
+        errors += self._check_symmetry()
         _raise(errors, self)
         if self.sources:
             # Where the sources carry power (above e⁻⁴ ≈ 2% of the peak of each pulse).
@@ -191,6 +200,52 @@ class Simulation(MetoModel):
                 )
         return errors
 
+    def _check_symmetry(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each mirror plane needs a symmetric box and sources that respect it: on the
+        plane, or point dipoles in mirrored pairs. (The structures and mode profiles
+        are checked by the engine, on what it meshes and solves.)"""
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        tol = 1e-9 * max(max(self.size), 1.0)
+        for a, s in enumerate(self.symmetry):
+            if s == 0:
+                continue
+            name, kind = AXES[a], "PMC" if s > 0 else "PEC"
+            b = self.boundary_spec[a]
+            if self.size[a] == 0:
+                errors.append((("symmetry", a), f"the simulation has no extent along {name}: nothing to mirror"))
+                continue
+            if b.minus != b.plus or not isinstance(b.minus, (PML, PECBoundary)):
+                errors.append((("symmetry", a), f"a mirror plane normal to {name} needs the same PML or PECBoundary on both {name} faces"))
+            plane = f"the symmetry plane {name} = {self.center[a]:g} µm"
+            for i, src in enumerate(self.sources):
+                on_plane = abs(src.center[a] - self.center[a]) <= tol
+                if isinstance(src, PointDipole):
+                    if mirror_parity(src.polarization, a, s) < 0:
+                        errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}): it cannot radiate there, nor pair with a mirror image of the same sign; use symmetry {-s:+d}"))
+                    elif on_plane and (src.polarization[1] == name) == (src.polarization[0] == "E"):
+                        errors.append((("sources", i, "center"), f"{src.polarization} lives half a cell off {plane} on the Yee grid: a single point source of it cannot be mirror-symmetric; place a mirrored pair or set symmetry[{a}] = 0"))
+                    elif not on_plane and not any(self._mirrors(src, other, a) for other in self.sources):
+                        errors.append((("sources", i, "center"), f"lies off {plane} without a mirror image: add the same dipole at {name} = {2 * self.center[a] - src.center[a]:g} µm, or set symmetry[{a}] = 0"))
+                elif not on_plane:
+                    errors.append((("sources", i, "center"), f"lies off {plane}: a plane source must be centred on it"))
+                elif src.axis == a:
+                    errors.append((("sources", i, "direction"), f"propagates along {name}, across {plane}: the field cannot be mirror-symmetric"))
+                elif not isinstance(src, ModeSource) and mirror_parity(src.polarization, a, s) < 0:
+                    # (A mode's parity is checked by the engine, on the solved profile.)
+                    errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}); use symmetry {-s:+d}"))
+        return errors
+
+    def _mirrors(self, src: PointDipole, other: Any, axis: int) -> bool:
+        """Whether ``other`` is ``src`` mirrored through the plane normal to ``axis``."""
+        centre = list(src.center)
+        centre[axis] = 2 * self.center[axis] - centre[axis]
+        tol = 1e-9 * max(max(self.size), 1.0)
+        return (
+            isinstance(other, PointDipole)
+            and other.model_dump(exclude={"center", "name"}) == src.model_dump(exclude={"center", "name"})
+            and all(abs(p - q) <= tol for p, q in zip(other.center, centre))
+        )
+
     # ---------------------------------------------------------------- derived
     @property
     def bounds(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -213,7 +268,8 @@ class Simulation(MetoModel):
         """The Yee grid: cell boundaries/centres per axis, ``num_cells``, ``dt``, ``num_time_steps``."""
         dl_target = self.grid_spec.cell_size(self.eps_max)
         active = tuple(s > 0 for s in self.size)
-        num = tuple(num_cells_along(s, dl_target) for s in self.size)
+        # An even count along a symmetric axis puts the mirror plane on a grid node.
+        num = tuple(2 * num_cells_along(s / 2, dl_target) if m and s > 0 else num_cells_along(s, dl_target) for s, m in zip(self.size, self.symmetry))
         dl = tuple(s / n if a else dl_target for s, n, a in zip(self.size, num, active))
         dt = self._stable_time_step(time_step(dl, active, self.courant))  # type: ignore[arg-type]
         return Grid(

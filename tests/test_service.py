@@ -208,6 +208,12 @@ def test_invalid_simulation_is_422_naming_fields(service: dict) -> None:
     response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
     assert response.status_code == 422 and [e["loc"] for e in response.json()["errors"]] == ["run_time"]
     assert "time steps" in response.json()["detail"]
+    # A symmetry the source contradicts, and one along an axis of zero size.
+    document = {**json.loads(tiny().model_dump_json()), "symmetry": [1, 1, 0]}
+    response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
+    errors = {e["loc"]: e["msg"] for e in response.json()["errors"]}
+    assert response.status_code == 422 and "off the symmetry plane x = 0" in errors["sources.0.center"], errors
+    assert "no extent along y" in errors["symmetry.1"]
 
 
 def test_invalid_mode_source_and_monitor_are_422_with_field_paths(service: dict) -> None:

@@ -8,6 +8,7 @@ eagerly.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -29,6 +30,7 @@ from . import monitors as mon
 from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
+from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
 from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step
@@ -94,22 +96,25 @@ def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = No
     # Setup (mode solves, compilation) can take a while: report step 0 meanwhile, so
     # a service sees a live worker.
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
-    problem = _setup(sim, heartbeat)
+    problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
     with precision_context(sim.precision, backend):
         state, steps, device, loop_seconds = _run(sim, problem, backend, progress)
-        state = _to_numpy(state)
+        state = unfold_state(_to_numpy(state), halvings)
     monitors = _collect(sim, problem, state, steps)
     total = time.perf_counter() - setup_start
+    stepped = math.prod(problem.layout.shape)
     info = {
         "backend": backend,
         "device": device,
         "precision": sim.precision,
-        "num_cells": sim.grid.total_cells,
+        # Cells stepped: half the grid per symmetric axis.
+        "num_cells": stepped,
+        "symmetry": list(sim.symmetry),
         "time_steps": steps,
         "num_time_steps": problem.num_steps,
         "solve_seconds": loop_seconds,
         "total_seconds": total,
-        "cells_per_second": sim.grid.total_cells * steps / loop_seconds if loop_seconds > 0 else 0.0,
+        "cells_per_second": stepped * steps / loop_seconds if loop_seconds > 0 else 0.0,
     }
     return SolveResult(monitors=monitors, info=info)
 
@@ -127,6 +132,9 @@ class _Problem:
     source_amplitude: Callable[[np.ndarray], np.ndarray] | None
     sources_end: float  # normalised time after which every source is off
     num_steps: int
+    #: Which source each point and TFSF sheet belongs to ("sources[i] (name)"), for messages.
+    point_sources: list[str] = field(default_factory=list)
+    sheet_sources: list[str] = field(default_factory=list)
 
 
 def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_custom: bool = True) -> _Problem:
@@ -179,10 +187,11 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             inv_kappa[f"{feeds}{a}"] = full.reshape(shape).astype(dtype)
 
     # ---- sources
-    points, point_params, sheets, sheet_params = [], [], [], []
+    points, point_params, sheets, sheet_params, point_sources, sheet_sources = [], [], [], [], [], []
     source_power = source_amplitude = None
 
-    def add_sheet(sheet: SheetInjection) -> None:
+    def add_sheet(sheet: SheetInjection, label: str) -> None:
+        sheet_sources.append(label)
         sheets.append((sheet.e_field, sheet.h_field, sheet.e_slices, sheet.h_slices))
         sheet_params.append(
             {
@@ -194,18 +203,20 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         )
 
     for i, src in enumerate(sim.sources):
+        label = f"sources[{i}] ({src.name or src.type})"
         if isinstance(src, ModeSource):
             try:
-                mode_sheets, amplitude, power = mode_injection(src, f"sources[{i}] ({src.name or src.type})", sim, dt, media.permittivity, cb, num_steps)
+                mode_sheets, amplitude, power = mode_injection(src, label, sim, dt, media.permittivity, cb, num_steps)
             except ValueError as exc:  # ModeSolverError included
                 raise EngineInputError(str(exc)) from None
             for sheet in mode_sheets:
-                add_sheet(sheet)
+                add_sheet(sheet, label)
             if source_power is None:
                 source_amplitude = amplitude
         elif isinstance(src, PointDipole):
             inj = point_injection(src, grid, dt, cb["xyz".index(src.polarization[1])] if src.polarization[0] == "E" else None, num_steps)
             points.append((inj.field, inj.index))
+            point_sources.append(label)
             point_params.append((np.asarray(inj.amplitude, dtype), inj.waveform.astype(dtype)))
             power = dipole_power(inj, src, dt)
         else:
@@ -213,7 +224,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
                 raise EngineInputError("plane-wave and beam sources need a non-dispersive background medium")
             p = "xyz".index(src.polarization[1])
             sheet, power = sheet_injection(src, grid, dt, sim.medium.permittivity, cb[p], num_steps)
-            add_sheet(sheet)
+            add_sheet(sheet, label)
         source_power = source_power or power
     sources_end = max((src.source_time.end_time for src in sim.sources), default=0.0) / TIME_UNIT
 
@@ -305,7 +316,21 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         "snap": snap_state,
     }
     eps = [m.astype(dtype) for m in media.permittivity]
-    return _Problem(layout, params, state, eps, regions, snapshot_steps, source_power, source_amplitude, sources_end, num_steps)
+    return _Problem(layout, params, state, eps, regions, snapshot_steps, source_power, source_amplitude, sources_end, num_steps, point_sources, sheet_sources)
+
+
+def apply_symmetry(sim: Simulation, problem: _Problem) -> tuple[_Problem, list[Halving]]:
+    """Halve ``problem`` along each axis of ``sim.symmetry`` (see :mod:`.symmetry`);
+    the monitor regions stay the full grid's, for the unfolded recordings."""
+    layout, params, state, eps, halvings = problem.layout, problem.params, problem.state, problem.eps, []
+    for a, s in enumerate(sim.symmetry):
+        if s:
+            try:
+                layout, params, state, eps, halving = halve(layout, params, state, eps, sim.grid, a, s, problem.point_sources, problem.sheet_sources)
+            except ValueError as exc:
+                raise EngineInputError(str(exc)) from None
+            halvings.append(halving)
+    return dataclasses.replace(problem, layout=layout, params=params, state=state, eps=eps), halvings
 
 
 def chunk_length(num_steps: int, source_steps: float) -> int:
@@ -321,13 +346,14 @@ def yee_state(sim: Simulation, steps: int, backend: str = "auto") -> dict[str, l
     in normalised units. For diagnostics such as the discrete energy invariant."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
-    problem = _setup(sim)
+    full = _setup(sim)
+    problem, halvings = apply_symmetry(sim, full)
     if not 0 <= steps <= problem.num_steps:
         raise ValueError(f"steps must be within 0…{problem.num_steps} (the run_time)")
     with precision_context(sim.precision, backend):
         state, _, _, _ = _run(sim, problem, backend, None, total=steps, shutoff=False)
         state = _to_numpy(state)
-    return {"E": state["E"], "H": state["H"], "eps": problem.eps}
+    return {**unfold_fields({"E": state["E"], "H": state["H"]}, halvings), "eps": full.eps}
 
 
 def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | None, total: int | None = None, shutoff: bool = True) -> tuple[dict, int, str, float]:
