@@ -12,7 +12,7 @@ from .data import SimulationData, solve
 from .batch import Batch, BatchData, BatchSpec, Sweep, sweep
 from .dataset import open_dataset, verify_dataset
 from .smatrix import Port, SMatrix
-from .boundary import PML, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
+from .boundary import PML, BlochBoundary, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec
 from .medium import PEC, CustomMedium, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
@@ -90,6 +90,7 @@ __all__ = [
     "inverse",
     "PMCBoundary",
     "Periodic",
+    "BlochBoundary",
     "ResonanceFinder",
     "PlaneWave",
     "PointDipole",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import math
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from .base import MetoModel, NonNegativeFinite, PositiveFinite
+from .base import Finite, MetoModel, NonNegativeFinite, PositiveFinite
 
 
 class PML(MetoModel):
@@ -26,6 +27,24 @@ class Periodic(MetoModel):
     type: Literal["Periodic"] = "Periodic"
 
 
+class BlochBoundary(MetoModel):
+    """Periodic with a phase: the field one period on equals the field here times
+    exp(i·2π·``bloch_vec``), i.e. a Bloch wavevector k = 2π·bloch_vec / L along the
+    axis (L its simulation size). Set on both sides of an axis; fields become complex.
+    :meth:`from_source` matches an oblique :class:`~metosim.PlaneWave`."""
+
+    type: Literal["BlochBoundary"] = "BlochBoundary"
+    bloch_vec: Finite
+
+    @classmethod
+    def from_source(cls, source: Any, axis: int, domain_size: float, medium: Any = None) -> "BlochBoundary":
+        """The Bloch boundary along ``axis`` (0, 1, 2) for the oblique plane wave
+        ``source`` at its ``freq0`` in a background ``medium`` (default vacuum), for
+        a domain ``domain_size`` µm long along that axis."""
+        eps = 1.0 if medium is None else medium.permittivity
+        return cls(bloch_vec=float(source.wavevector(eps)[axis]) * domain_size / (2 * math.pi))
+
+
 class PECBoundary(MetoModel):
     """Perfect electric conductor wall (tangential E = 0)."""
 
@@ -40,7 +59,7 @@ class PMCBoundary(MetoModel):
     type: Literal["PMCBoundary"] = "PMCBoundary"
 
 
-BoundaryKind = Annotated[Union[PML, Periodic, PECBoundary, PMCBoundary], Field(discriminator="type")]
+BoundaryKind = Annotated[Union[PML, Periodic, BlochBoundary, PECBoundary, PMCBoundary], Field(discriminator="type")]
 
 
 class Boundary(MetoModel):
@@ -52,7 +71,13 @@ class Boundary(MetoModel):
 
     @property
     def is_periodic(self) -> bool:
-        return isinstance(self.minus, Periodic) or isinstance(self.plus, Periodic)
+        """Periodic or Bloch-periodic (on both sides, once validated)."""
+        return isinstance(self.minus, (Periodic, BlochBoundary)) or isinstance(self.plus, (Periodic, BlochBoundary))
+
+    @property
+    def bloch_phase(self) -> float:
+        """Phase (rad) the field gains over one period: 2π·bloch_vec, 0 if not Bloch."""
+        return 2 * math.pi * self.minus.bloch_vec if isinstance(self.minus, BlochBoundary) else 0.0
 
 
 class BoundarySpec(MetoModel):
@@ -64,7 +89,7 @@ class BoundarySpec(MetoModel):
     z: Boundary = Boundary()
 
     @classmethod
-    def all_sides(cls, kind: PML | Periodic | PECBoundary | PMCBoundary) -> "BoundarySpec":
+    def all_sides(cls, kind: PML | Periodic | BlochBoundary | PECBoundary | PMCBoundary) -> "BoundarySpec":
         side = Boundary(minus=kind, plus=kind)
         return cls(x=side, y=side, z=side)
 
@@ -72,4 +97,4 @@ class BoundarySpec(MetoModel):
         return (self.x, self.y, self.z)[axis]
 
 
-__all__ = ["PML", "Boundary", "BoundarySpec", "PECBoundary", "PMCBoundary", "Periodic"]
+__all__ = ["PML", "BlochBoundary", "Boundary", "BoundarySpec", "PECBoundary", "PMCBoundary", "Periodic"]

@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
-from .boundary import PML, BoundarySpec, PECBoundary, Periodic
+from .boundary import PML, BlochBoundary, BoundarySpec, PECBoundary, Periodic
 from .geometry import Box, Geometry
 from .grid import Grid, GridSpec, num_cells_along, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
-from .source import ModeSource, PointDipole, Source
+from .source import ModeSource, PlaneWave, PointDipole, Source
 
 SCHEMA_VERSION = 1
 
@@ -107,6 +107,7 @@ class Simulation(MetoModel):
         errors += self._check_placement()
         errors += self._check_coupling()
         errors += self._check_symmetry()
+        errors += self._check_bloch()
         _raise(errors, self)
         if self.sources:
             # Where the sources carry power (above e⁻⁴ ≈ 2% of the peak of each pulse).
@@ -122,6 +123,8 @@ class Simulation(MetoModel):
             b = self.boundary_spec[a]
             if isinstance(b.minus, Periodic) != isinstance(b.plus, Periodic):
                 errors.append((("boundary_spec", name), "Periodic must be set on both sides or neither"))
+            if (isinstance(b.minus, BlochBoundary) or isinstance(b.plus, BlochBoundary)) and b.minus != b.plus:
+                errors.append((("boundary_spec", name), "BlochBoundary must be set on both sides, with the same bloch_vec (it is periodic, with a phase)"))
             if self.size[a] == 0:
                 continue
             cells = num_cells_along(self.size[a], dl)
@@ -233,6 +236,41 @@ class Simulation(MetoModel):
                 elif not isinstance(src, ModeSource) and mirror_parity(src.polarization, a, s) < 0:
                     # (A mode's parity is checked by the engine, on the solved profile.)
                     errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}); use symmetry {-s:+d}"))
+        return errors
+
+    @property
+    def is_complex(self) -> bool:
+        """Whether the engine steps complex fields (a Bloch boundary with a phase)."""
+        return any(self.boundary_spec[a].bloch_phase != 0 for a in range(3) if self.size[a] > 0)
+
+    def _check_bloch(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Oblique plane waves need the Bloch phase their wavevector gives each tilted
+        axis; complex fields rule out what the engine only does for real ones."""
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        eps = getattr(self.medium, "permittivity", None)
+        for i, src in enumerate(self.sources):
+            if not isinstance(src, PlaneWave) or src.angle_theta == 0 or eps is None:
+                continue
+            k = src.wavevector(eps)
+            for a, name in enumerate(AXES):
+                if a == src.axis or abs(k[a]) < 1e-12 * max(abs(x) for x in k):
+                    continue
+                if self.size[a] == 0:
+                    errors.append((("sources", i, "angle_phi"), f"tilts the wave along {name}, an axis of zero simulation size"))
+                    continue
+                expected = k[a] * self.size[a] / (2 * math.pi)
+                b = self.boundary_spec[a]
+                if not isinstance(b.minus, BlochBoundary) or abs(b.minus.bloch_vec - expected) > 1e-6 * max(1.0, abs(expected)):
+                    errors.append((("boundary_spec", name), f"the oblique plane wave sources[{i}] needs BlochBoundary(bloch_vec={expected:.8g}) along {name} (k_{name}·L/2π at freq0; BlochBoundary.from_source builds it)"))
+                if src.size[a] < self.size[a]:
+                    errors.append((("sources", i, "size"), f"an oblique plane wave must span the Bloch-periodic axis {name} (size inf)"))
+        if self.is_complex:
+            for i, mon in enumerate(self.monitors):
+                if isinstance(mon, (FieldProjectionAngleMonitor, ModeMonitor)):
+                    errors.append((("monitors", i, "type"), f"{mon.type} is not available with a Bloch phase (complex fields)"))
+            for i, src in enumerate(self.sources):
+                if isinstance(src, ModeSource):
+                    errors.append((("sources", i, "type"), "ModeSource is not available with a Bloch phase (complex fields)"))
         return errors
 
     def _mirrors(self, src: PointDipole, other: Any, axis: int) -> bool:

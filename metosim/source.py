@@ -7,7 +7,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from .base import Coordinate, E_COMPONENTS, FIELD_COMPONENTS, MetoModel, PositiveFinite, Size
+from .base import Coordinate, E_COMPONENTS, FIELD_COMPONENTS, Finite, MetoModel, PositiveFinite, Size
+from .grid import C_0, MICROMETRE
 from .modes import ModeSpec, check_plane, plane_normal
 
 Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
@@ -102,9 +103,46 @@ class _PlanarSource(MetoModel):
 
 class PlaneWave(_PlanarSource):
     """Plane wave injected from a plane (total-field/scattered-field), travelling
-    along ``direction`` only."""
+    along ``direction`` only.
+
+    Oblique incidence: ``angle_theta`` (rad, 0 ≤ θ < π/2) tilts the wavevector away
+    from the ``direction`` axis towards azimuth ``angle_phi`` (rad, measured in the
+    injection plane from its first axis in x, y, z order: y for ±x, x for ±y and ±z).
+    E is then the ``polarization`` axis made transverse to k (its projection on the
+    plane ⟂ k): Ez on a wave tilted in the xy plane stays s-polarised (TE), Ex becomes
+    p-polarised (TM). An oblique wave needs :class:`~metosim.BlochBoundary` on the
+    tilted axes with the matching phase (``BlochBoundary.from_source``) and a plane
+    spanning them; k is fixed by ``freq0``, so at frequency f the angle is
+    asin(sin θ · freq0 / f).
+    """
 
     type: Literal["PlaneWave"] = "PlaneWave"
+    angle_theta: Annotated[Finite, Field(ge=0.0, lt=math.pi / 2)] = 0.0
+    angle_phi: Finite = 0.0
+
+    @property
+    def direction_vector(self) -> tuple[float, float, float]:
+        """Unit wavevector k̂ (x, y, z)."""
+        first, second = (b for b in range(3) if b != self.axis)
+        k = [0.0, 0.0, 0.0]
+        k[self.axis] = self.sign * math.cos(self.angle_theta)
+        k[first] = math.sin(self.angle_theta) * math.cos(self.angle_phi)
+        k[second] = math.sin(self.angle_theta) * math.sin(self.angle_phi)
+        return tuple(k)  # type: ignore[return-value]
+
+    @property
+    def polarization_vector(self) -> tuple[float, float, float]:
+        """Unit E direction (x, y, z): the ``polarization`` axis projected transverse to k̂."""
+        k = self.direction_vector
+        p = E_COMPONENTS.index(self.polarization)
+        e = [(1.0 if a == p else 0.0) - k[p] * k[a] for a in range(3)]
+        norm = math.sqrt(sum(x * x for x in e))
+        return tuple(x / norm for x in e)  # type: ignore[return-value]
+
+    def wavevector(self, permittivity: float = 1.0) -> tuple[float, float, float]:
+        """k (rad/µm, x, y, z) at ``freq0`` in a background of relative ``permittivity``."""
+        k0 = 2 * math.pi * self.source_time.freq0 * MICROMETRE / C_0
+        return tuple(k0 * math.sqrt(permittivity) * x for x in self.direction_vector)  # type: ignore[return-value]
 
 
 class GaussianBeam(_PlanarSource):

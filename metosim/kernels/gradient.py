@@ -98,6 +98,8 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     import jax.numpy as jnp
 
     sim = check_inputs(sim)
+    if sim.is_complex:
+        raise EngineInputError("a differentiable solve steps real fields: Bloch boundaries with a phase are not available in it")
     structure = sim.structures[design_structure(sim, design)]
     problem = _setup(sim, paint_custom=False)
     layout = problem.layout

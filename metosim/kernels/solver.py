@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..boundary import PML, PECBoundary, Periodic, PMCBoundary
+from ..boundary import PML, BlochBoundary, PECBoundary, Periodic, PMCBoundary
 from ..medium import DISPERSIVE
 from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
@@ -149,7 +149,9 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             raise EngineInputError("meshed permittivity or conductivity is not finite; check the media")
 
     kinds = [(sim.boundary_spec[a].minus, sim.boundary_spec[a].plus) if grid.active[a] else (Periodic(), Periodic()) for a in range(3)]
-    periodic = tuple(isinstance(k[0], Periodic) for k in kinds)
+    periodic = tuple(isinstance(k[0], (Periodic, BlochBoundary)) for k in kinds)
+    # Fields are complex where a Bloch boundary puts a phase on the period.
+    field_dtype = np.result_type(dtype, np.complex64) if sim.is_complex else dtype
     pml = tuple(tuple(k.num_layers if isinstance(k, PML) else 0 for k in pair) for pair in kinds)
 
     # ---- update coefficients (E): ca, cb; PEC nodes and PEC/PML minus walls get 0
@@ -183,7 +185,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
                 slab = tuple(layers if b == a else N[b] for b in range(3))
                 for p in range(3):
                     if p != a:
-                        psi[f"{feeds}{p}{a}{side}"] = np.zeros(slab, dtype)
+                        psi[f"{feeds}{p}{a}{side}"] = np.zeros(slab, field_dtype)
             inv_kappa[f"{feeds}{a}"] = full.reshape(shape).astype(dtype)
 
     # ---- sources
@@ -195,10 +197,10 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         sheets.append((sheet.e_field, sheet.h_field, sheet.e_slices, sheet.h_slices))
         sheet_params.append(
             {
-                "e_profile": sheet.e_profile.astype(dtype),
-                "h_profile": sheet.h_profile.astype(dtype),
-                "e_waveform": sheet.e_waveform.astype(dtype),
-                "h_waveform": sheet.h_waveform.astype(dtype),
+                "e_profile": sheet.e_profile.astype(field_dtype),
+                "h_profile": sheet.h_profile.astype(field_dtype),
+                "e_waveform": sheet.e_waveform.astype(field_dtype),
+                "h_waveform": sheet.h_waveform.astype(field_dtype),
             }
         )
 
@@ -222,9 +224,9 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         else:
             if not hasattr(sim.medium, "permittivity"):
                 raise EngineInputError("plane-wave and beam sources need a non-dispersive background medium")
-            p = "xyz".index(src.polarization[1])
-            sheet, power = sheet_injection(src, grid, dt, sim.medium.permittivity, cb[p], num_steps)
-            add_sheet(sheet, label)
+            plane_sheets, power = sheet_injection(src, grid, dt, sim.medium.permittivity, cb, num_steps)
+            for sheet in plane_sheets:
+                add_sheet(sheet, label)
         source_power = source_power or power
     sources_end = max((src.source_time.end_time for src in sim.sources), default=0.0) / TIME_UNIT
 
@@ -240,7 +242,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             den = 1 + gamma * dt / 2
             c3 = [((media.medium_index[p] == k) & ~media.pec[p]) * (strength * dt**2 / den) for p in range(3)]
             poles.append((np.asarray((2 - w0**2 * dt**2) / den, dtype), np.asarray(-(1 - gamma * dt / 2) / den, dtype), [c.astype(dtype) for c in c3]))
-            P += [np.zeros(N, dtype) for _ in range(3)]
+            P += [np.zeros(N, field_dtype) for _ in range(3)]
 
     # ---- monitors
     complex_dtype = np.result_type(dtype, np.complex64)
@@ -284,7 +286,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             snapshot_steps[m.name] = steps
             start = int(steps[0]) if steps.size else num_steps + 1
             snap_layout.append((m.name, tuple((c, slices[c]) for c in comps), start, m.interval, int(steps.size)))
-            snap_state[m.name] = {c: np.zeros((steps.size + 1, *(s.stop - s.start for s in slices[c])), dtype) for c in comps}
+            snap_state[m.name] = {c: np.zeros((steps.size + 1, *(s.stop - s.start for s in slices[c])), field_dtype) for c in comps}
         else:
             add_dft(m.name, m.freqs, {c: slices[c] for c in comps})
 
@@ -295,6 +297,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         inv_dl=tuple(1.0 / d for d in grid.dl),  # type: ignore[arg-type]
         dt=dt,
         periodic=periodic,  # type: ignore[arg-type]
+        bloch=tuple(sim.boundary_spec[a].bloch_phase if grid.active[a] else 0.0 for a in range(3)),  # type: ignore[arg-type]
         pmc_minus=tuple(isinstance(k[0], PMCBoundary) for k in kinds),  # type: ignore[arg-type]
         pmc_plus=tuple(isinstance(k[1], PMCBoundary) for k in kinds),  # type: ignore[arg-type]
         pml=pml,  # type: ignore[arg-type]
@@ -307,8 +310,8 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
     )
     params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "pml_inv_kappa": inv_kappa, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
     state = {
-        "E": [np.zeros(N, dtype) for _ in range(3)],
-        "H": [np.zeros(N, dtype) for _ in range(3)],
+        "E": [np.zeros(N, field_dtype) for _ in range(3)],
+        "H": [np.zeros(N, field_dtype) for _ in range(3)],
         "psi": psi,
         "P": P,
         "P_prev": [x.copy() for x in P],

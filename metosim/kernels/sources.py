@@ -98,37 +98,69 @@ def curl_sign(p: int, a: int) -> int:
 
 @dataclass(frozen=True)
 class Incident1D:
-    """Incident fields from the 1D auxiliary run, per time step n (normalised units)."""
+    """Incident fields from the 1D auxiliary run, per time step n and component
+    (x, y, z): complex amplitudes on each component's own Yee node, the transverse
+    phase exp(i k_t·r) taken out (real for normal incidence). Normalised units."""
 
-    e: np.ndarray  # E_p(i0, nΔt)
-    h_before: np.ndarray  # H_q(i0 − ½, (n+½)Δt)
-    h_after: np.ndarray  # H_q(i0 + ½, (n+½)Δt)
+    e: np.ndarray  # (num_steps, 3): E(i0, nΔt)
+    h_before: np.ndarray  # (num_steps, 3): H(i0 − ½, (n+½)Δt)
+    h_after: np.ndarray  # (num_steps, 3): H(i0 + ½, (n+½)Δt)
 
 
-def incident_1d(source_time: GaussianPulse | ContinuousWave, sign: int, s: int, dl: float, dt: float, eps: float, num_steps: int) -> Incident1D:
-    """Run the 1D Yee pair (E_p, H_q) along the propagation axis with a hard source and
-    sample the wave two half-cells around an E node 4 cells downstream.
+def discrete_wavenumber(k: float, dl: float) -> float:
+    """What a Yee difference makes of ∂/∂x on exp(ikx): i·K with K = 2 sin(k dl/2)/dl
+    (rad/µm), referred to the node the difference lands on."""
+    return 2 * np.sin(k * dl / 2) / dl
 
-    The line is long enough (num_steps/2 + 16 cells) that nothing reflected from its
-    far end returns to the sampling point within ``num_steps``.
+
+def incident_1d(
+    source_time: GaussianPulse | ContinuousWave, axis: int, sign: int, polarization: np.ndarray, K: np.ndarray, dl: float, dt: float, eps: float, num_steps: int
+) -> Incident1D:
+    """Run the Yee equations of a plane wave exp(i k_t·r) on a line along ``axis``:
+    all six components, the transverse derivatives ∂_b → i·K_b (``K``: discrete
+    wavenumbers per axis, 0 along ``axis``), the tangential E of ``polarization``
+    driven hard at one node, and sample the wave around an E node 4 cells downstream.
+
+    With K = 0 this is the plain 1D pair (E_p, H_q) of normal incidence. The line is
+    long enough (num_steps/2 + 16 cells) that nothing reflected from its far end
+    returns to the sampling point within ``num_steps``.
     """
+    n = axis
     length = num_steps // 2 + 16
     source_at = 2 if sign > 0 else length - 3
     k0 = source_at + 4 * sign
-    e = np.zeros(length)
-    h = np.zeros(length)  # h[i] at node i + ½; h[length − 1] has a PEC ghost beyond it
-    ce, ch = dt / eps / dl, dt / dl
+    dtype = complex if np.any(K) else float
+    # E_c on integer nodes along n (E_n on half nodes), H_c on half nodes (H_n integer);
+    # a half node j + ½ is stored at j. Ghosts: E past the far end and H before node 0 are 0.
+    E = np.zeros((3, length), dtype)
+    H = np.zeros((3, length), dtype)
     drive = signal(source_time, np.arange(num_steps + 1) * dt)
-    out_e, out_hb, out_ha = np.empty(num_steps), np.empty(num_steps), np.empty(num_steps)
-    e[source_at] = drive[0]
-    for n in range(num_steps):
-        out_e[n] = e[k0]
-        h[:-1] += s * ch * (e[1:] - e[:-1])
-        h[-1] += s * ch * (0.0 - e[-1])
-        out_hb[n], out_ha[n] = h[k0 - 1], h[k0]
-        e[1:] += s * ce * (h[1:] - h[:-1])
-        e[0] = 0.0
-        e[source_at] = drive[n + 1]
+    tangential = [c for c in range(3) if c != n]
+
+    def forward(F: np.ndarray) -> np.ndarray:
+        return (np.append(F[1:], 0.0) - F) / dl
+
+    def backward(F: np.ndarray) -> np.ndarray:
+        return (F - np.concatenate([[0.0], F[:-1]])) / dl
+
+    def derivative(F: np.ndarray, a: int, along_n: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        return along_n(F) if a == n else 1j * K[a] * F if K[a] else np.zeros_like(F)
+
+    def curl(F: np.ndarray, along_n: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """(∇×F)_c = ∂_a F_b − ∂_b F_a, (c, a, b) cyclic."""
+        return np.array([derivative(F[(c + 2) % 3], (c + 1) % 3, along_n) - derivative(F[(c + 1) % 3], (c + 2) % 3, along_n) for c in range(3)])
+
+    out_e, out_hb, out_ha = (np.empty((num_steps, 3), dtype) for _ in range(3))
+    for c in tangential:
+        E[c, source_at] = polarization[c] * drive[0]
+    for step in range(num_steps):
+        out_e[step] = E[:, k0]
+        H = H - dt * curl(E, forward)
+        out_hb[step], out_ha[step] = H[:, k0 - 1], H[:, k0]
+        E = E + dt / eps * curl(H, backward)
+        E[:, 0] = 0.0
+        for c in tangential:
+            E[c, source_at] = polarization[c] * drive[step + 1]
     return Incident1D(e=out_e, h_before=out_hb, h_after=out_ha)
 
 
@@ -144,49 +176,72 @@ def _transverse_slice(grid: Grid, field: str, axis: int, center: float, size: fl
 
 
 def sheet_injection(
-    src: PlaneWave | GaussianBeam, grid: Grid, dt: float, eps_background: float, cb: np.ndarray, num_steps: int
-) -> tuple[SheetInjection, Callable[[np.ndarray], np.ndarray]]:
-    """The TFSF sheet of a plane wave or Gaussian beam, and its injected power
-    spectrum P(f) (normalised units, f in c/µm) for flux normalisation."""
-    a, p = src.axis, "xyz".index(src.polarization[1])
-    q = 3 - a - p
-    e_field, h_field = src.polarization, "H" + "xyz"[q]
-    s = curl_sign(p, a)
-    i0 = nearest_index(grid, e_field, a, src.center[a])
+    src: PlaneWave | GaussianBeam, grid: Grid, dt: float, eps_background: float, cb: list[np.ndarray], num_steps: int
+) -> tuple[list[SheetInjection], Callable[[np.ndarray], np.ndarray]]:
+    """The TFSF sheets of a plane wave or Gaussian beam — one per tangential (E_t, H_q)
+    pair the wave has: one at normal incidence, two for an oblique wave out of a
+    coordinate plane — and its injected power spectrum P(f) (normalised units, f in
+    c/µm) for flux normalisation. An oblique wave's profile is exp(i k_t·r) on each
+    component's own nodes (complex fields, Bloch boundaries)."""
+    n = src.axis
+    dn = grid.dl[n]
+    i0 = nearest_index(grid, src.polarization, n, src.center[n])
     if i0 < 1:
         raise ValueError(f"source {src.name or src.type!r}: the injection plane must be at least one cell inside the domain")
-    transverse = [_transverse_slice(grid, e_field, b, src.center[b], src.size[b]) for b in range(3)]
-    e_slices = tuple(slice(i0, i0 + 1) if b == a else transverse[b] for b in range(3))
-    h_slices = tuple(slice(i0 - 1, i0) if b == a else transverse[b] for b in range(3))
-    mesh = np.meshgrid(*[grid.component_nodes(e_field, b)[e_slices[b]] for b in range(3)], indexing="ij")
-    if isinstance(src, GaussianBeam):
-        r2 = sum((mesh[b] - src.center[b]) ** 2 for b in range(3) if b != a and grid.active[b])
-        profile = np.exp(-r2 / src.waist_radius**2)
-    else:
-        profile = np.ones(mesh[0].shape)
-    dl = grid.dl[a]
-    inc = incident_1d(src.source_time, src.sign, s, dl, dt, eps_background, num_steps)
-    sheet = SheetInjection(
-        e_field=e_field,
-        h_field=h_field,
-        e_slices=e_slices,  # type: ignore[arg-type]
-        h_slices=h_slices,  # type: ignore[arg-type]
-        e_profile=(-src.sign * s / dl * cb[e_slices] * profile)[None],
-        h_profile=(-src.sign * s * dt / dl * profile)[None],
-        e_waveform=inc.h_before[:, None],
-        h_waveform=inc.e[:, None],
-    )
-    transverse_area = grid.cell_volume / dl
-    weight = float(np.sum(profile**2)) * transverse_area
-    poynting_sign = 1 if p == (a + 1) % 3 else -1
-    n = np.arange(num_steps)
+    oblique = isinstance(src, PlaneWave) and src.angle_theta > 0
+    polarization = np.array(src.polarization_vector if isinstance(src, PlaneWave) else [float(src.polarization == c) for c in ("Ex", "Ey", "Ez")])
+    k = np.array(src.wavevector(eps_background)) if oblique else np.zeros(3)  # rad/µm: normalised already
+    k[n] = 0.0
+    K = np.array([discrete_wavenumber(k[b], grid.dl[b]) for b in range(3)])
+    inc = incident_1d(src.source_time, n, src.sign, polarization, K, dn, dt, eps_background, num_steps)
+
+    def profile(field: str, slices: tuple[slice, ...]) -> np.ndarray:
+        mesh = np.meshgrid(*[grid.component_nodes(field, b)[slices[b]] for b in range(3)], indexing="ij")
+        if isinstance(src, GaussianBeam):
+            r2 = sum((mesh[b] - src.center[b]) ** 2 for b in range(3) if b != n and grid.active[b])
+            return np.exp(-r2 / src.waist_radius**2)
+        if oblique:
+            return np.exp(1j * sum(k[b] * mesh[b] for b in range(3) if b != n))
+        return np.ones(mesh[0].shape)
+
+    sheets, pairs = [], []
+    peak = max(np.max(np.abs(inc.e)), 1e-300)
+    for t in (c for c in range(3) if c != n):
+        q = 3 - n - t
+        if np.max(np.abs(inc.e[:, t])) < 1e-9 * peak and np.max(np.abs(inc.h_before[:, q])) < 1e-9 * peak:
+            continue  # this pair carries nothing (e.g. H_q of an s-polarised wave)
+        e_field, h_field = "E" + "xyz"[t], "H" + "xyz"[q]
+        transverse = [_transverse_slice(grid, e_field, b, src.center[b], src.size[b]) for b in range(3)]
+        e_slices = tuple(slice(i0, i0 + 1) if b == n else transverse[b] for b in range(3))
+        h_slices = tuple(slice(i0 - 1, i0) if b == n else transverse[b] for b in range(3))
+        s = curl_sign(t, n)
+        sheets.append(
+            SheetInjection(
+                e_field=e_field,
+                h_field=h_field,
+                e_slices=e_slices,  # type: ignore[arg-type]
+                h_slices=h_slices,  # type: ignore[arg-type]
+                e_profile=(-src.sign * s / dn * cb[t][e_slices] * profile(e_field, e_slices))[None],
+                # The phase on H's own nodes; a beam's envelope as sampled for E.
+                h_profile=(-src.sign * s * dt / dn * profile(h_field if oblique else e_field, h_slices))[None],
+                e_waveform=inc.h_before[:, q : q + 1],
+                h_waveform=inc.e[:, t : t + 1],
+            )
+        )
+        pairs.append((t, q, 1 if t == (n + 1) % 3 else -1, e_slices, e_field))
+    _, _, _, e_slices, e_field = pairs[0]
+    weight = float(np.sum(np.abs(profile(e_field, e_slices)) ** 2)) * grid.cell_volume / dn
+    steps = np.arange(num_steps)
 
     def power(freqs: np.ndarray) -> np.ndarray:
-        e = dft(inc.e, n * dt, freqs, dt)
-        h = dft(0.5 * (inc.h_before + inc.h_after), (n + 0.5) * dt, freqs, dt)
-        return src.sign * poynting_sign * 0.5 * np.real(e * np.conj(h)) * weight
+        total = np.zeros(np.shape(freqs))
+        for t, q, poynting_sign, _, _ in pairs:
+            e = dft(inc.e[:, t], steps * dt, freqs, dt)
+            h = dft(0.5 * (inc.h_before[:, q] + inc.h_after[:, q]), (steps + 0.5) * dt, freqs, dt)
+            total = total + poynting_sign * 0.5 * np.real(e * np.conj(h))
+        return src.sign * total * weight
 
-    return sheet, power
+    return sheets, power
 
 
 def dipole_power(injection: PointInjection, src: PointDipole, dt: float) -> Callable[[np.ndarray], np.ndarray]:

@@ -99,6 +99,8 @@ class Layout:
     inv_dl: tuple[float, float, float]
     dt: float
     periodic: tuple[bool, bool, bool]
+    #: Bloch phase (rad) over one period per periodic axis: F(x + L) = F(x)·exp(i·phase).
+    bloch: tuple[float, float, float]
     pmc_minus: tuple[bool, bool, bool]
     pmc_plus: tuple[bool, bool, bool]
     #: CPML layers (minus, plus) per axis.
@@ -166,10 +168,16 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
 
     def shifted(F: Array, a: int, lo: int, hi: int, offset: int) -> Array:
         """F[lo + offset : hi + offset] along ``a`` (offset ±1), with the ghost nodes
-        past the faces: periodic wrap; past the plus face the zero PEC/PML ghost; before
-        the minus face the odd PMC image or zero."""
+        past the faces: periodic wrap (times the Bloch phase); past the plus face the
+        zero PEC/PML ghost; before the minus face the odd PMC image or zero."""
         if layout.periodic[a]:
-            return _take(xp.roll(F, -offset, axis=a), a, lo, hi)
+            if not layout.bloch[a]:
+                return _take(xp.roll(F, -offset, axis=a), a, lo, hi)
+            if offset > 0:  # F[N] = F[0]·e^{iφ}
+                wrapped = xp.concatenate([_take(F, a, 1, N[a]), _take(F, a, 0, 1) * np.exp(1j * layout.bloch[a])], axis=a)
+            else:  # F[−1] = F[N − 1]·e^{−iφ}
+                wrapped = xp.concatenate([_take(F, a, N[a] - 1, N[a]) * np.exp(-1j * layout.bloch[a]), _take(F, a, 0, N[a] - 1)], axis=a)
+            return _take(wrapped, a, lo, hi)
         start, stop = lo + offset, hi + offset
         if 0 <= start and stop <= N[a]:
             return _take(F, a, start, stop)
@@ -300,4 +308,4 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
 def field_energy(state: State, eps: list[Array], xp: ModuleType) -> Array:
     """Σ ε|E|² + |H|² over the grid (normalised; a shutoff indicator, not the exact
     staggered Yee invariant)."""
-    return sum(xp.sum(e * E * E) for e, E in zip(eps, state["E"])) + sum(xp.sum(H * H) for H in state["H"])
+    return sum(xp.sum(e * xp.abs(E) ** 2) for e, E in zip(eps, state["E"])) + sum(xp.sum(xp.abs(H) ** 2) for H in state["H"])
