@@ -123,8 +123,7 @@ def halve(
 
     # ---- the media must be mirror images (checked on the update coefficients, which
     # carry ε, σ, PEC and the dispersive poles as the engine sees them)
-    coefficients = [("cb", params["cb"]), ("ca", params["ca"])] + [(f"pole {k}", c3) for k, (_, _, c3) in enumerate(params["poles"])]
-    for label, arrays in coefficients:
+    for arrays in [params["cb"], params["ca"]] + [c3 for _, _, c3 in params["poles"]]:
         for p, array in enumerate(arrays):
             comp = "E" + "xyz"[p]
             array = np.asarray(array)
@@ -157,23 +156,23 @@ def halve(
     for (field, index), label in zip(layout.points, point_sources):
         image = tuple(int(mirror_index(field, a, c, np.array(i))) if b == a else i for b, i in enumerate(index))
         if (field, image) not in placed:
-            raise ValueError(f"{label}: its {field} node and its mirror image's are not mirror images about {plane} (a dipole halfway between two {field} nodes); move it off the midpoint")
+            raise ValueError(f"{label}: no source sits on the mirror image of its {field} node about {plane} (a dipole halfway between two {field} nodes lands on one of them); move it off the midpoint")
     kept_points = [k for k, (_, index) in enumerate(layout.points) if index[a] >= c]
     points = tuple((field, tuple(i - c if b == a else i for b, i in enumerate(index))) for field, index in (layout.points[k] for k in kept_points))
 
     # ---- monitors: record on the half, remember how to unfold
-    def reduce(name: str, components: tuple, unfolds: Unfolds, leading: int) -> tuple:
+    def reduce(name: str, components: tuple, unfolds: Unfolds) -> tuple:
         out = []
         for comp, slices in components:
             reduced, index, sign = _unfold_map(comp, a, s, c, slices[a])
-            unfolds[(name, comp)] = (leading + a, index, sign)
+            unfolds[(name, comp)] = (1 + a, index, sign)  # recordings lead with f or the slot
             out.append((comp, tuple(reduced if b == a else w for b, w in enumerate(slices))))
         return tuple(out)
 
     dft_unfolds: Unfolds = {}
     snap_unfolds: Unfolds = {}
-    dft = tuple((name, reduce(name, comps, dft_unfolds, 1)) for name, comps in layout.dft)
-    snapshots = tuple((name, reduce(name, comps, snap_unfolds, 1), start, interval, slots) for name, comps, start, interval, slots in layout.snapshots)
+    dft = tuple((name, reduce(name, comps, dft_unfolds)) for name, comps in layout.dft)
+    snapshots = tuple((name, reduce(name, comps, snap_unfolds), start, interval, slots) for name, comps, start, interval, slots in layout.snapshots)
 
     pml = list(layout.pml)
     pml[a] = (0, layout.pml[a][1])
