@@ -128,7 +128,7 @@ def draw_structure_outlines(ax: Any, structures: Any, normal: int, position: flo
     return patches
 
 
-def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z: float | None = None, ax: Any = None) -> Any:
+def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z: float | None = None, ax: Any = None, grid: bool = False) -> Any:
     """Draw a cross-section of ``sim``; see :meth:`metosim.Simulation.plot`."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
@@ -156,7 +156,8 @@ def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z:
         for side, kind in (("minus", sim.boundary_spec[a].minus), ("plus", sim.boundary_spec[a].plus)):
             if not isinstance(kind, PML):
                 continue
-            t = kind.num_layers * g.dl[a]
+            steps = g.primal_steps(a)
+            t = float(np.sum(steps[: kind.num_layers] if side == "minus" else steps[-kind.num_layers :]))
             start = lo_a if side == "minus" else hi_a - t
             (x0, w), (y0, h) = ((start, t), (span[v][0], span[v][1] - span[v][0])) if a == u else ((span[u][0], span[u][1] - span[u][0]), (start, t))
             ax.add_patch(Rectangle((x0, y0), w, h, facecolor="grey", alpha=0.25, hatch="//", edgecolor="grey", label=f"pml:{AXES[a]}{side}"))
@@ -184,6 +185,14 @@ def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z:
     for mon in sim.monitors:
         colour = "orange" if isinstance(mon, FluxMonitor) else "purple" if isinstance(mon, ModeMonitor) else "green"
         _draw_box(ax, mon.center, mon.size, u, v, span, color=colour, label=f"monitor:{mon.name}", dashed=True)
+
+    if grid:
+        from matplotlib.collections import LineCollection
+
+        # Cell boundaries (integer nodes) of the two in-plane axes.
+        lines = [[(b, span[v][0]), (b, span[v][1])] for b in g.boundaries[u]] if sim.size[u] > 0 else []
+        lines += [[(span[u][0], b), (span[u][1], b)] for b in g.boundaries[v]] if sim.size[v] > 0 else []
+        ax.add_collection(LineCollection(lines, colors="0.35", linewidths=0.3, alpha=0.6, label="grid"))
 
     ax.set_xlim(*span[u])
     ax.set_ylim(*span[v])

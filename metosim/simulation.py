@@ -8,12 +8,13 @@ import os
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
 from .boundary import PML, BlochBoundary, BoundarySpec, PECBoundary, Periodic
 from .geometry import Box, Geometry
-from .grid import Grid, GridSpec, num_cells_along, time_step
+from .grid import Grid, GridError, GridSpec, graded_boundaries, num_cells_along, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import ModeSource, PlaneWave, PointDipole, Source
@@ -92,11 +93,24 @@ class Simulation(MetoModel):
         if isinstance(self.medium, (PECMedium, CustomMedium)):
             errors.append((("medium",), f"the background medium cannot be {self.medium.type}"))
         # Bound the cell count from floats before any grid exists: a vanishing cell
-        # size must be refused here, not overflow later.
+        # size must be refused here, not overflow later (graded grids have fewer).
         dl = self.grid_spec.cell_size(self.eps_max)
         cells = math.prod(max(1.0, s / dl) for s in self.size if s > 0)
-        if not math.isfinite(cells) or cells > max_cells():
+        if self.grid_spec.kind == "uniform" and (not math.isfinite(cells) or cells > max_cells()):
             errors.append((("grid_spec",), f"{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
+            _raise(errors, self)
+        if not all(math.isfinite(s / dl) and s / dl < 1e8 for s in self.size):
+            errors.append((("grid_spec",), f"steps of {dl:.3g} µm put over 10⁸ cells along one axis"))
+            _raise(errors, self)
+        errors += self._check_grid_coords()
+        _raise(errors, self)
+        try:
+            total = self.grid.total_cells
+        except GridError as exc:
+            errors.append((("grid_spec",), str(exc)))
+            _raise(errors, self)
+        if total > max_cells():
+            errors.append((("grid_spec",), f"{total:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
             _raise(errors, self)
         # The step counter is a 32-bit integer in the jitted loop.
         steps = self.run_time / self.grid.dt
@@ -118,7 +132,6 @@ class Simulation(MetoModel):
 
     def _check_boundaries(self) -> list[tuple[tuple[str | int, ...], str]]:
         errors = []
-        dl = self.grid_spec.cell_size(self.eps_max)
         for a, name in enumerate(AXES):
             b = self.boundary_spec[a]
             if isinstance(b.minus, Periodic) != isinstance(b.plus, Periodic):
@@ -127,7 +140,7 @@ class Simulation(MetoModel):
                 errors.append((("boundary_spec", name), "BlochBoundary must be set on both sides, with the same bloch_vec (it is periodic, with a phase)"))
             if self.size[a] == 0:
                 continue
-            cells = num_cells_along(self.size[a], dl)
+            cells = self.grid.num_cells[a]
             layers = sum(k.num_layers for k in (b.minus, b.plus) if isinstance(k, PML))
             if layers >= cells:
                 errors.append(
@@ -304,20 +317,88 @@ class Simulation(MetoModel):
     @cached_property
     def grid(self) -> Grid:
         """The Yee grid: cell boundaries/centres per axis, ``num_cells``, ``dt``, ``num_time_steps``."""
-        dl_target = self.grid_spec.cell_size(self.eps_max)
+        spec = self.grid_spec
         active = tuple(s > 0 for s in self.size)
-        # An even count along a symmetric axis puts the mirror plane on a grid node.
-        num = tuple(2 * num_cells_along(s / 2, dl_target) if m and s > 0 else num_cells_along(s, dl_target) for s, m in zip(self.size, self.symmetry))
-        dl = tuple(s / n if a else dl_target for s, n, a in zip(self.size, num, active))
-        dt = self._stable_time_step(time_step(dl, active, self.courant))  # type: ignore[arg-type]
+        lo, hi = self.bounds
+        dl_target = spec.cell_size(self.eps_max)
+        num, dl, steps = [], [], []
+        for a in range(3):
+            boundaries = None
+            if active[a] and spec.kind == "auto":
+                boundaries = self._auto_boundaries(a)
+            elif active[a] and spec.kind == "custom" and spec.coords[a] is not None:
+                boundaries = np.asarray(spec.coords[a], dtype=float)
+            if boundaries is not None and np.ptp(np.diff(boundaries)) > 1e-9 * np.mean(np.diff(boundaries)):
+                h = np.diff(boundaries)
+                num.append(h.size), dl.append(float(h.min())), steps.append(h)
+                continue
+            # Uniform: the steps tile the axis; an even count along a symmetric axis puts
+            # the mirror plane on a grid node.
+            step = float(spec.dl) if spec.kind == "custom" and spec.dl is not None else dl_target
+            n = boundaries.size - 1 if boundaries is not None else num_cells_along(self.size[a], step)
+            if self.symmetry[a] and active[a] and boundaries is None:
+                n = 2 * num_cells_along(self.size[a] / 2, step)
+            num.append(n), dl.append(self.size[a] / n if active[a] else dl_target), steps.append(None)
+        dt = self._stable_time_step(time_step(tuple(dl), active, self.courant))  # type: ignore[arg-type]
         return Grid(
-            lo=self.bounds[0],
-            dl=dl,  # type: ignore[arg-type]
-            num_cells=num,  # type: ignore[arg-type]
+            lo=lo,
+            dl=tuple(dl),  # type: ignore[arg-type]
+            num_cells=tuple(num),  # type: ignore[arg-type]
             active=active,  # type: ignore[arg-type]
             dt=dt,
             num_time_steps=max(1, math.ceil(min(self.run_time / dt, MAX_TIME_STEPS))),  # above the cap: refused by _check
+            steps=tuple(steps),  # type: ignore[arg-type]
         )
+
+    def _auto_boundaries(self, axis: int) -> np.ndarray:
+        """A graded axis (see :meth:`GridSpec.auto`): each structure's (and override
+        box's) extent along ``axis`` asks for λ/(n·steps per λ) there, the background
+        everywhere; grid lines on their bounding boxes. A symmetric axis is meshed on
+        its plus half and mirrored."""
+        spec = self.grid_spec
+        lo, hi = (b[axis] for b in self.bounds)
+        wavelength, per = float(spec.wavelength), spec.min_steps_per_wvl  # type: ignore[arg-type]
+        constraints = [(lo, hi, wavelength / (per * math.sqrt(self.medium.eps_max)))]
+        breakpoints = []
+        dlo, dhi = self.bounds
+
+        def overlaps(box_lo: tuple[float, ...], box_hi: tuple[float, ...]) -> bool:
+            return all(box_lo[b] <= dhi[b] and box_hi[b] >= dlo[b] for b in range(3) if b != axis and self.size[b] > 0) and box_lo[axis] < hi and box_hi[axis] > lo
+
+        boxes = [(*s.geometry.bounds(), wavelength / (per * math.sqrt(max(s.medium.eps_max, 1.0)))) for s in self.structures]
+        boxes += [(tuple(c - z / 2 for c, z in zip(o.center, o.size)), tuple(c + z / 2 for c, z in zip(o.center, o.size)), o.dl) for o in spec.override_structures]
+        for box_lo, box_hi, step in boxes:
+            if overlaps(box_lo, box_hi):
+                start, end = max(box_lo[axis], lo), min(box_hi[axis], hi)
+                constraints.append((start, end, step))
+                breakpoints += [x for x in (start, end) if lo < x < hi]
+        name = AXES[axis]
+        if not self.symmetry[axis]:
+            return graded_boundaries(lo, hi, breakpoints, constraints, spec.max_scale, name)
+        centre = self.center[axis]
+        half = graded_boundaries(centre, hi, [x for x in breakpoints if x > centre], constraints, spec.max_scale, name)
+        return np.concatenate([2 * centre - half[:0:-1], half])
+
+    def _check_grid_coords(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Custom coordinates must run from face to face (and mirror about a symmetry plane)."""
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        if self.grid_spec.kind != "custom":
+            return errors
+        lo, hi = self.bounds
+        tol = 1e-9 * max(max(self.size), 1.0)
+        for a, coords in enumerate(self.grid_spec.coords):
+            if coords is None and self.size[a] > 0 and self.grid_spec.dl is None:
+                errors.append((("grid_spec", "dl"), f"a custom grid needs dl (µm) for {AXES[a]}, which has no coords"))
+            if coords is None or self.size[a] == 0:
+                continue
+            c = np.asarray(coords)
+            if abs(c[0] - lo[a]) > tol or abs(c[-1] - hi[a]) > tol:
+                errors.append((("grid_spec", "coords", a), f"must run from the domain's {AXES[a]} = {lo[a]:g} to {hi[a]:g} µm, not {c[0]:g} to {c[-1]:g}"))
+            elif self.symmetry[a] and not np.allclose(c, (2 * self.center[a] - c)[::-1], atol=tol):
+                errors.append((("grid_spec", "coords", a), f"symmetry[{a}] needs boundaries that mirror about {AXES[a]} = {self.center[a]:g} µm"))
+            elif self.symmetry[a] and not np.any(np.abs(c - self.center[a]) < tol):
+                errors.append((("grid_spec", "coords", a), f"symmetry[{a}] needs a boundary on the plane {AXES[a]} = {self.center[a]:g} µm"))
+        return errors
 
     def _stable_time_step(self, dt: float) -> float:
         """``dt`` (s), shortened where a dispersive medium needs it: a strong or fast pole
@@ -368,12 +449,13 @@ class Simulation(MetoModel):
         return any(isinstance(m, Medium) and m.conductivity > 0 for m in self.media)
 
     # ---------------------------------------------------------------- notebook
-    def plot(self, x: float | None = None, y: float | None = None, z: float | None = None, ax: Any = None) -> Any:
+    def plot(self, x: float | None = None, y: float | None = None, z: float | None = None, ax: Any = None, grid: bool = False) -> Any:
         """Draw a cross-section at one of ``x``, ``y`` or ``z`` (µm): structures coloured by
-        permittivity, sources, monitors and PML. Returns the matplotlib axis."""
+        permittivity, sources, monitors and PML; ``grid=True`` adds the Yee cell
+        boundaries. Returns the matplotlib axis."""
         from .plot import plot_simulation
 
-        return plot_simulation(self, x=x, y=y, z=z, ax=ax)
+        return plot_simulation(self, x=x, y=y, z=z, ax=ax, grid=grid)
 
     def _repr_html_(self) -> str:
         est = self.estimate()
@@ -381,7 +463,7 @@ class Simulation(MetoModel):
         rows = [
             ("size", " × ".join(f"{s:g}" for s in self.size) + " µm"),
             ("cells", "×".join(map(str, g.num_cells)) + f" = {est['cells']:,}"),
-            ("cell size", ", ".join(f"{d:.4g}" for d, a in zip(g.dl, g.active) if a) + " µm"),
+            ("cell size", ", ".join(f"{d:.4g}" if g.is_uniform(a) else f"{d:.4g}–{float(np.max(g.steps[a])):.4g}" for a, d in enumerate(g.dl) if g.active[a]) + " µm"),
             ("time steps", f"{est['time_steps']:,} × {g.dt:.3g} s = {self.run_time:.3g} s"),
             ("memory", f"{est['memory_bytes'] / 2**20:,.1f} MiB ({self.precision})"),
             ("structures / sources / monitors", f"{len(self.structures)} / {len(self.sources)} / {len(self.monitors)}"),
@@ -394,8 +476,8 @@ def _points_along(grid: Grid, center: float, size: float, axis: int) -> int:
     """Number of grid nodes a monitor spans along one axis (at least 1)."""
     if not grid.active[axis] or size == 0:
         return 1
-    lo, hi = max(center - size / 2, grid.lo[axis]), min(center + size / 2, grid.lo[axis] + grid.num_cells[axis] * grid.dl[axis])
-    return max(1, int((hi - lo) / grid.dl[axis]) + 2)
+    nodes = grid.nodes(axis, half=False)
+    return max(1, int(np.count_nonzero((nodes >= center - size / 2) & (nodes <= center + size / 2))) + 1)
 
 
 def _value_at(model: Any, loc: tuple[str | int, ...]) -> Any:

@@ -126,7 +126,8 @@ def test_mode_solver_and_mode_source_see_the_dispersion() -> None:
 
     def guide(core, cladding, **extra) -> ms.Simulation:
         return ms.Simulation(
-            size=(3.0, 3.0, 0), grid_spec=ms.GridSpec.auto(wavelength=1.55, min_steps_per_wvl=16), run_time=300e-15, medium=cladding,
+            # One uniform grid for both (an auto grid would follow each core's own index).
+            size=(3.0, 3.0, 0), grid_spec=ms.GridSpec.uniform(1.55 / (16 * 3.48)), run_time=300e-15, medium=cladding,
             structures=[ms.Structure(geometry=ms.Box(size=(ms.inf, 0.45, ms.inf)), medium=core)], **extra,
         )
 

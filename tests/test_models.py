@@ -153,7 +153,7 @@ def test_grid_of_standard_problem() -> None:
     assert g.num_time_steps == math.ceil(1e-13 / g.dt)
 
 
-def test_zero_size_axis_makes_2d_and_auto_grid_uses_densest_medium() -> None:
+def test_zero_size_axis_makes_2d_and_auto_grid_grades_by_medium() -> None:
     sim = base(
         size=(2, 2, 0),
         grid_spec=ms.GridSpec.auto(wavelength=1.0, min_steps_per_wvl=20),
@@ -161,10 +161,38 @@ def test_zero_size_axis_makes_2d_and_auto_grid_uses_densest_medium() -> None:
         sources=[ms.PointDipole(center=(0.3, 0.2, 0), polarization="Ez", source_time=PULSE)],
     )
     g = sim.grid
-    assert g.num_cells == (80, 80, 1)  # λ/(20·n) = 0.025 µm
-    assert g.active == (True, True, False)
-    assert g.dt == pytest.approx(0.99 * 0.025e-6 / (ms.C_0 * math.sqrt(2)))
+    assert g.active == (True, True, False) and g.num_cells[2] == 1
+    for a in range(2):
+        nodes, steps = g.boundaries[a], g.primal_steps(a)
+        inside = (nodes[:-1] >= -0.5 - 1e-12) & (nodes[1:] <= 0.5 + 1e-12)
+        assert np.any(np.abs(nodes - 0.5) < 1e-12) and np.any(np.abs(nodes + 0.5) < 1e-12)  # lines on the sphere's box
+        assert steps[inside].max() <= 0.025 + 1e-12  # λ/(20·n) in the glass
+        assert 0.04 < steps.max() <= 0.05 + 1e-12  # λ/20 in air, away from it
+        assert np.max(np.maximum(steps[1:] / steps[:-1], steps[:-1] / steps[1:])) <= 1.25 + 1e-9
+        assert g.num_cells[a] < 80  # the uniform grid at the glass's step needs 80
+    assert g.dt == pytest.approx(0.99 / (ms.C_0 / 1e-6 * math.sqrt(2 / g.dl[0] ** 2)))
     assert g.centers[2].tolist() == [0.0]
+
+
+def test_custom_grid_and_grading_errors() -> None:
+    coords = np.concatenate([np.linspace(-1, -0.2, 17), np.linspace(-0.2, 0.2, 21)[1:], np.linspace(0.2, 1, 17)[1:]])
+    with pytest.raises(ValidationError, match="differ by 2.5×, above max_scale 1.25"):
+        ms.GridSpec.custom(x=coords, dl=0.05)
+    smooth = ms.GridSpec.custom(x=np.cumsum(np.r_[-1.0, 0.05 / 1.2 ** np.arange(5), np.full(44, 0.05 / 1.2**5)])[:-1], dl=0.05, max_scale=1.25)
+    with pytest.raises(ValidationError) as excinfo:
+        base(size=(2, 2, 0), grid_spec=smooth, sources=[])
+    assert "must run from the domain's x = -1 to 1 µm" in str(excinfo.value)
+    left = np.concatenate([np.linspace(-1, -0.2, 17), -0.2 + np.cumsum([0.04, 0.032, 0.0256, *[0.02048] * 5])])  # ends at 0
+    graded = np.concatenate([left, -left[::-1][1:]])
+    sim = base(size=(2, 2, 0), grid_spec=ms.GridSpec.custom(x=graded, dl=0.05), sources=[])
+    np.testing.assert_allclose(sim.grid.boundaries[0], graded, atol=1e-12)
+    assert sim.grid.num_cells == (graded.size - 1, 40, 1) and not sim.grid.is_uniform(0)
+    # Edges too close for the ratio: the auto grid grades down to them rather than failing.
+    close = [ms.Structure(geometry=ms.Box(center=(0.1, 0, 0), size=(0.2, 0.2, ms.inf)), medium=ms.Medium(permittivity=4)),
+             ms.Structure(geometry=ms.Box(center=(0.2001 + 0.1, 0, 0), size=(0.2, 0.2, ms.inf)), medium=ms.Medium(permittivity=4))]
+    g = base(size=(2, 2, 0), grid_spec=ms.GridSpec.auto(wavelength=1.0), structures=close, sources=[]).grid
+    steps = g.primal_steps(0)
+    assert steps.min() == pytest.approx(1e-4) and np.max(np.maximum(steps[1:] / steps[:-1], steps[:-1] / steps[1:])) <= 1.25 + 1e-9
 
 
 def test_estimate_counts_cells_steps_and_memory() -> None:

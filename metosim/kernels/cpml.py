@@ -25,7 +25,7 @@ def slab_profile(
     num_layers: int,
     side: str,
     half_nodes: bool,
-    dl: float,
+    steps: float | np.ndarray,
     dt: float,
     sigma_order: float,
     sigma_scale: float,
@@ -35,15 +35,19 @@ def slab_profile(
     """Profiles for a slab of ``num_layers`` cells on the ``side`` ("minus"/"plus") face.
 
     ``half_nodes`` selects the half-integer nodes (derivatives of E, feeding H) or
-    the integer nodes (derivatives of H, feeding E). ``dl`` and ``dt`` are normalised
-    (µm, µm/c); ``alpha_max`` is in units of 2π·c/µm.
+    the integer nodes (derivatives of H, feeding E). ``steps``: the slab's cell sizes
+    (one value for a uniform grid, else ``num_layers`` values in array order); they
+    and ``dt`` are normalised (µm, µm/c); ``alpha_max`` is in units of 2π·c/µm.
     """
-    # Offset of each node from the slab's first array index, in cells.
-    j = np.arange(num_layers, dtype=np.float64) + (0.5 if half_nodes else 0.0)
+    h = np.broadcast_to(np.asarray(steps, dtype=np.float64), (num_layers,))
+    # Position of each node from the slab's first array node, as a fraction of the slab.
+    start = np.concatenate([[0.0], np.cumsum(h)[:-1]])
+    thickness = float(np.sum(h))
+    position = (start + (0.5 * h if half_nodes else 0.0)) / thickness
     # Depth into the PML: 0 at the interior interface, 1 at the outer wall.
-    depth = np.clip((num_layers - j) / num_layers if side == "minus" else j / num_layers, 0.0, 1.0)
+    depth = np.clip(1.0 - position if side == "minus" else position, 0.0, 1.0)
     graded = depth**sigma_order
-    sigma = sigma_scale * 0.8 * (sigma_order + 1) / dl * graded  # optimal σ for η = 1
+    sigma = sigma_scale * 0.8 * (sigma_order + 1) / (thickness / num_layers) * graded  # optimal σ for η = 1
     kappa = 1.0 + (kappa_max - 1.0) * graded
     alpha = 2 * np.pi * alpha_max * (1.0 - depth)
     b = np.exp(-(sigma / kappa + alpha) * dt)

@@ -36,14 +36,14 @@ class PixelMap:
     outside: np.ndarray
 
 
-def _axis_weights(nodes: np.ndarray, step: float, lo: float, hi: float, pixels: int, active: bool) -> tuple[slice, np.ndarray]:
-    """Window of nodes whose cell [x − step/2, x + step/2] overlaps [lo, hi] (µm), and
+def _axis_weights(nodes: np.ndarray, below: np.ndarray, above: np.ndarray, lo: float, hi: float, pixels: int, active: bool) -> tuple[slice, np.ndarray]:
+    """Window of nodes whose cell [x − below, x + above] overlaps [lo, hi] (µm), and
     their (fraction × interpolation) weights over ``pixels`` equal pixels."""
     if not active:
         return slice(0, 1), np.full((1, pixels), 1.0 / pixels)
     # A box reaching past the grid (size inf) spans it: clip to the outermost cells.
-    lo, hi = max(lo, nodes[0] - step), min(hi, nodes[-1] + step)
-    overlap = np.clip(np.minimum(nodes + step / 2, hi) - np.maximum(nodes - step / 2, lo), 0.0, None) / step
+    lo, hi = max(lo, nodes[0] - 2 * below[0]), min(hi, nodes[-1] + 2 * above[-1])
+    overlap = np.clip(np.minimum(nodes + above, hi) - np.maximum(nodes - below, lo), 0.0, None) / (below + above)
     inside = np.flatnonzero(overlap > 1e-12)
     if inside.size == 0:
         return slice(0, 0), np.zeros((0, pixels))
@@ -66,7 +66,7 @@ def pixel_map(grid: Grid, bounds: tuple[tuple[float, ...], tuple[float, ...]], s
     comp = ("Ex", "Ey", "Ez")[p]
     window, weights = [], []
     for a in range(3):
-        win, w = _axis_weights(grid.component_nodes(comp, a), grid.dl[a], bounds[0][a], bounds[1][a], shape[a], grid.active[a])
+        win, w = _axis_weights(grid.component_nodes(comp, a), *grid.cell_extent(comp, a), bounds[0][a], bounds[1][a], shape[a], grid.active[a])
         window.append(win), weights.append(w)
     fraction = np.einsum("i,j,k->ijk", *(w.sum(axis=1) for w in weights))
     return PixelMap(tuple(window), tuple(weights), 1.0 - fraction)  # type: ignore[arg-type]

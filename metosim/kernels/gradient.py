@@ -100,6 +100,8 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     sim = check_inputs(sim)
     if sim.is_complex:
         raise EngineInputError("a differentiable solve steps real fields: Bloch boundaries with a phase are not available in it")
+    if not all(sim.grid.is_uniform(a) for a in range(3)):
+        raise EngineInputError("a differentiable solve needs a uniform grid (GridSpec.uniform): its adjoint is written for equal steps")
     structure = sim.structures[design_structure(sim, design)]
     problem = _setup(sim, paint_custom=False)
     layout = problem.layout

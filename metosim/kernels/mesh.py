@@ -86,21 +86,26 @@ def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] |
     active = [a for a in range(3) if grid.active[a]]
     out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
     for p, comp in enumerate(("Ex", "Ey", "Ez")):
-        coords = [grid.component_nodes(comp, a)[window[a] if window else slice(None)] for a in range(3)]
+        pick = [window[a] if window else slice(None) for a in range(3)]
+        coords = [grid.component_nodes(comp, a)[pick[a]] for a in range(3)]
         mesh = np.meshgrid(*coords, indexing="ij")
+        below, above = _extents(grid, comp, pick)
         index = medium_index(sim, *mesh)
         eps = eps_table[index]
         sigma = sigma_table[index]
 
         # Cells cut by an interface: a corner of the cell sees another medium.
         cut = np.zeros(index.shape, dtype=bool)
-        for signs in product((-0.5, 0.5), repeat=len(active)):
+        for signs in product((-1, 1), repeat=len(active)):
             shifted = list(mesh)
             for a, s in zip(active, signs):
-                shifted[a] = mesh[a] + s * grid.dl[a]
+                shifted[a] = mesh[a] + (above[a] if s > 0 else -below[a])
             cut |= medium_index(sim, *shifted) != index
         if cut.any() and len(sim.structures):
-            eps[cut], sigma[cut] = _subpixel(sim, grid, [m[cut] for m in mesh], index[cut], p, eps_table, sigma_table, pec_table)
+            eps[cut], sigma[cut] = _subpixel(
+                sim, grid, [m[cut] for m in mesh], [np.broadcast_to(b, index.shape)[cut] for b in below], [np.broadcast_to(u, index.shape)[cut] for u in above],
+                index[cut], p, eps_table, sigma_table, pec_table,
+            )
         if paint_custom:
             eps = _paint_custom(sim, grid, p, eps, window)
         out["eps"].append(eps)
@@ -136,23 +141,37 @@ def _paint_custom(sim: Simulation, grid: Grid, p: int, eps: np.ndarray, window: 
     return eps
 
 
+def _extents(grid: Grid, comp: str, pick: list[slice]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per axis, the distances (µm) from each node of ``comp`` (in the ``pick`` window)
+    down to its Yee cell's lower face and up to its upper face, shaped to broadcast
+    against the node mesh (0 on an inactive axis)."""
+    below, above = [], []
+    for a in range(3):
+        shape = [-1 if b == a else 1 for b in range(3)]
+        lower, upper = grid.cell_extent(comp, a) if grid.active[a] else (np.zeros(1), np.zeros(1))
+        below.append(lower[pick[a]].reshape(shape)), above.append(upper[pick[a]].reshape(shape))
+    return below, above
+
+
 def _subpixel(
     sim: Simulation,
     grid: Grid,
     points: list[np.ndarray],
+    below: list[np.ndarray],
+    above: list[np.ndarray],
     own: np.ndarray,
     p: int,
     eps_table: np.ndarray,
     sigma_table: np.ndarray,
     pec_table: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Effective (ε, σ) for the cells centred on ``points`` (each shape (M,))."""
+    """Effective (ε, σ) for the cells around ``points`` (each shape (M,)), which reach
+    ``below`` and ``above`` each point along each axis."""
     samples = SUBPIXEL[sum(grid.active)]
-    offsets = (np.arange(samples) + 0.5) / samples - 0.5
-    lattice = [offsets * grid.dl[a] if grid.active[a] else np.zeros(1) for a in range(3)]
-    # Samples shape (M, s_x, s_y, s_z).
+    fractions = (np.arange(samples) + 0.5) / samples
+    # Samples shape (M, s_x, s_y, s_z): a midpoint lattice over each cell.
     samples = [
-        points[a][:, None, None, None] + lattice[a].reshape([-1 if b == a else 1 for b in range(3)])[None]
+        (points[a] - below[a])[:, None, None, None] + ((below[a] + above[a])[:, None] * (fractions if grid.active[a] else np.zeros(1))[None]).reshape([points[a].size] + [-1 if b == a else 1 for b in range(3)])
         for a in range(3)
     ]
     index = medium_index(sim, *samples)

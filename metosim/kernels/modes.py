@@ -439,8 +439,8 @@ def plane_on_grid(grid, center: tuple[float, ...], size: tuple[float, ...], peri
     window = tuple(slice(*r) for r in ranges)
     u, v = (normal + 1) % 3, (normal + 2) % 3
     steps = PlaneSteps(
-        u=np.full(ranges[u][1] - ranges[u][0], grid.dl[u]),
-        v=np.full(ranges[v][1] - ranges[v][0], grid.dl[v]),
+        u=grid.primal_steps(u)[slice(*ranges[u])],
+        v=grid.primal_steps(v)[slice(*ranges[v])],
         active=(grid.active[u], grid.active[v]),
         origin=tuple(float(grid.nodes(a, half=False)[ranges[a][0]] - center[a]) if grid.active[a] else 0.0 for a in (u, v)),  # type: ignore[arg-type]
     )
@@ -537,7 +537,8 @@ def simulation_modes(
                 f"({cladding:.4g}); does the plane cross a waveguide core?"
             )
         if dt is not None:
-            dn = grid.dl[plane.normal]
+            # The leapfrog's discrete β along the normal, over the step at the plane.
+            dn = float(grid.primal_steps(plane.normal)[plane.index])
             beta = grid_beta(modes.beta, dn)
             modes = replace(modes, beta=beta, n_eff=beta / omega_physical)
         out.append(modes)

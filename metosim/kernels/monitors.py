@@ -33,6 +33,9 @@ class Region:
     #: recording starts one node before the first target (False at the minus face).
     staggered: dict[str, tuple[bool, bool, bool]]
     padded: dict[str, tuple[bool, bool, bool]]
+    #: Along a graded staggered axis, the weight of the upper half node at each target
+    #: (h_{i−1} / (h_{i−1} + h_i)); None where the midpoint average is exact.
+    weights: dict[str, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
 
     def coords(self, grid: Grid) -> dict[str, np.ndarray]:
         return {ax: grid.nodes(a, half=False)[slice(*self.targets[a])] for a, ax in enumerate("xyz")}
@@ -54,13 +57,21 @@ def node_range(grid: Grid, axis: int, center: float, size: float) -> tuple[int, 
 
 def monitor_region(grid: Grid, center: tuple[float, ...], size: tuple[float, ...], components: tuple[str, ...]) -> Region:
     targets = tuple(node_range(grid, a, center[a], size[a]) for a in range(3))
-    slices, staggered, padded = {}, {}, {}
+    slices, staggered, padded, weights = {}, {}, {}, {}
     for comp in components:
         half = half_node_axes(comp, grid.active)
         pad = tuple(half[a] and targets[a][0] > 0 for a in range(3))
         slices[comp] = tuple(slice(targets[a][0] - pad[a], targets[a][1]) for a in range(3))
         staggered[comp], padded[comp] = half, pad
-    return Region(targets=targets, slices=slices, staggered=staggered, padded=padded)  # type: ignore[arg-type]
+        weights[comp] = tuple(interpolation_weights(grid, a)[slice(*targets[a])] if half[a] and not grid.is_uniform(a) else None for a in range(3))
+    return Region(targets=targets, slices=slices, staggered=staggered, padded=padded, weights=weights)  # type: ignore[arg-type]
+
+
+def interpolation_weights(grid: Grid, axis: int) -> np.ndarray:
+    """Per integer node i, the weight h_{i−1} / (h_{i−1} + h_i) of the half node above it
+    when interpolating half-node values linearly onto it (½ on a uniform axis)."""
+    below, above = grid.cell_extent(f"H{'xyz'[axis]}", axis)  # H_a: on integer nodes along a
+    return below / (below + above)
 
 
 def half_node_axes(component: str, active: tuple[bool, ...]) -> tuple[bool, bool, bool]:
@@ -70,9 +81,10 @@ def half_node_axes(component: str, active: tuple[bool, ...]) -> tuple[bool, bool
     return tuple(active[a] and ((a == own) == (component[0] == "E")) for a in range(3))  # type: ignore[return-value]
 
 
-def colocate_axes(values: Any, staggered: tuple[bool, ...], padded: tuple[bool, ...], first_spatial_axis: int, xp: ModuleType = np) -> Any:
-    """Average values on half nodes onto the integer nodes along each ``staggered``
-    axis; where not ``padded`` (no node recorded before the first) the edge value repeats.
+def colocate_axes(values: Any, staggered: tuple[bool, ...], padded: tuple[bool, ...], first_spatial_axis: int, xp: ModuleType = np, weights: tuple[Any, ...] = (None, None, None)) -> Any:
+    """Interpolate values on half nodes onto the integer nodes along each ``staggered``
+    axis (the midpoint average, or the upper node's ``weights`` on a graded axis);
+    where not ``padded`` (no node recorded before the first) the edge value repeats.
     ``xp``: the array namespace (NumPy, or jax.numpy under a gradient)."""
     for a in range(3):
         if not staggered[a]:
@@ -81,13 +93,19 @@ def colocate_axes(values: Any, staggered: tuple[bool, ...], padded: tuple[bool, 
         if not padded[a]:
             values = xp.concatenate([xp.take(values, np.array([0]), axis=axis), values], axis=axis)
         n = values.shape[axis]
-        values = 0.5 * (xp.take(values, np.arange(0, n - 1), axis=axis) + xp.take(values, np.arange(1, n), axis=axis))
+        lower, upper = xp.take(values, np.arange(0, n - 1), axis=axis), xp.take(values, np.arange(1, n), axis=axis)
+        if weights[a] is None:
+            values = 0.5 * (lower + upper)
+        else:
+            shape = [1] * values.ndim
+            shape[axis] = -1
+            values = lower + weights[a].reshape(shape) * (upper - lower)
     return values
 
 
 def colocate(values: Any, region: Region, comp: str, first_spatial_axis: int, xp: ModuleType = np) -> Any:
-    """Average a staggered recording onto the region's integer nodes."""
-    return colocate_axes(values, region.staggered[comp], region.padded[comp], first_spatial_axis, xp)
+    """Interpolate a staggered recording onto the region's integer nodes."""
+    return colocate_axes(values, region.staggered[comp], region.padded[comp], first_spatial_axis, xp, region.weights[comp])
 
 
 def flux_components(normal: int) -> tuple[str, str, str, str]:
@@ -125,19 +143,23 @@ def flux_array(monitor: FluxMonitor, region: Region, grid: Grid, recorded: dict[
 
 def surface_weights(grid: Grid, region: Region, center: tuple[float, ...], size: tuple[float, ...], normal: int) -> np.ndarray:
     """Integration weights (µm², µm in 2D) of a plane's integer nodes, shape of the
-    region: the cell width per node, halved at an end node that sits on the plane's
-    edge (the trapezoid rule, so planes sharing an edge, as the faces of a closed box
-    do, count it once); a plane through the whole domain keeps full widths."""
+    region: the span between the half nodes around each node, only its inner half at
+    an end node that sits on the plane's edge (the trapezoid rule, so planes sharing an
+    edge, as the faces of a closed box do, count it once); a plane through the whole
+    domain keeps full widths."""
     weights = np.ones(tuple(stop - start for start, stop in region.targets))
     for b in range(3):
         if b == normal or not grid.active[b]:
             continue
-        nodes = grid.nodes(b, half=False)[slice(*region.targets[b])]
-        w = np.full(nodes.size, grid.dl[b])
+        span = slice(*region.targets[b])
+        nodes = grid.nodes(b, half=False)[span]
+        below, above = (e[span] for e in grid.cell_extent(f"H{'xyz'[b]}", b))  # H_b: on integer nodes along b
+        w = below + above
         tol = 1e-6 * grid.dl[b]
-        for end, edge in ((0, center[b] - size[b] / 2), (-1, center[b] + size[b] / 2)):
-            if nodes.size > 1 and abs(nodes[end] - edge) < tol:
-                w[end] /= 2
+        if nodes.size > 1 and abs(nodes[0] - (center[b] - size[b] / 2)) < tol:
+            w[0] = above[0]
+        if nodes.size > 1 and abs(nodes[-1] - (center[b] + size[b] / 2)) < tol:
+            w[-1] = below[-1]
         weights = weights * w.reshape([-1 if k == b else 1 for k in range(3)])
     return weights
 

@@ -179,7 +179,8 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             for side, layers, kind in (("minus", pml[a][0], kinds[a][0]), ("plus", pml[a][1], kinds[a][1])):
                 if not layers:
                     continue
-                prof = slab_profile(layers, side, half, grid.dl[a], dt, kind.sigma_order, kind.sigma_scale, kind.kappa_max, kind.alpha_max)
+                steps = grid.primal_steps(a)[slice(0, layers) if side == "minus" else slice(N[a] - layers, N[a])]
+                prof = slab_profile(layers, side, half, steps, dt, kind.sigma_order, kind.sigma_scale, kind.kappa_max, kind.alpha_max)
                 profiles[f"{feeds}{a}{side}"] = (prof.b.reshape(shape).astype(dtype), prof.c.reshape(shape).astype(dtype))
                 full[slice(0, layers) if side == "minus" else slice(N[a] - layers, N[a])] = prof.inv_kappa
                 slab = tuple(layers if b == a else N[b] for b in range(3))
@@ -187,6 +188,15 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
                     if p != a:
                         psi[f"{feeds}{p}{a}{side}"] = np.zeros(slab, field_dtype)
             inv_kappa[f"{feeds}{a}"] = full.reshape(shape).astype(dtype)
+
+    # ---- graded axes: 1/step per node, forward differences (onto half nodes) over the
+    # cell, backward ones (onto integer nodes) over the distance between half nodes
+    graded = tuple(grid.active[a] and not grid.is_uniform(a) for a in range(3))
+    inv_steps = {}
+    for a in (a for a in range(3) if graded[a]):
+        shape = [-1 if b == a else 1 for b in range(3)]
+        inv_steps[f"h{a}"] = (1.0 / grid.primal_steps(a)).reshape(shape).astype(dtype)
+        inv_steps[f"e{a}"] = (1.0 / grid.dual_steps(a, periodic=periodic[a])).reshape(shape).astype(dtype)
 
     # ---- sources
     points, point_params, sheets, sheet_params, point_sources, sheet_sources = [], [], [], [], [], []
@@ -295,6 +305,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         dtype=sim.precision,
         active=grid.active,
         inv_dl=tuple(1.0 / d for d in grid.dl),  # type: ignore[arg-type]
+        graded=graded,
         dt=dt,
         periodic=periodic,  # type: ignore[arg-type]
         bloch=tuple(sim.boundary_spec[a].bloch_phase if grid.active[a] else 0.0 for a in range(3)),  # type: ignore[arg-type]
@@ -308,7 +319,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         dft=tuple(dft_layout),
         snapshots=tuple(snap_layout),
     )
-    params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "pml_inv_kappa": inv_kappa, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
+    params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "pml_inv_kappa": inv_kappa, "inv_steps": inv_steps, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
     state = {
         "E": [np.zeros(N, field_dtype) for _ in range(3)],
         "H": [np.zeros(N, field_dtype) for _ in range(3)],

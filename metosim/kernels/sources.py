@@ -76,18 +76,19 @@ def nearest_index(grid: Grid, field: str, axis: int, position: float) -> int:
 
 
 def point_injection(src: PointDipole, grid: Grid, dt: float, cb: np.ndarray | None, num_steps: int) -> PointInjection:
-    """A dipole of unit current moment: J = s(t) / (cell volume)."""
+    """A dipole of unit current moment: J = s(t) / (volume of the node's Yee cell)."""
     field = src.polarization
     index = tuple(nearest_index(grid, field, a, src.center[a]) for a in range(3))
+    volume = grid.node_volume(field, index)  # type: ignore[arg-type]
     n = np.arange(num_steps)
     if field[0] == "E":
         # E update n → n+1 sees J at (n + ½)Δt: E −= cb · J.
         waveform = signal(src.source_time, (n + 0.5) * dt)
-        amplitude = -float(cb[index]) / grid.cell_volume  # type: ignore[index]
+        amplitude = -float(cb[index]) / volume  # type: ignore[index]
     else:
         # H update n−½ → n+½ sees M at nΔt: H −= Δt · M.
         waveform = signal(src.source_time, n * dt)
-        amplitude = -dt / grid.cell_volume
+        amplitude = -dt / volume
     return PointInjection(field=field, index=index, amplitude=amplitude, waveform=waveform)  # type: ignore[arg-type]
 
 
@@ -164,6 +165,16 @@ def incident_1d(
     return Incident1D(e=out_e, h_before=out_hb, h_after=out_ha)
 
 
+def transverse_areas(grid: Grid, field: str, slices: tuple[slice, ...], normal: int) -> np.ndarray:
+    """Areas (µm², µm in 2D) of the Yee cells of ``field``'s nodes in ``slices``, across ``normal``."""
+    area = np.ones(tuple(w.stop - w.start for w in slices))
+    for b in range(3):
+        if b != normal and grid.active[b]:
+            below, above = grid.cell_extent(field, b)
+            area = area * (below + above)[slices[b]].reshape([-1 if k == b else 1 for k in range(3)])
+    return area
+
+
 def _transverse_slice(grid: Grid, field: str, axis: int, center: float, size: float) -> slice:
     nodes = grid.component_nodes(field, axis)
     if not grid.active[axis]:
@@ -184,15 +195,19 @@ def sheet_injection(
     c/µm) for flux normalisation. An oblique wave's profile is exp(i k_t·r) on each
     component's own nodes (complex fields, Bloch boundaries)."""
     n = src.axis
-    dn = grid.dl[n]
     i0 = nearest_index(grid, src.polarization, n, src.center[n])
     if i0 < 1:
         raise ValueError(f"source {src.name or src.type!r}: the injection plane must be at least one cell inside the domain")
+    # E on plane i0 sees H across the dual step there; H on i0 − ½ sees E across the
+    # cell i0 − 1 → i0, whose step the 1D line takes (a graded grid should be locally
+    # uniform at a source plane for an exact TFSF).
+    dn = float(grid.primal_steps(n)[i0 - 1])
+    dn_dual = float(grid.dual_steps(n)[i0])
     oblique = isinstance(src, PlaneWave) and src.angle_theta > 0
     polarization = np.array(src.polarization_vector if isinstance(src, PlaneWave) else [float(src.polarization == c) for c in ("Ex", "Ey", "Ez")])
     k = np.array(src.wavevector(eps_background)) if oblique else np.zeros(3)  # rad/µm: normalised already
     k[n] = 0.0
-    K = np.array([discrete_wavenumber(k[b], grid.dl[b]) for b in range(3)])
+    K = np.array([discrete_wavenumber(k[b], float(np.mean(grid.primal_steps(b)))) for b in range(3)])
     inc = incident_1d(src.source_time, n, src.sign, polarization, K, dn, dt, eps_background, num_steps)
 
     def profile(field: str, slices: tuple[slice, ...]) -> np.ndarray:
@@ -221,7 +236,7 @@ def sheet_injection(
                 h_field=h_field,
                 e_slices=e_slices,  # type: ignore[arg-type]
                 h_slices=h_slices,  # type: ignore[arg-type]
-                e_profile=(-src.sign * s / dn * cb[t][e_slices] * profile(e_field, e_slices))[None],
+                e_profile=(-src.sign * s / dn_dual * cb[t][e_slices] * profile(e_field, e_slices))[None],
                 # The phase on H's own nodes; a beam's envelope as sampled for E.
                 h_profile=(-src.sign * s * dt / dn * profile(h_field if oblique else e_field, h_slices))[None],
                 e_waveform=inc.h_before[:, q : q + 1],
@@ -230,7 +245,7 @@ def sheet_injection(
         )
         pairs.append((t, q, 1 if t == (n + 1) % 3 else -1, e_slices, e_field))
     _, _, _, e_slices, e_field = pairs[0]
-    weight = float(np.sum(np.abs(profile(e_field, e_slices)) ** 2)) * grid.cell_volume / dn
+    weight = float(np.sum(np.abs(profile(e_field, e_slices)) ** 2 * transverse_areas(grid, e_field, e_slices, n)))
     steps = np.arange(num_steps)
 
     def power(freqs: np.ndarray) -> np.ndarray:
@@ -281,7 +296,8 @@ def mode_injection(
     if i0 < 1:
         raise ValueError(f"{where}: the mode plane must be at least one cell inside the domain")
     profiles = _track_mode(mode_sets, src.mode_index, plane, int(np.argmin(np.abs(nodes - f0))))
-    dn = grid.dl[n]
+    # H on i0 − ½ sits half the cell i0 − 1 → i0 upstream; E on i0 sees H across the dual step.
+    dn, dn_dual = float(grid.primal_steps(n)[i0 - 1]), float(grid.dual_steps(n)[i0])
     beta_nodes = np.array([p[2] for p in profiles])
 
     def lagrange(f: np.ndarray) -> np.ndarray:
@@ -331,7 +347,7 @@ def mode_injection(
                 e_slices=e_slices,  # type: ignore[arg-type]
                 h_slices=h_slices,  # type: ignore[arg-type]
                 # E_p(i0) += −s·cb/Δn·H_q,inc(i0 − ½) with H_inc = sign·h_q·wave_h: the signs cancel.
-                e_profile=np.stack([-s_pn / dn * cb[p][e_slices] * plane.to_grid(h[q]) for _, h, _ in profiles]),
+                e_profile=np.stack([-s_pn / dn_dual * cb[p][e_slices] * plane.to_grid(h[q]) for _, h, _ in profiles]),
                 h_profile=np.stack([-src.sign * s_pn * dt / dn * plane.to_grid(e[p]) for e, _, _ in profiles]),
                 e_waveform=np.stack([wave_h for _, wave_h in waves], axis=1),
                 h_waveform=np.stack([wave_e for wave_e, _ in waves], axis=1),

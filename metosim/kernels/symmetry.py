@@ -117,7 +117,7 @@ def halve(
     N = layout.shape[a]
     c = N // 2
     name = "xyz"[a]
-    plane_at = f"{name} = {grid.lo[a] + c * grid.dl[a]:g} µm"
+    plane_at = f"{name} = {grid.nodes(a, half=False)[c]:g} µm"
     plane = f"the symmetry plane {plane_at}"
     kind = "PMC" if s > 0 else "PEC"
 
@@ -199,6 +199,7 @@ def halve(
         "cb": cb,
         "pml": {k: v for k, v in params["pml"].items() if k not in (f"e{a}minus", f"h{a}minus")},
         "pml_inv_kappa": {k: half(v) if int(k[1]) == a else v for k, v in params["pml_inv_kappa"].items()},
+        "inv_steps": {k: half(v) if int(k[1]) == a else v for k, v in params["inv_steps"].items()},
         "points": [params["points"][k] for k in kept_points],
         "sheets": sheet_params,
         "poles": [(c1, c2, [half(x) for x in c3]) for c1, c2, c3 in params["poles"]],

@@ -96,7 +96,9 @@ class Layout:
     #: Real dtype of fields and times: "float32" or "float64".
     dtype: str
     active: tuple[bool, bool, bool]
+    #: 1/step of each uniform axis; a graded axis takes params["inv_steps"] instead.
     inv_dl: tuple[float, float, float]
+    graded: tuple[bool, bool, bool]
     dt: float
     periodic: tuple[bool, bool, bool]
     #: Bloch phase (rad) over one period per periodic axis: F(x + L) = F(x)·exp(i·phase).
@@ -193,11 +195,11 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         return (shifted(F, a, lo, hi, 1) - here) if forward else (here - shifted(F, a, lo, hi, -1))
 
     def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
-        d = difference(F, a, forward, 0, N[a]) * layout.inv_dl[a]
+        kind = "h" if forward else "e"  # which update the derivative feeds
+        d = difference(F, a, forward, 0, N[a]) * (params["inv_steps"][f"{kind}{a}"] if layout.graded[a] else layout.inv_dl[a])
         slabs = pml_slabs(layout, a)
         if not slabs:
             return d
-        kind = "h" if forward else "e"  # which update the derivative feeds
         # d/κ + ψ as one elementwise expression over the whole axis, so XLA fuses it
         # into the field update: 1/κ is a 1D profile (1 outside the PML) and ψ, which
         # lives only on slab nodes and is advanced from a slab-local difference,
