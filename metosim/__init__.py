@@ -14,7 +14,7 @@ from .dataset import open_dataset, verify_dataset
 from .smatrix import Port, SMatrix
 from .boundary import PML, BlochBoundary, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
-from .grid import C_0, Grid, GridSpec
+from .grid import C_0, Grid, GridSpec, MeshOverride
 from .medium import PEC, CustomMedium, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
 from .materials import material_library
 from .modes import ModeSolver, ModeSolverData, ModeSpec
@@ -75,6 +75,7 @@ __all__ = [
     "GaussianPulse",
     "Grid",
     "GridSpec",
+    "MeshOverride",
     "Lorentz",
     "Medium",
     "ModeMonitor",

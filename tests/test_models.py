@@ -289,3 +289,15 @@ def test_invalid_input_raises_only_validation_error(field: str, value) -> None:
         ms.Simulation.model_validate_json(json.dumps(document))
     except ValidationError:
         pass
+
+
+def test_auto_grid_override_box_refines_and_round_trips() -> None:
+    spec = ms.GridSpec.auto(wavelength=1.0, override_structures=[ms.MeshOverride(center=(0.2, 0, 0), size=(0.2, 0.2, 0), dl=0.01)])
+    sim = base(size=(2, 2, 0), grid_spec=spec, sources=[])
+    again = ms.Simulation.model_validate_json(sim.model_dump_json())
+    assert again == sim
+    for a, (lo, hi) in enumerate(((0.1, 0.3), (-0.1, 0.1))):
+        nodes, steps = again.grid.boundaries[a], again.grid.primal_steps(a)
+        inside = (nodes[:-1] >= lo - 1e-12) & (nodes[1:] <= hi + 1e-12)
+        assert np.any(np.abs(nodes - lo) < 1e-12) and np.any(np.abs(nodes - hi) < 1e-12)
+        assert steps[inside].max() <= 0.01 + 1e-12 and steps.max() > 0.045

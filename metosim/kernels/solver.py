@@ -468,7 +468,9 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
             out[m.name] = mon.far_field(m, region, grid, recorded, sim.medium.permittivity, source_power(problem, freqs))
         elif isinstance(m, ModeMonitor):
             plane, modes = region
-            out[m.name] = mon.mode_dataset(m, plane, modes, dft, mode_reference(problem, freqs), grid.dl[plane.normal])
+            # The H planes either side sit half a cell away each: the dual step apart.
+            dn = float(grid.dual_steps(plane.normal)[plane.index])
+            out[m.name] = mon.mode_dataset(m, plane, modes, dft, mode_reference(problem, freqs), dn)
         else:
             taken = problem.snapshot_steps[m.name]
             out[m.name] = mon.time_dataset(m, region, grid, state["snap"][m.name], taken[taken <= steps])
