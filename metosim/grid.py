@@ -155,7 +155,10 @@ def graded_boundaries(lo: float, hi: float, breakpoints: list[float], constraint
         jumps = np.nonzero(ratio > max_scale * (1 + 1e-6))[0]
         if not jumps.size:
             return nodes
-        extra = [(nodes[j + 1], nodes[j + 1], 0.999 * max_scale * min(steps[j], steps[j + 1])) for j in jumps]
+        # A cell that starts where the field is s0 and grows at ln(r) spans s0·(r − 1)/ln(r):
+        # pin the field at the jump so that the larger side's first cell is ≤ r × the smaller.
+        pinned = max_scale * math.log(max_scale) / (max_scale - 1)
+        extra = [(nodes[j + 1], nodes[j + 1], 0.999 * pinned * min(steps[j], steps[j + 1])) for j in jumps]
         table = np.concatenate([table, np.array(extra)])
     j = int(jumps[0])
     raise GridError(f"the {axis} steps cannot grade within max_scale {max_scale:g} near {axis} = {nodes[j + 1]:.6g} µm (steps {steps[j]:.4g} and {steps[j + 1]:.4g} µm); move close structure edges apart, or raise max_scale")

@@ -5,8 +5,11 @@ a PEC cavity on smoothly graded steps, and an auto grid that is fine only in the
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import metosim as ms
+from metosim.grid import graded_boundaries
 
 from .conftest import F_UNIT, resonance
 from .test_physics import BAND, F11, pec_cavity, slab_line
@@ -102,3 +105,38 @@ def test_plot_draws_the_graded_grid() -> None:
     assert len(grid.get_segments()) == sum(len(b) for b in sim.grid.boundaries[:2])
     xs = sorted({seg[0][0] for seg in grid.get_segments() if seg[0][0] == seg[1][0]})
     assert np.diff(xs).max() > 1.5 * np.diff(xs).min()  # fine in the glass, coarse outside
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    background=st.floats(0.03, 0.1),
+    boxes=st.lists(st.tuples(st.floats(-2.0, 2.0), st.floats(0.001, 1.5), st.floats(0.005, 0.05)), min_size=1, max_size=5),
+    max_scale=st.sampled_from([1.1, 1.25, 1.5, 2.0]),
+)
+def test_graded_axis_keeps_every_step_bound_and_the_ratio(background: float, boxes: list, max_scale: float) -> None:
+    """Any boxes (edges as close as 1 nm, steps 5–100 nm): every cell inside a box is at
+    most its step, lines fall on every edge, neighbours differ by at most max_scale."""
+    constraints = [(-2.0, 2.0, background)] + [(max(-2.0, c - w / 2), min(2.0, c + w / 2), h) for c, w, h in boxes]
+    edges = [x for lo, hi, _ in constraints[1:] for x in (lo, hi)]
+    nodes = graded_boundaries(-2.0, 2.0, edges, constraints, max_scale)
+    steps = np.diff(nodes)
+    assert nodes[0] == -2.0 and nodes[-1] == 2.0 and np.all(steps > 0)
+    assert all(np.min(np.abs(nodes - x)) < 1e-9 for x in edges)
+    for lo, hi, h in constraints:
+        inside = (nodes[:-1] >= lo - 1e-12) & (nodes[1:] <= hi + 1e-12)
+        assert not inside.any() or steps[inside].max() <= h * (1 + 1e-6)
+    if steps.size > 1:
+        assert np.max(np.maximum(steps[1:] / steps[:-1], steps[:-1] / steps[1:])) <= max_scale * (1 + 1e-6)
+
+
+def test_guides_of_two_widths_grade_cleanly() -> None:
+    """The sweep notebook's junction (0.5 and 0.3 µm silicon guides meeting in silica):
+    edges 0.1 µm apart once failed to grade within 1.25."""
+    silicon, silica = ms.Medium(permittivity=12.0), ms.Medium(permittivity=2.085)
+    sim = ms.Simulation(
+        size=(4.0, 3.0, 0), grid_spec=ms.GridSpec.auto(wavelength=1.55, min_steps_per_wvl=14), run_time=1e-15, medium=silica,
+        structures=[ms.Structure(geometry=ms.Box(center=(-1.5, 0, 0), size=(3.0, 0.5, ms.inf)), medium=silicon),
+                    ms.Structure(geometry=ms.Box(center=(1.5, 0, 0), size=(3.0, 0.3, ms.inf)), medium=silicon)],
+    )
+    steps = sim.grid.primal_steps(1)
+    assert np.max(np.maximum(steps[1:] / steps[:-1], steps[:-1] / steps[1:])) <= 1.25 * (1 + 1e-6)
