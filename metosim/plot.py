@@ -192,7 +192,7 @@ def plot_simulation(sim: Any, x: float | None = None, y: float | None = None, z:
         # Cell boundaries (integer nodes) of the two in-plane axes.
         lines = [[(b, span[v][0]), (b, span[v][1])] for b in g.boundaries[u]] if sim.size[u] > 0 else []
         lines += [[(span[u][0], b), (span[u][1], b)] for b in g.boundaries[v]] if sim.size[v] > 0 else []
-        ax.add_collection(LineCollection(lines, colors="0.35", linewidths=0.3, alpha=0.6, label="grid"))
+        ax.add_collection(LineCollection(lines, colors="tab:orange", linewidths=0.35, alpha=0.8, label="grid"))
 
     ax.set_xlim(*span[u])
     ax.set_ylim(*span[v])
