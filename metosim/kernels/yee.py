@@ -9,8 +9,10 @@ it runs eagerly. Both execute the very same update equations (normalised units:
     E^{n+1} = ca·E^n + cb·(∇×H^{n+½} − (P^{n+1} − P^n)/Δt)
     P^{n+1} = c₁P^n + c₂P^{n−1} + c₃E^n                (one per dispersive pole)
 
-Derivatives of E are forward differences (feeding H on half nodes), derivatives of
-H backward differences (feeding E on integer nodes). Inside a CPML slab a
+Derivatives of E are forward differences (feeding H on half nodes) over the cell size,
+derivatives of H backward differences (feeding E on integer nodes) over the distance
+between the half nodes around the node; on a graded axis both come per node from
+``params["inv_steps"]``, on a uniform one they are the scalar ``layout.inv_dl``. Inside a CPML slab a
 derivative d becomes d/κ + ψ with ψ ← bψ + c·d; ψ lives only on slab nodes.
 """
 
