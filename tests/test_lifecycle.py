@@ -81,7 +81,9 @@ def test_stop_after_a_hard_kill_and_restart_leaves_nothing_running(tmp_path: Pat
     daemons = [psutil.Process(p) for p in state["children"] if psutil.pid_exists(p)]
     began = time.monotonic()
     assert "stopped the local service" in metosim(env, "stop").stdout
-    assert time.monotonic() - began < 10
+    # Not a speed bound: stop must not sit out Ray's or PostgreSQL's long shutdown
+    # timeouts (minutes). It usually takes 5–8 s here; 10.3 s was seen on a loaded run.
+    assert time.monotonic() - began < 30
     process.wait(timeout=5)
     assert postgres_pid(data) is None
     assert not [p for p in daemons if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
