@@ -13,6 +13,24 @@ from .base import Coordinate, Extent, Finite, MetoModel, PositiveFinite, Size, _
 Axis = Literal[0, 1, 2]
 
 
+def _reflect(point: tuple[float, ...], axis: int, plane: float) -> tuple[float, ...]:
+    return tuple(2 * plane - c if a == axis else c for a, c in enumerate(point))
+
+
+def same_shape(first: "Geometry", second: "Geometry", tol: float = 1e-9) -> bool:
+    """Whether two geometries describe the same region (a polygon's vertices in any
+    cyclic order and orientation), to ``tol`` µm."""
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, PolySlab):
+        if first.axis != second.axis or not np.allclose(first.slab_bounds, second.slab_bounds, atol=tol):  # type: ignore[union-attr]
+            return False
+        a, b = np.asarray(first.vertices), np.asarray(second.vertices)  # type: ignore[union-attr]
+        return a.shape == b.shape and any(np.allclose(np.roll(v, k, axis=0), a, atol=tol) for v in (b, b[::-1]) for k in range(len(b)))
+    x, y = first.model_dump(), second.model_dump()
+    return x.keys() == y.keys() and all(np.allclose(x[k], y[k], atol=tol) if not isinstance(x[k], str) else x[k] == y[k] for k in x)
+
+
 class Box(MetoModel):
     """Axis-aligned box; a size of ``inf`` extends it through the whole domain."""
 
@@ -24,6 +42,10 @@ class Box(MetoModel):
         lo = tuple(c - s / 2 for c, s in zip(self.center, self.size))
         hi = tuple(c + s / 2 for c, s in zip(self.center, self.size))
         return lo, hi
+
+    def mirrored(self, axis: int, plane: float) -> "Box":
+        """This geometry reflected through the plane ``axis`` = ``plane`` (µm)."""
+        return self.model_copy(update={"center": _reflect(self.center, axis, plane)})
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         (x0, y0, z0), (x1, y1, z1) = self.bounds()
@@ -37,6 +59,10 @@ class Sphere(MetoModel):
 
     def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return tuple(c - self.radius for c in self.center), tuple(c + self.radius for c in self.center)
+
+    def mirrored(self, axis: int, plane: float) -> "Sphere":
+        """This geometry reflected through the plane ``axis`` = ``plane`` (µm)."""
+        return self.model_copy(update={"center": _reflect(self.center, axis, plane)})
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         cx, cy, cz = self.center
@@ -56,6 +82,10 @@ class Cylinder(MetoModel):
         half = [self.radius] * 3
         half[self.axis] = self.length / 2
         return tuple(c - h for c, h in zip(self.center, half)), tuple(c + h for c, h in zip(self.center, half))
+
+    def mirrored(self, axis: int, plane: float) -> "Cylinder":
+        """This geometry reflected through the plane ``axis`` = ``plane`` (µm)."""
+        return self.model_copy(update={"center": _reflect(self.center, axis, plane)})
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         r = [c - c0 for c, c0 in zip((x, y, z), self.center)]
@@ -105,6 +135,14 @@ class PolySlab(MetoModel):
         lo[b], hi[b] = float(v[:, 1].min()), float(v[:, 1].max())
         lo[self.axis], hi[self.axis] = self.slab_bounds
         return tuple(lo), tuple(hi)
+
+    def mirrored(self, axis: int, plane: float) -> "PolySlab":
+        """This geometry reflected through the plane ``axis`` = ``plane`` (µm)."""
+        if axis == self.axis:
+            z0, z1 = self.slab_bounds
+            return self.model_copy(update={"slab_bounds": (2 * plane - z1, 2 * plane - z0)})
+        k = [i for i in range(3) if i != self.axis].index(axis)
+        return self.model_copy(update={"vertices": tuple(tuple(2 * plane - v if j == k else v for j, v in enumerate(p)) for p in reversed(self.vertices))})
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         p = np.broadcast_arrays(x, y, z)

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
 from .boundary import PML, BlochBoundary, BoundarySpec, PECBoundary, Periodic
-from .geometry import Box, Geometry
+from .geometry import Box, Geometry, same_shape
 from .grid import Grid, GridError, GridSpec, graded_boundaries, num_cells_along, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
@@ -217,9 +217,9 @@ class Simulation(MetoModel):
         return errors
 
     def _check_symmetry(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Each mirror plane needs a symmetric box and sources that respect it: on the
-        plane, or point dipoles in mirrored pairs. (The structures and mode profiles
-        are checked by the engine, on what it meshes and solves.)"""
+        """Each mirror plane needs a symmetric box, structures that are their own mirror
+        image or have one, and sources that respect it: on the plane, or point dipoles in
+        mirrored pairs. (Mode profiles are checked by the engine, on what it solves.)"""
         errors: list[tuple[tuple[str | int, ...], str]] = []
         tol = 1e-9 * max(max(self.size), 1.0)
         for a, s in enumerate(self.symmetry):
@@ -233,6 +233,15 @@ class Simulation(MetoModel):
             if b.minus != b.plus or not isinstance(b.minus, (PML, PECBoundary)):
                 errors.append((("symmetry", a), f"a mirror plane normal to {name} needs the same PML or PECBoundary on both {name} faces"))
             plane = f"the symmetry plane {name} = {self.center[a]:g} µm"
+            for i, structure in enumerate(self.structures):
+                image = structure.geometry.mirrored(a, self.center[a])
+                if isinstance(structure.medium, CustomMedium):
+                    values = structure.medium.values
+                    symmetric = same_shape(image, structure.geometry) and np.allclose(np.flip(values, axis=a), values)
+                else:
+                    symmetric = any(same_shape(image, other.geometry) and other.medium == structure.medium for other in self.structures)
+                if not symmetric:
+                    errors.append((("structures", i), f"is not mirror-symmetric about {plane}, nor mirrored by another structure of the same medium"))
             for i, src in enumerate(self.sources):
                 on_plane = abs(src.center[a] - self.center[a]) <= tol
                 if isinstance(src, PointDipole):
