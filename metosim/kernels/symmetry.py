@@ -27,7 +27,7 @@ from .yee import Layout
 #: reduced index per full node (−1: the plus-face ghost, zero), sign per full node).
 Unfolds = dict[tuple[str, str], tuple[int, np.ndarray, np.ndarray]]
 
-#: Largest antisymmetric part (relative to the peak) a source sheet's profile may
+#: Largest antisymmetric part (relative to the source's peak) a sheet's profile may
 #: have: mode profiles of the right parity measure below 1%, the wrong parity ~100%.
 SHEET_TOLERANCE = 0.05
 
@@ -96,11 +96,11 @@ def mirror_image(values: np.ndarray, component: str, axis: int, centre: int, ful
     return np.where((m == 2 * centre).reshape(shape), values, image)
 
 
-def first_mismatch(values: np.ndarray, image: np.ndarray, axis: int, full: slice, rtol: float) -> int | None:
+def first_mismatch(values: np.ndarray, image: np.ndarray, axis: int, full: slice, rtol: float, scale: float | None = None) -> int | None:
     """The first full-grid node along ``axis`` where ``values`` and ``image`` differ by
-    more than ``rtol`` × max |values|, or None."""
+    more than ``rtol`` × ``scale`` (default max |values|), or None."""
     array_axis = values.ndim - 3 + axis
-    bad = np.abs(values - image) > rtol * float(np.max(np.abs(values), initial=0.0))
+    bad = np.abs(values - image) > rtol * (float(np.max(np.abs(values), initial=0.0)) if scale is None else scale)
     nodes = np.nonzero(np.any(np.moveaxis(bad, array_axis, 0).reshape(full.stop - full.start, -1), axis=1))[0]
     return full.start + int(nodes[0]) if nodes.size else None
 
@@ -127,13 +127,19 @@ def halve(
     # A mode profile is symmetric only up to the edges of the mode solver's window
     # (which differ by half a cell on the Yee grid): the sheet keeps its symmetric
     # part, and a profile further than SHEET_TOLERANCE from it has the wrong parity.
+    # A source's minor components (a mode's Ez beside its Ey) are judged against its
+    # largest profile, not their own small peak.
+    peaks: dict[tuple[str, str], float] = {}
+    for sheet, label in zip(params["sheets"], sheet_sources):
+        for prefix in "eh":
+            peaks[(label, prefix)] = max(peaks.get((label, prefix), 0.0), float(np.max(np.abs(sheet[f"{prefix}_profile"]), initial=0.0)))
     sheets, sheet_params = [], []
     for (e_field, h_field, e_slices, h_slices), sheet, label in zip(layout.sheets, params["sheets"], sheet_sources):
         cut = {}
         for prefix, field, slices in (("e", e_field, e_slices), ("h", h_field, h_slices)):
             profile = sheet[f"{prefix}_profile"]
             symmetric = 0.5 * (profile + mirror_image(profile, field, a, c, slices[a], mirror_parity(field, a, s)))
-            if first_mismatch(profile, symmetric, a, slices[a], SHEET_TOLERANCE) is not None:
+            if first_mismatch(profile, symmetric, a, slices[a], SHEET_TOLERANCE, peaks[(label, prefix)]) is not None:
                 raise ValueError(
                     f"{label}: its {field} does not have the parity symmetry[{a}] = {s:+d} ({kind} plane at {plane_at}) gives it; "
                     f"choose a mode of the matching parity or symmetry[{a}] = {-s:+d}"
