@@ -164,6 +164,12 @@ def graded_boundaries(lo: float, hi: float, breakpoints: list[float], constraint
     raise GridError(f"the {axis} steps cannot grade within max_scale {max_scale:g} near {axis} = {nodes[j + 1]:.6g} µm (steps {steps[j]:.4g} and {steps[j + 1]:.4g} µm); move close structure edges apart, or raise max_scale")
 
 
+def on_half_nodes(component: str, axis: int) -> bool:
+    """Whether a field ``component`` ("Ex" … "Hz") sits on half nodes along ``axis``
+    on the Yee grid: E along its own axis, H along the other two."""
+    return ("xyz".index(component[1]) == axis) == (component[0] == "E")
+
+
 def num_cells_along(size: float, dl: float) -> int:
     """Cells along one axis: ``size / dl`` rounded, at least 1 (µm, µm)."""
     return max(1, round(size / dl)) if size > 0 else 1
@@ -230,13 +236,7 @@ class Grid:
 
     def component_nodes(self, component: str, axis: int) -> np.ndarray:
         """Positions (µm) of a field component's Yee nodes along ``axis``."""
-        return self.nodes(axis, half=self.on_half_nodes(component, axis))
-
-    @staticmethod
-    def on_half_nodes(component: str, axis: int) -> bool:
-        """Whether ``component`` sits on half nodes along ``axis`` (E along its own
-        axis, H along the other two)."""
-        return ("xyz".index(component[1]) == axis) == (component[0] == "E")
+        return self.nodes(axis, half=on_half_nodes(component, axis))
 
     def cell_extent(self, component: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
         """The Yee cell around each node of ``component`` along ``axis``: distances (µm)
@@ -244,7 +244,7 @@ class Grid:
         nodes: the integer nodes either side; integer nodes: the half nodes, the
         ghost before the first mirroring the first step)."""
         h = self.primal_steps(axis)
-        if self.on_half_nodes(component, axis):
+        if on_half_nodes(component, axis):
             return 0.5 * h, 0.5 * h
         return 0.5 * np.concatenate([h[:1], h[:-1]]), 0.5 * h
 

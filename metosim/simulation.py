@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
 from .boundary import PML, BlochBoundary, BoundarySpec, PECBoundary, Periodic
 from .geometry import Box, Geometry, same_shape
-from .grid import Grid, GridError, GridSpec, graded_boundaries, num_cells_along, time_step
+from .grid import Grid, GridError, GridSpec, graded_boundaries, num_cells_along, on_half_nodes, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import ModeSource, PlaneWave, PointDipole, Source
@@ -247,7 +247,7 @@ class Simulation(MetoModel):
                 if isinstance(src, PointDipole):
                     if mirror_parity(src.polarization, a, s) < 0:
                         errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}): it cannot radiate there, nor pair with a mirror image of the same sign; use symmetry {-s:+d}"))
-                    elif on_plane and (src.polarization[1] == name) == (src.polarization[0] == "E"):
+                    elif on_plane and on_half_nodes(src.polarization, a):
                         errors.append((("sources", i, "center"), f"{src.polarization} lives half a cell off {plane} on the Yee grid: a single point source of it cannot be mirror-symmetric; place a mirrored pair or set symmetry[{a}] = 0"))
                     elif not on_plane and not any(self._mirrors(src, other, a) for other in self.sources):
                         errors.append((("sources", i, "center"), f"lies off {plane} without a mirror image: add the same dipole at {name} = {2 * self.center[a] - src.center[a]:g} µm, or set symmetry[{a}] = 0"))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..grid import Grid
+from ..grid import Grid, on_half_nodes
 from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .modes import Modes, Plane
 from .units import TIME_UNIT, to_normalised_frequency
@@ -77,8 +77,7 @@ def interpolation_weights(grid: Grid, axis: int) -> np.ndarray:
 def half_node_axes(component: str, active: tuple[bool, ...]) -> tuple[bool, bool, bool]:
     """Along which of x, y, z ``component`` sits on half nodes (E along its own axis,
     H along the other two), counting only ``active`` axes."""
-    own = "xyz".index(component[1])
-    return tuple(active[a] and ((a == own) == (component[0] == "E")) for a in range(3))  # type: ignore[return-value]
+    return tuple(active[a] and on_half_nodes(component, a) for a in range(3))  # type: ignore[return-value]
 
 
 def colocate_axes(values: Any, staggered: tuple[bool, ...], padded: tuple[bool, ...], first_spatial_axis: int, xp: ModuleType = np, weights: tuple[Any, ...] = (None, None, None)) -> Any:

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..base import mirror_parity
-from ..grid import Grid
-from .monitors import half_node_axes
+from ..grid import Grid, on_half_nodes
 from .yee import Layout
 
 #: What a halving needs to undo: (recording name, component) → (axis of the array,
@@ -44,14 +43,10 @@ class Halving:
     snapshots: Unfolds
 
 
-def _is_half(component: str, axis: int) -> bool:
-    return half_node_axes(component, (True, True, True))[axis]
-
-
 def mirror_index(component: str, axis: int, centre: int, i: np.ndarray) -> np.ndarray:
     """Full-grid index of the mirror image of node ``i`` of ``component`` about the
     integer node ``centre`` (integer nodes: 2c − i; half nodes: 2c − 1 − i)."""
-    return 2 * centre - i - (1 if _is_half(component, axis) else 0)
+    return 2 * centre - i - (1 if on_half_nodes(component, axis) else 0)
 
 
 def _keep(x: np.ndarray, axis: int, start: int, stop: int | None = None) -> np.ndarray:
