@@ -1,5 +1,5 @@
 """`metosim serve` / `status` / `stop` as a user runs them: a stop leaves nothing
-running (its Ray, the embedded PostgreSQL) and returns within 10 s, also after the
+running (its Ray, the embedded PostgreSQL) and returns promptly, also after the
 service was killed hard and restarted."""
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def start(env: dict[str, str], data: Path, *args: str, verify: Any = True) -> tu
     while time.monotonic() < deadline:
         try:
             state = json.loads((data / "serve.json").read_text())
-            if httpx.get(f"{state['url']}/v1/health", timeout=2, verify=verify).status_code == 200:
+            # A killed service's file (and its orphaned Serve proxy, still answering
+            # /v1/health) stays until this process clears it: wait for this one's own.
+            if state["pid"] == process.pid and httpx.get(f"{state['url']}/v1/health", timeout=2, verify=verify).status_code == 200:
                 return process, state
         except (OSError, ValueError, httpx.HTTPError):
             pass
