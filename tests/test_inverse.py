@@ -108,7 +108,7 @@ def test_hand_written_adjoint_step_is_the_transpose_of_the_step(case: str) -> No
     source, a flux monitor's DFT and a design window on each E component."""
     from metosim.kernels.adjoint import make_adjoint_step
     from metosim.kernels.solver import _setup
-    from metosim.kernels.yee import jax_ops, make_step, window_curl
+    from metosim.kernels.yee import design_cb, jax_ops, make_step, polarisation_change, window_drive
 
     size, boundaries, medium = ADJOINT_CASES[case]
     f0 = 2e14
@@ -145,9 +145,11 @@ def test_hand_written_adjoint_step_is_the_transpose_of_the_step(case: str) -> No
         after, vjp = jax.vjp(forward, state, dcb)
         ct = jax.tree.map(noise, after)
         want_state, want_dcb = vjp(ct)
-        curls = [window_curl(after["H"], p, window, layout) for p in range(3)]
+        # The adjoint transposes the same update written with Δcb folded into cb.
+        drives = [window_drive(after["H"], polarisation_change(after, p), p, window, layout) for p in range(3)]
+        params = {**problem.params, "design_dcb": dcb}
         adjoint = jax.jit(make_adjoint_step(layout))
-        got_state, got_dcb = adjoint({k: ct[k] for k in fields}, ct["dft"], {**problem.params, "design_dcb": dcb}, n, curls)
+        got_state, got_dcb = adjoint({k: ct[k] for k in fields}, ct["dft"], {**params, "cb": design_cb(params, layout)}, n, drives)
         want, got = jax.tree.leaves({k: want_state[k] for k in fields}) + list(want_dcb), jax.tree.leaves(got_state) + list(got_dcb)
         assert len(got) == len(want) >= 9  # E, H and Δcb at least
         for g, w in zip(got, want):

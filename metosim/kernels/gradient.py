@@ -14,11 +14,12 @@ Reverse mode through the time loop is the exact discrete adjoint of the update,
 written out by hand (:mod:`.adjoint`, checked against JAX's own transpose). Two
 things keep its memory bounded:
 
-1. the design enters the step as a correction ``E += Δcb·(∇×H)`` on its window
-   only (:mod:`.yee`), so the gradient needs only that window of ∇×H per step, not
-   the whole grid;
+1. the design enters the step as a correction ``E += Δcb·(∇×H − ΔP/Δt)`` on its
+   window only (:mod:`.yee`), so the gradient needs only that window of the drive
+   per step, not the whole grid; the hand-written pair folds Δcb into cb once per
+   call instead (:func:`.yee.design_cb`: the same update, no work per step);
 2. steps run in segments: the forward pass keeps the fields (E, H, ψ, P) at each
-   segment's start; the backward pass replays one segment at a time for its ∇×H
+   segment's start; the backward pass replays one segment at a time for its drive
    windows, then runs the transposed steps back through it. With S values of
    fields, D per step of design window and T steps, ``L`` steps per segment costs
    about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
@@ -44,7 +45,7 @@ from .design import paint, pixel_map
 from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
 from .units import to_normalised_frequency
 from .adjoint import make_adjoint_step
-from .yee import Layout, jax_ops, make_step, window_curl
+from .yee import Layout, design_cb, jax_ops, make_step, polarisation_change, window_drive
 
 Outputs = dict[str, Any]
 
@@ -121,7 +122,6 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
                 raise EngineInputError(f"design {design!r} reaches into the PML or onto the boundary along {'xyz'[a]}; keep it inside the domain")
     # Time monitors are no outputs of a differentiable solve: dropped.
     layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives), snapshots=())
-    step = make_step(layout, jax_ops())
     dt, total = layout.dt, problem.num_steps
     state_size = sum(int(np.size(x)) for k in FIELDS for x in jax.tree_util.tree_leaves(problem.state[k]))
     window_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
@@ -129,7 +129,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     segment = max(1, min(segment, total))
     read_outputs = _output_reader(sim, problem)
 
-    march = _autodiff_march(step, total) if not checkpoint else _adjoint_march(layout, step, total, segment)
+    march = _autodiff_march(make_step(layout, jax_ops()), total) if not checkpoint else _adjoint_march(layout, total, segment)
     @jax.jit
     def outputs(pixels: Any, arrays: dict) -> Outputs:
         pixels = jnp.asarray(pixels, dtype=layout.dtype).reshape(structure.medium.shape)
@@ -159,16 +159,18 @@ def _autodiff_march(step: Callable, total: int) -> Callable[[dict, dict], dict]:
     return lambda state, params: _scan_steps(step, state, params, jnp.arange(total))
 
 
-def _adjoint_march(layout: Layout, step: Callable, total: int, segment: int) -> Callable[[dict, dict], dict]:
+def _adjoint_march(layout: Layout, total: int, segment: int) -> Callable[[dict, dict], dict]:
     """The time loop with the hand-written adjoint (:mod:`.adjoint`) as its reverse
     mode: the forward run keeps the fields at each segment's start; the backward pass
-    replays one segment at a time (fields only, no monitors) for ∇×H on the design
-    windows and runs the transposed steps back through it."""
+    replays one segment at a time (fields only, no monitors) for the drive on the
+    design windows and runs the transposed steps back through it. Both directions
+    step with the design folded into cb (:func:`.yee.design_cb`)."""
     import jax
     import jax.numpy as jnp
 
     adjoint = make_adjoint_step(layout)
-    replay_step = make_step(dataclasses.replace(layout, dft=()), jax_ops())
+    step = make_step(dataclasses.replace(layout, design=()), jax_ops())
+    replay_step = make_step(dataclasses.replace(layout, design=(), dft=()), jax_ops())
     count, rest = divmod(total, segment)
     segments, tail = jnp.arange(count * segment).reshape(count, segment), jnp.arange(count * segment, total)
 
@@ -183,34 +185,38 @@ def _adjoint_march(layout: Layout, step: Callable, total: int, segment: int) -> 
     def backward_segment(carry: tuple[dict, list], start: dict, steps: Any, ct_dft: dict, params: dict) -> tuple[dict, list]:
         def replay(s: dict, n: Any) -> tuple[dict, list]:
             s = replay_step(s, params, n)
-            return s, [window_curl(s["H"], p, window, layout) for p, window in layout.design]
+            return s, [window_drive(s["H"], polarisation_change(s, p), p, window, layout) for p, window in layout.design]
 
-        curls = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)[1]
+        drives = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)[1]
 
         def back(c: tuple[dict, list], x: tuple[Any, list]) -> tuple[tuple[dict, list], None]:
             ct, gradient = c
             ct, share = adjoint(ct, ct_dft, params, *x)
             return (ct, [g + s for g, s in zip(gradient, share)]), None
 
-        return jax.lax.scan(back, carry, (steps, curls), reverse=True)[0]
+        return jax.lax.scan(back, carry, (steps, drives), reverse=True)[0]
+
+    def folded(params: dict) -> dict:
+        return {**params, "cb": design_cb(params, layout)}
 
     @jax.custom_vjp
     def march(state: dict, params: dict) -> dict:
-        return _scan_steps(step, state, params, jnp.arange(total))
+        return _scan_steps(step, state, folded(params), jnp.arange(total))
 
     def march_fwd(state: dict, params: dict) -> tuple[dict, tuple]:
-        state, checkpoints = forward(state, params)
+        state, checkpoints = forward(state, folded(params))
         return state, (checkpoints, params)
 
     def march_bwd(residuals: tuple, ct: dict) -> tuple[dict, dict]:
-        (starts, tail_start), params = residuals
+        (starts, tail_start), original = residuals
+        params = folded(original)
         carry = (fields(ct), [jnp.zeros_like(d) for d in params["design_dcb"]])
         if rest:
             carry = backward_segment(carry, tail_start, tail, ct["dft"], params)
         carry = jax.lax.scan(lambda c, xs: (backward_segment(c, *xs, ct["dft"], params), None), carry, (starts, segments), reverse=True)[0]
         ct_state, gradient = carry
         # Only the design is differentiated; the other coefficients get zeros (unused).
-        return {**ct_state, "dft": ct["dft"], "snap": {}}, {**jax.tree.map(jnp.zeros_like, params), "design_dcb": gradient}
+        return {**ct_state, "dft": ct["dft"], "snap": {}}, {**jax.tree.map(jnp.zeros_like, original), "design_dcb": gradient}
 
     march.defvjp(march_fwd, march_bwd)
     return march

@@ -151,6 +151,32 @@ def window_curl(H: list[Array], p: int, window: tuple[slice, slice, slice], layo
     return total
 
 
+def window_drive(H: list[Array], delta_p: Array | None, p: int, window: tuple[slice, slice, slice], layout: Layout) -> Array:
+    """What cb multiplies in the E update, (∇×H − ΔP/Δt)ₚ, on a design window;
+    ``delta_p`` is the step's summed polarisation change of component p (None
+    without dispersive media)."""
+    drive = window_curl(H, p, window, layout)
+    return drive if delta_p is None else drive - delta_p[window] / layout.dt
+
+
+def polarisation_change(state: State, p: int) -> Array | None:
+    """ΔP of component p over the step that produced ``state`` (P − P_prev summed
+    over the poles), None without dispersive media."""
+    changes = [P - Q for P, Q in zip(state["P"][p::3], state["P_prev"][p::3])]
+    return sum(changes[1:], changes[0]) if changes else None
+
+
+def design_cb(params: dict[str, Any], layout: Layout) -> list[Array]:
+    """cb with each design window's Δcb added: the coefficient the design's
+    correction amounts to (JAX), for a step whose layout carries no design."""
+    import jax.numpy as jnp
+
+    cb = list(params["cb"])
+    for (p, window), dcb in zip(layout.design, params["design_dcb"]):
+        cb[p] = jnp.asarray(cb[p]).at[window].add(dcb)
+    return cb
+
+
 def window_terms(p: int, window: tuple[slice, slice, slice], layout: Layout) -> list[tuple[int, int, float]]:
     """(derivative axis a, H component b, sign) of the terms of (∇×H)ₚ on an active axis."""
     return [(a, b, sign) for a, b, sign in (((p + 1) % 3, (p + 2) % 3, 1.0), ((p + 2) % 3, (p + 1) % 3, -1.0)) if layout.active[a]]
@@ -281,11 +307,11 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
                 continue
             base = params["ca"][p] * E[p] if layout.has_ca else E[p]
             E[p] = base + params["cb"][p] * drive
-        # A design enters as a correction on its window alone, with ∇×H recomputed
-        # there: the whole-grid update stays one fused loop, and under jax.grad each
-        # step keeps only that window of ∇×H for the backward pass.
+        # A design enters as a correction Δcb·(∇×H − ΔP/Δt) on its window alone, with
+        # ∇×H recomputed there: the whole-grid update stays one fused loop, and under
+        # jax.grad each step keeps only that window of the drive for the backward pass.
         for (p, window), dcb in zip(layout.design, params.get("design_dcb", ())):
-            E[p] = ops.add_at(E[p], window, dcb * window_curl(H, p, window, layout))
+            E[p] = ops.add_at(E[p], window, dcb * window_drive(H, delta_p[p], p, window, layout))
         inject(E, "E", params, n)
 
         # ---- monitors
