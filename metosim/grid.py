@@ -208,9 +208,13 @@ class Grid:
     def dual_steps(self, axis: int, periodic: bool = False) -> np.ndarray:
         """Distances (µm) between the half nodes around each integer node, N values; the
         ghost cell before the first is the last (``periodic``) or mirrors the first."""
+        return 0.5 * (self._steps_before(axis, periodic) + self.primal_steps(axis))
+
+    def _steps_before(self, axis: int, periodic: bool = False) -> np.ndarray:
+        """The cell size before each integer node (µm), N values: the ghost cell before
+        the first is the last (``periodic``) or mirrors the first."""
         h = self.primal_steps(axis)
-        before = np.concatenate([h[-1:] if periodic else h[:1], h[:-1]])
-        return 0.5 * (before + h)
+        return np.concatenate([h[-1:] if periodic else h[:1], h[:-1]])
 
     @property
     def boundaries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,7 +250,7 @@ class Grid:
         h = self.primal_steps(axis)
         if on_half_nodes(component, axis):
             return 0.5 * h, 0.5 * h
-        return 0.5 * np.concatenate([h[:1], h[:-1]]), 0.5 * h
+        return 0.5 * self._steps_before(axis), 0.5 * h
 
     def node_volume(self, component: str, index: tuple[int, int, int]) -> float:
         """Volume (µm³; area or length in 2D/1D) of the Yee cell of ``component`` at ``index``."""
