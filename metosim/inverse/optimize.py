@@ -29,9 +29,9 @@ class Evaluator:
 
     ``objective``: any JAX function of the monitor outputs returning a scalar *loss*
     to minimise (local runs only); by default ``problem.objective.loss``.
-    ``segment_steps`` / ``checkpoint``: see :func:`metosim.kernels.gradient.differentiable_solve`."""
+    ``segment_steps`` / ``checkpoint`` / ``reversal``: see :func:`metosim.kernels.gradient.differentiable_solve`."""
 
-    def __init__(self, problem: InverseProblem, objective: Callable[[dict[str, Any]], Any] | None = None, segment_steps: int | None = None, checkpoint: bool = True) -> None:
+    def __init__(self, problem: InverseProblem, objective: Callable[[dict[str, Any]], Any] | None = None, segment_steps: int | None = None, checkpoint: bool = True, reversal: bool = True) -> None:
         import jax
         import jax.numpy as jnp
 
@@ -42,7 +42,7 @@ class Evaluator:
         loss_of = objective or (lambda outputs: problem.objective.loss(outputs, jnp))
         design, active = problem.design, problem.active
         with self._context():
-            self.solve = differentiable_solve(sim, design.name, segment_steps, checkpoint)
+            self.solve = differentiable_solve(sim, design.name, segment_steps, checkpoint, reversal)
 
         def loss(rho: Any, beta: Any, arrays: Any) -> tuple[Any, dict[str, Any]]:
             outputs = self.solve.fn(design.permittivity(rho, beta, active, jnp), arrays)

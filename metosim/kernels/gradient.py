@@ -19,10 +19,13 @@ things keep its memory bounded:
    per step, not the whole grid; the hand-written pair folds Δcb into cb once per
    call instead (:func:`.yee.design_cb`: the same update, no work per step);
 2. steps run in segments: the forward pass keeps the fields (E, H, ψ, P) at each
-   segment's start; the backward pass replays one segment at a time for its drive
-   windows, then runs the transposed steps back through it. With S values of
-   fields, D per step of design window and T steps, ``L`` steps per segment costs
-   about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
+   segment's start; the backward pass replays one segment at a time, then runs the
+   transposed steps back through it. What the replay keeps per step, D values, is
+   the drive on the design windows — or, where the medium around the design is
+   lossless and source-free, only the faces of a box around it, from which
+   :mod:`.reversal` runs the box's fields backwards alongside the adjoint (a surface
+   per step instead of a volume). With S values of fields and T steps, ``L`` steps
+   per segment cost about T/L·S + L·D values; the default L = √(T·S/D) minimises that.
 
 ``checkpoint=False`` differentiates the loop with JAX's own reverse mode instead
 (every step's window kept; slower on CPU), the reference the adjoint is tested against.
@@ -45,6 +48,7 @@ from .design import paint, pixel_map
 from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
 from .units import to_normalised_frequency
 from .adjoint import make_adjoint_step
+from .reversal import faces, make_reverse_step, record, reversal_box
 from .yee import Layout, design_cb, jax_ops, make_step, polarisation_change, window_drive
 
 Outputs = dict[str, Any]
@@ -65,18 +69,21 @@ class DifferentiableSolve:
     num_steps: int
     #: Steps per checkpointed segment (``num_steps`` when not checkpointed).
     segment_steps: int
-    #: Values (floats) of state the backward pass keeps per segment, and of design
-    #: window per step: the two terms of the memory estimate.
+    #: Values (floats) of state the backward pass keeps per segment, and per step
+    #: (design-window drives, or the reversal box's faces): the memory estimate's terms.
     state_size: int
-    window_size: int
+    step_size: int
+    #: Whether the backward pass runs the design's box backwards (:mod:`.reversal`)
+    #: rather than storing the drives of each step.
+    reversal: bool
 
     def __call__(self, pixels: Any) -> Outputs:
         return self.fn(pixels, self.arrays)
 
 
-def default_segment(num_steps: int, state_size: int, window_size: int) -> int:
+def default_segment(num_steps: int, state_size: int, step_size: int) -> int:
     """Steps per checkpointed segment minimising T/L·S + L·D (see the module doc)."""
-    return int(min(num_steps, max(1, round(math.sqrt(num_steps * state_size / max(window_size, 1))))))
+    return int(min(num_steps, max(1, round(math.sqrt(num_steps * state_size / max(step_size, 1))))))
 
 
 def design_structure(sim: Simulation, design: str) -> int:
@@ -90,11 +97,13 @@ def design_structure(sim: Simulation, design: str) -> int:
     return named[0]
 
 
-def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True) -> DifferentiableSolve:
+def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None = None, checkpoint: bool = True, reversal: bool = True) -> DifferentiableSolve:
     """Set up ``sim`` once and return its monitor outputs as a JAX function of the
     pixels of the structure named ``design``. Call (and differentiate) it under
     ``solver.precision_context(sim.precision)`` (64-bit JAX for float64). ``checkpoint=False``
-    uses JAX's own reverse mode through every step (no segments; for comparison)."""
+    uses JAX's own reverse mode through every step (no segments; for comparison);
+    ``reversal=False`` stores the design's drives per step even where the box around
+    the design could be run backwards."""
     import jax
     import jax.numpy as jnp
 
@@ -124,12 +133,16 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives), snapshots=())
     dt, total = layout.dt, problem.num_steps
     state_size = sum(int(np.size(x)) for k in FIELDS for x in jax.tree_util.tree_leaves(problem.state[k]))
-    window_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
-    segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, window_size))
+    box = reversal_box(layout, problem.params) if checkpoint and reversal else None
+    if box is None:
+        step_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
+    else:
+        step_size = sum(int(np.prod([s.stop - s.start for s in sl])) for _, _, sl in faces(layout, box))
+    segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, step_size))
     segment = max(1, min(segment, total))
     read_outputs = _output_reader(sim, problem)
 
-    march = _autodiff_march(make_step(layout, jax_ops()), total) if not checkpoint else _adjoint_march(layout, total, segment)
+    march = _autodiff_march(make_step(layout, jax_ops()), total) if not checkpoint else _adjoint_march(layout, total, segment, box)
     @jax.jit
     def outputs(pixels: Any, arrays: dict) -> Outputs:
         pixels = jnp.asarray(pixels, dtype=layout.dtype).reshape(structure.medium.shape)
@@ -138,7 +151,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
         return read_outputs({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()})
 
     arrays = {"params": problem.params, "state": {**problem.state, "snap": {}}, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
-    return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, window_size)
+    return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, step_size, box is not None)
 
 
 #: The state a step maps linearly to the next: what a checkpoint keeps (the DFT
@@ -159,12 +172,14 @@ def _autodiff_march(step: Callable, total: int) -> Callable[[dict, dict], dict]:
     return lambda state, params: _scan_steps(step, state, params, jnp.arange(total))
 
 
-def _adjoint_march(layout: Layout, total: int, segment: int) -> Callable[[dict, dict], dict]:
+def _adjoint_march(layout: Layout, total: int, segment: int, box: tuple[slice, slice, slice] | None) -> Callable[[dict, dict], dict]:
     """The time loop with the hand-written adjoint (:mod:`.adjoint`) as its reverse
     mode: the forward run keeps the fields at each segment's start; the backward pass
-    replays one segment at a time (fields only, no monitors) for the drive on the
-    design windows and runs the transposed steps back through it. Both directions
-    step with the design folded into cb (:func:`.yee.design_cb`)."""
+    replays one segment at a time (fields only, no monitors), keeping the drive on the
+    design windows per step — or, with a reversal ``box``, only the box's faces, the
+    box's fields then run backwards beside the adjoint — and runs the transposed
+    steps back through it. Both directions step with the design folded into cb
+    (:func:`.yee.design_cb`)."""
     import jax
     import jax.numpy as jnp
 
@@ -182,19 +197,50 @@ def _adjoint_march(layout: Layout, total: int, segment: int) -> Callable[[dict, 
         tail_start = fields(state)
         return (_scan_steps(step, state, params, tail) if rest else state), (starts, tail_start)
 
-    def backward_segment(carry: tuple[dict, list], start: dict, steps: Any, ct_dft: dict, params: dict) -> tuple[dict, list]:
+    def back_step(carry: tuple[dict, list], n: Any, drives: list, ct_dft: dict, params: dict) -> tuple[dict, list]:
+        ct, gradient = carry
+        ct, share = adjoint(ct, ct_dft, params, n, drives)
+        return ct, [g + s for g, s in zip(gradient, share)]
+
+    def stored_segment(carry: tuple[dict, list], start: dict, steps: Any, ct_dft: dict, params: dict) -> tuple[dict, list]:
+        """Replay keeping each step's drives, then the transposed steps."""
+
         def replay(s: dict, n: Any) -> tuple[dict, list]:
             s = replay_step(s, params, n)
             return s, [window_drive(s["H"], polarisation_change(s, p), p, window, layout) for p, window in layout.design]
 
         drives = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)[1]
+        return jax.lax.scan(lambda c, x: (back_step(c, *x, ct_dft, params), None), carry, (steps, drives), reverse=True)[0]
 
-        def back(c: tuple[dict, list], x: tuple[Any, list]) -> tuple[tuple[dict, list], None]:
-            ct, gradient = c
-            ct, share = adjoint(ct, ct_dft, params, *x)
-            return (ct, [g + s for g, s in zip(gradient, share)]), None
+    if box is not None:
+        recorded = faces(layout, box)
+        reverse = make_reverse_step(layout, box)
+        windows = [(p, tuple(slice(w.start - b.start, w.stop - b.start) for w, b in zip(window, box))) for p, window in layout.design]
 
-        return jax.lax.scan(back, carry, (steps, drives), reverse=True)[0]
+        def reversed_segment(carry: tuple[dict, list], start: dict, steps: Any, ct_dft: dict, params: dict) -> tuple[dict, list]:
+            """Replay keeping each step's box faces, then the transposed steps beside
+            the box run backwards from the segment's end."""
+
+            def replay(s: dict, n: Any) -> tuple[dict, list]:
+                s = replay_step(s, params, n)
+                return s, record(s, recorded)
+
+            end, after = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)
+            # Faces before each step: the start's, then those after each step but the last
+            # (recorded after the step: read before it, the whole state is copied each step).
+            before = [jnp.concatenate([first[None], later[:-1]]) for first, later in zip(record(start, recorded), after)]
+            cb = [c[box] for c in params["cb"]]
+
+            def back(c: tuple[tuple[dict, list], dict], x: tuple[Any, list]) -> tuple[tuple[tuple[dict, list], dict], None]:
+                carry, in_box = c
+                n, faces_before = x
+                drives = [window_drive(in_box["H"], None, p, window, layout) for p, window in windows]
+                return (back_step(carry, n, drives, ct_dft, params), reverse(in_box, cb, faces_before)), None
+
+            in_box = {k: [F[box] for F in end[k]] for k in ("E", "H")}
+            return jax.lax.scan(back, (carry, in_box), (steps, before), reverse=True)[0][0]
+
+    backward_segment = stored_segment if box is None else reversed_segment
 
     def folded(params: dict) -> dict:
         return {**params, "cb": design_cb(params, layout)}

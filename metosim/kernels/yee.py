@@ -142,12 +142,13 @@ def slab_padding(layout: Layout, a: int, lo: int, hi: int) -> list[tuple[int, in
     return [(lo, layout.shape[a] - hi) if k == a else (0, 0) for k in range(3)]
 
 
-def window_curl(H: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout) -> Array:
-    """(∇×H)ₚ on an interior design window (off the PML and the minus faces; the
-    differentiable solve checks): plain backward differences."""
+def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout, forward: bool = False) -> Array:
+    """(∇×F)ₚ on an interior window (off the PML and the faces; the callers check):
+    plain backward differences (∇×H, driving E) or ``forward`` ones (∇×E, driving H)."""
     total = 0.0
     for a, b, sign in window_terms(p, window, layout):
-        total = total + sign * (H[b][window] - H[b][_before(window, a)]) * layout.inv_dl[a]
+        difference = F[b][_shifted(window, a, 1)] - F[b][window] if forward else F[b][window] - F[b][_shifted(window, a, -1)]
+        total = total + sign * difference * layout.inv_dl[a]
     return total
 
 
@@ -182,8 +183,8 @@ def window_terms(p: int, window: tuple[slice, slice, slice], layout: Layout) -> 
     return [(a, b, sign) for a, b, sign in (((p + 1) % 3, (p + 2) % 3, 1.0), ((p + 2) % 3, (p + 1) % 3, -1.0)) if layout.active[a]]
 
 
-def _before(window: tuple[slice, slice, slice], a: int) -> tuple[slice, ...]:
-    return tuple(slice(w.start - 1, w.stop - 1) if k == a else w for k, w in enumerate(window))
+def _shifted(window: tuple[slice, slice, slice], a: int, offset: int) -> tuple[slice, ...]:
+    return tuple(slice(w.start + offset, w.stop + offset) if k == a else w for k, w in enumerate(window))
 
 
 def step_times(layout: Layout, n: Array) -> tuple[Array, Array]:

@@ -1,0 +1,121 @@
+"""The Yee step run backwards on a lossless box: design-window fields without storing them.
+
+The backward pass of the differentiable solve needs, at every step n in reverse
+order, the drive (∇×H^{n+½}) on the design windows. Storing it per step costs a
+window of memory per step; but where the medium is lossless, non-dispersive and
+free of sources the leapfrog update inverts exactly:
+
+    E^n = E^{n+1} − cb·∇×H^{n+½},      H^{n−½} = H^{n+½} + Δt·∇×E^n.
+
+On a box B — the windows' bounding box (the interior I) plus one node layer on each
+side of every active axis — the interior updates read, beyond I, only the
+tangential H on the minus faces and the tangential E on the plus faces (Yee's
+backward and forward differences). Those faces are what the replay records per
+step (a surface, not a volume); the rest of the face layers is never read. Run
+from the segment's last state, the reversal regenerates I's fields step by step
+backwards, with the rounding of one update per step (not amplified: the inverse
+leapfrog is as stable as the forward one). The PML, dispersive media, conductors
+and sources make the step irreversible; :func:`reversal_box` returns None where any
+of them reaches I, and the caller stores the drives instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .yee import Array, Layout, jax_ops, window_curl
+
+#: A recorded face: field ("E" or "H"), component index, node slices in the grid.
+Face = tuple[str, int, tuple[slice, slice, slice]]
+
+
+def _overlaps(box: tuple[slice, ...], index: tuple[Any, ...]) -> bool:
+    for b, i in zip(box, index):
+        lo, hi = (i.start, i.stop) if isinstance(i, slice) else (i, i + 1)
+        if hi <= b.start or lo >= b.stop:
+            return False
+    return True
+
+
+def reversal_box(layout: Layout, params: dict[str, Any]) -> tuple[slice, slice, slice] | None:
+    """The box B (grid node slices) over which the step of ``layout`` inverts around
+    its design windows, or None: B must lie in the grid, and its interior must be
+    off the PML, without conductivity (ca = 1) or dispersive poles (c₃ = 0), and
+    without point or plane sources."""
+    if not layout.design:
+        return None
+    interior = tuple(
+        slice(min(w[a].start for _, w in layout.design), max(w[a].stop for _, w in layout.design)) if layout.active[a] else slice(0, 1)
+        for a in range(3)
+    )
+    for a in range(3):
+        minus, plus = layout.pml[a]
+        if layout.active[a] and (interior[a].start < max(minus, 1) or interior[a].stop > layout.shape[a] - max(plus, 1)):
+            return None
+    if layout.has_ca and any(np.any(np.asarray(ca)[interior] != 1) for ca in params["ca"]):
+        return None
+    if any(np.any(np.broadcast_to(np.asarray(c3[p]), layout.shape)[interior] != 0) for _, _, c3 in params["poles"] for p in range(3)):
+        return None
+    if any(_overlaps(interior, index) for _, index in layout.points):
+        return None
+    if any(_overlaps(interior, e) or _overlaps(interior, h) for _, _, e, h in layout.sheets):
+        return None
+    return tuple(slice(i.start - 1, i.stop + 1) if layout.active[a] else i for a, i in enumerate(interior))  # type: ignore[return-value]
+
+
+def _local(box: tuple[slice, ...], layout: Layout) -> tuple[slice, slice, slice]:
+    """B's interior in B's own indices."""
+    return tuple(slice(1, b.stop - b.start - 1) if layout.active[a] else slice(0, 1) for a, b in enumerate(box))  # type: ignore[return-value]
+
+
+def faces(layout: Layout, box: tuple[slice, ...]) -> list[Face]:
+    """What the interior updates read outside the interior, in grid indices:
+    tangential H on each active axis's minus face, tangential E on its plus face,
+    each over the interior's extent along the other axes."""
+    interior = _local(box, layout)
+    out: list[Face] = []
+    for a in range(3):
+        if not layout.active[a]:
+            continue
+        for field, layer in (("H", box[a].start), ("E", box[a].stop - 1)):
+            sl = tuple(slice(layer, layer + 1) if k == a else slice(box[k].start + interior[k].start, box[k].start + interior[k].stop) for k in range(3))
+            out.extend((field, q, sl) for q in range(3) if q != a)  # type: ignore[misc]
+    return out
+
+
+def record(fields: dict[str, list[Array]], recorded: list[Face]) -> list[Array]:
+    """The recorded faces of a state's E and H."""
+    return [fields[f][q][sl] for f, q, sl in recorded]
+
+
+def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[str, list[Array]], list[Array], list[Array]], dict[str, list[Array]]]:
+    """Return ``reverse(fields, cb, before) -> fields`` (JAX): E and H on ``box``
+    after step n (E^{n+1}, H^{n+½}) to those before it, given ``cb`` on the box
+    (the design folded in) and ``before``, the recorded faces of the state before
+    step n (in the order of :func:`faces`)."""
+    ops = jax_ops()
+    interior = _local(box, layout)
+    local = [(f, q, tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))) for f, q, sl in faces(layout, box)]
+    curled = [layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3] for p in range(3)]
+
+    def put(fields: dict[str, list[Array]], which: str, before: list[Array]) -> None:
+        for (f, q, sl), value in zip(local, before):
+            if f == which:
+                fields[f][q] = ops.set_at(fields[f][q], sl, value)
+
+    def reverse(fields: dict[str, list[Array]], cb: list[Array], before: list[Array]) -> dict[str, list[Array]]:
+        E, H = list(fields["E"]), list(fields["H"])
+        for p in range(3):
+            if curled[p]:
+                E[p] = ops.add_at(E[p], interior, -cb[p][interior] * window_curl(H, p, interior, layout))
+        out = {"E": E, "H": H}
+        put(out, "E", before)
+        for p in range(3):
+            if curled[p]:
+                out["H"][p] = ops.add_at(out["H"][p], interior, layout.dt * window_curl(out["E"], p, interior, layout, forward=True))
+        put(out, "H", before)
+        return out
+
+    return reverse
