@@ -215,30 +215,32 @@ def _adjoint_march(layout: Layout, total: int, segment: int, box: tuple[slice, s
     if box is not None:
         recorded = faces(layout, box)
         reverse = make_reverse_step(layout, box)
-        windows = [(p, tuple(slice(w.start - b.start, w.stop - b.start) for w, b in zip(window, box))) for p, window in layout.design]
 
         def reversed_segment(carry: tuple[dict, list], start: dict, steps: Any, ct_dft: dict, params: dict) -> tuple[dict, list]:
             """Replay keeping each step's box faces, then the transposed steps beside
             the box run backwards from the segment's end."""
 
-            def replay(s: dict, n: Any) -> tuple[dict, list]:
+            def replay(s: dict, n: Any) -> tuple[dict, Any]:
                 s = replay_step(s, params, n)
                 return s, record(s, recorded)
 
             end, after = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)
-            # Faces before each step: the start's, then those after each step but the last
-            # (recorded after the step: read before it, the whole state is copied each step).
-            before = [jnp.concatenate([first[None], later[:-1]]) for first, later in zip(record(start, recorded), after)]
+            first = record(start, recorded)
             cb = [c[box] for c in params["cb"]]
 
-            def back(c: tuple[tuple[dict, list], dict], x: tuple[Any, list]) -> tuple[tuple[tuple[dict, list], dict], None]:
+            def back(c: tuple[tuple[dict, list], dict], x: tuple[Any, Any]) -> tuple[tuple[tuple[dict, list], dict], None]:
                 carry, in_box = c
-                n, faces_before = x
-                drives = [window_drive(in_box["H"], None, p, window, layout) for p, window in windows]
-                return (back_step(carry, n, drives, ct_dft, params), reverse(in_box, cb, faces_before)), None
+                k, n = x
+                # Faces before step k of the segment: the start's, else those recorded
+                # after step k − 1 (recorded after the step: read before it, the whole
+                # state is copied each step; read by index: a shifted copy of the
+                # records would double them).
+                before = jnp.where(k == 0, first, jax.lax.dynamic_index_in_dim(after, jnp.maximum(k - 1, 0), keepdims=False))
+                in_box, drives = reverse(in_box, cb, before)
+                return (back_step(carry, n, drives, ct_dft, params), in_box), None
 
             in_box = {k: [F[box] for F in end[k]] for k in ("E", "H")}
-            return jax.lax.scan(back, (carry, in_box), (steps, before), reverse=True)[0][0]
+            return jax.lax.scan(back, (carry, in_box), (jnp.arange(steps.shape[0]), steps), reverse=True)[0][0]
 
     backward_segment = stored_segment if box is None else reversed_segment
 

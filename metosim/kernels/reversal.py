@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .yee import Array, Layout, jax_ops, window_curl
+from .yee import Array, Layout, window_curl
 
 #: A recorded face: field ("E" or "H"), component index, node slices in the grid.
 Face = tuple[str, int, tuple[slice, slice, slice]]
@@ -85,37 +85,51 @@ def faces(layout: Layout, box: tuple[slice, ...]) -> list[Face]:
     return out
 
 
-def record(fields: dict[str, list[Array]], recorded: list[Face]) -> list[Array]:
-    """The recorded faces of a state's E and H."""
-    return [fields[f][q][sl] for f, q, sl in recorded]
+def record(fields: dict[str, list[Array]], recorded: list[Face]) -> Array:
+    """The recorded faces of a state's E and H, flattened into one vector (one
+    write per step into the replay's stacked records)."""
+    import jax.numpy as jnp
+
+    return jnp.concatenate([fields[f][q][sl].ravel() for f, q, sl in recorded])
 
 
-def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[str, list[Array]], list[Array], list[Array]], dict[str, list[Array]]]:
-    """Return ``reverse(fields, cb, before) -> fields`` (JAX): E and H on ``box``
-    after step n (E^{n+1}, H^{n+½}) to those before it, given ``cb`` on the box
-    (the design folded in) and ``before``, the recorded faces of the state before
-    step n (in the order of :func:`faces`)."""
-    ops = jax_ops()
+def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[str, list[Array]], list[Array], Array], tuple[dict[str, list[Array]], list[Array]]]:
+    """Return ``reverse(fields, cb, before) -> (fields, drives)`` (JAX): E and H on
+    ``box`` after step n (E^{n+1}, H^{n+½}) to those before it, given ``cb`` on the
+    box (the design folded in) and ``before``, the recorded faces of the state before
+    step n (:func:`record`); ``drives`` are step n's ∇×H^{n+½} on each design window
+    of ``layout.design``, which the reversal computes anyway.
+
+    Each component is rebuilt as one whole-box expression (the interior's update
+    padded out, plus the faces padded into place) rather than updated slice by
+    slice: on a GPU the box is small and every slice update would be a kernel of
+    its own. Nodes that are neither interior nor face come out zero; no update reads them."""
+    import jax.numpy as jnp
+
+    shape = tuple(b.stop - b.start for b in box)
     interior = _local(box, layout)
     local = [(f, q, tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))) for f, q, sl in faces(layout, box)]
+    sizes = [int(np.prod([s.stop - s.start for s in sl])) for _, _, sl in local]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
     curled = [layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3] for p in range(3)]
+    # Design windows in the interior's own indices.
+    windows = [(p, tuple(slice(w.start - b.start - i.start, w.stop - b.start - i.start) for w, b, i in zip(window, box, interior))) for p, window in layout.design]
 
-    def put(fields: dict[str, list[Array]], which: str, before: list[Array]) -> None:
-        for (f, q, sl), value in zip(local, before):
-            if f == which:
-                fields[f][q] = ops.set_at(fields[f][q], sl, value)
+    def placed(part: Array, where: tuple[slice, ...]) -> Array:
+        return jnp.pad(part, [(s.start, n - s.stop) for s, n in zip(where, shape)])
 
-    def reverse(fields: dict[str, list[Array]], cb: list[Array], before: list[Array]) -> dict[str, list[Array]]:
-        E, H = list(fields["E"]), list(fields["H"])
-        for p in range(3):
-            if curled[p]:
-                E[p] = ops.add_at(E[p], interior, -cb[p][interior] * window_curl(H, p, interior, layout))
-        out = {"E": E, "H": H}
-        put(out, "E", before)
-        for p in range(3):
-            if curled[p]:
-                out["H"][p] = ops.add_at(out["H"][p], interior, layout.dt * window_curl(out["E"], p, interior, layout, forward=True))
-        put(out, "H", before)
+    def assemble(which: str, q: int, interior_value: Array, before: Array) -> Array:
+        out = placed(interior_value, interior)
+        for (f, k, sl), start, size in zip(local, offsets, sizes):
+            if f == which and k == q:
+                out = out + placed(before[start : start + size].reshape([s.stop - s.start for s in sl]), sl)
         return out
+
+    def reverse(fields: dict[str, list[Array]], cb: list[Array], before: Array) -> tuple[dict[str, list[Array]], list[Array]]:
+        E, H = fields["E"], fields["H"]
+        curl_h = [window_curl(H, p, interior, layout) if curled[p] else None for p in range(3)]
+        E = [assemble("E", p, E[p][interior] - cb[p][interior] * curl_h[p] if curled[p] else E[p][interior], before) for p in range(3)]
+        H = [assemble("H", p, H[p][interior] + layout.dt * window_curl(E, p, interior, layout, forward=True) if curled[p] else H[p][interior], before) for p in range(3)]
+        return {"E": E, "H": H}, [curl_h[p][window] for p, window in windows]  # type: ignore[index]
 
     return reverse
