@@ -104,6 +104,7 @@ def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[
     padded out, plus the faces padded into place) rather than updated slice by
     slice: on a GPU the box is small and every slice update would be a kernel of
     its own. Nodes that are neither interior nor face come out zero; no update reads them."""
+    import jax
     import jax.numpy as jnp
 
     shape = tuple(b.stop - b.start for b in box)
@@ -118,8 +119,13 @@ def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[
     def placed(part: Array, where: tuple[slice, ...]) -> Array:
         return jnp.pad(part, [(s.start, n - s.stop) for s, n in zip(where, shape)])
 
-    def assemble(which: str, q: int, interior_value: Array, before: Array) -> Array:
-        out = placed(interior_value, interior)
+    mask = np.zeros(shape, dtype=layout.dtype)
+    mask[interior] = 1
+
+    def assemble(which: str, q: int, F: Array, change: Array | None, before: Array) -> Array:
+        """F on the interior (read node by node, so XLA can write in place) plus
+        ``change`` there, and the recorded faces of component ``which``/``q``."""
+        out = F * mask if change is None else F * mask + placed(change, interior)
         for (f, k, sl), start, size in zip(local, offsets, sizes):
             if f == which and k == q:
                 out = out + placed(before[start : start + size].reshape([s.stop - s.start for s in sl]), sl)
@@ -128,8 +134,9 @@ def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[
     def reverse(fields: dict[str, list[Array]], cb: list[Array], before: Array) -> tuple[dict[str, list[Array]], list[Array]]:
         E, H = fields["E"], fields["H"]
         curl_h = [window_curl(H, p, interior, layout) if curled[p] else None for p in range(3)]
-        E = [assemble("E", p, E[p][interior] - cb[p][interior] * curl_h[p] if curled[p] else E[p][interior], before) for p in range(3)]
-        H = [assemble("H", p, H[p][interior] + layout.dt * window_curl(E, p, interior, layout, forward=True) if curled[p] else H[p][interior], before) for p in range(3)]
+        E = [assemble("E", p, E[p], -cb[p][interior] * curl_h[p] if curled[p] else None, before) for p in range(3)]
+        E = jax.lax.optimization_barrier(E)  # apart from H's update, which reads it shifted
+        H = [assemble("H", p, H[p], layout.dt * window_curl(E, p, interior, layout, forward=True) if curled[p] else None, before) for p in range(3)]
         return {"E": E, "H": H}, [curl_h[p][window] for p, window in windows]  # type: ignore[index]
 
     return reverse
