@@ -16,7 +16,11 @@ temporaries + outputs; on CPU and GPU) and, on a GPU, the allocator's measured p
 design. ``bend``: iterations per minute
 of the notebook's optimisation (``waveguide_bend()`` defaults).
 
-    python benchmarks/inverse.py [2d] [3d] [bend] [--repeat 2]
+    python benchmarks/inverse.py [2d] [3d] [bend] [--repeat 2] [--kernels]
+
+``--kernels``: on a GPU, also trace one gradient with ``jax.profiler`` and print the
+device time of its kernels summed by name (what the transposed step costs, kernel by
+kernel; on a CPU there are no device kernels to list).
 """
 
 from __future__ import annotations
@@ -59,6 +63,37 @@ def problem_3d(cells: int = 100, dl: float = 0.04) -> ms.InverseProblem:
     return ms.InverseProblem(simulation=sim, design=design, objective=objective)
 
 
+def kernel_times(run, top: int = 16) -> None:
+    """Trace ``run()`` with ``jax.profiler`` and print its GPU kernels' summed device
+    time by name (largest first) and the launch count."""
+    import collections
+    import glob
+    import tempfile
+
+    import jax
+    from jax.profiler import ProfileData
+
+    with tempfile.TemporaryDirectory() as folder:
+        jax.profiler.start_trace(folder)
+        jax.block_until_ready(run())
+        jax.profiler.stop_trace()
+        data = ProfileData.from_file(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)[-1])
+    total = collections.defaultdict(lambda: [0.0, 0])
+    for plane in data.planes:
+        if plane.name.startswith("/device:GPU"):
+            for line in plane.lines:
+                if line.name.startswith("Stream"):
+                    for event in line.events:
+                        total[event.name][0] += event.duration_ns
+                        total[event.name][1] += 1
+    if not total:
+        print("# no device kernels traced (not a GPU)", flush=True)
+        return
+    print(f"# gradient kernels: {sum(t for t, _ in total.values()) / 1e6:.1f} ms device time, {sum(n for _, n in total.values())} launches", flush=True)
+    for name, (ns, count) in sorted(total.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"#   {ns / 1e6:8.2f} ms {count:7d} × {ns / count / 1e3:6.2f} µs  {name[:100]}", flush=True)
+
+
 def memory_bytes(compiled) -> int:
     """Peak bytes of a compiled computation from XLA's buffer assignment:
     arguments + temporaries + outputs."""
@@ -66,7 +101,7 @@ def memory_bytes(compiled) -> int:
     return int(m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
 
 
-def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
+def ratio_case(name: str, problem: ms.InverseProblem, repeat: int, kernels: bool = False) -> dict:
     import jax
 
     evaluator = ms.inverse.Evaluator(problem)
@@ -106,6 +141,8 @@ def ratio_case(name: str, problem: ms.InverseProblem, repeat: int) -> dict:
         "plain_solve_s": round(plain.info["solve_seconds"], 3),
     }
     print(json.dumps(row), flush=True)
+    if kernels:
+        kernel_times(lambda: evaluator.value_and_grad(rho, beta))
     return row
 
 
@@ -137,15 +174,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--bend-iterations", type=int, default=8)
     parser.add_argument("--cells-3d", type=int, default=100)
+    parser.add_argument("--kernels", action="store_true", help="on a GPU, list the gradient's kernels (jax.profiler)")
     args = parser.parse_args()
     import jax
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, {jax.devices()[0].device_kind}", flush=True)
     for case in args.cases:
         if case == "2d":
-            ratio_case("2d 400x400", problem_2d(), args.repeat)
+            ratio_case("2d 400x400", problem_2d(), args.repeat, args.kernels)
         elif case == "3d":
-            ratio_case(f"3d {args.cells_3d}^3", problem_3d(args.cells_3d), args.repeat)
+            ratio_case(f"3d {args.cells_3d}^3", problem_3d(args.cells_3d), args.repeat, args.kernels)
         elif case == "bend":
             bend_case(args.bend_iterations)
 
