@@ -97,7 +97,7 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
                 add(a, derivative_t(-g, b, forward, f"{prefix}{p}{b}", ct_psi, new_ct_psi, params))
         return out
 
-    curled = [layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3] for p in range(3)]
+    curled = layout.curled
 
     def record_t(ct: State, ct_dft: dict, params: dict[str, Any], n: Array) -> State:
         """Transpose of step ``n``'s recording of E' and H' into the DFTs, as a padded

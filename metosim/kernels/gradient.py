@@ -48,7 +48,7 @@ from .design import paint, pixel_map
 from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
 from .units import to_normalised_frequency
 from .adjoint import make_adjoint_step
-from .reversal import faces, make_reverse_step, record, reversal_box
+from .reversal import face_sizes, faces, make_reverse_step, record, reversal_box
 from .yee import Layout, design_cb, jax_ops, make_step, polarisation_change, window_drive
 
 Outputs = dict[str, Any]
@@ -118,7 +118,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     maps = [pixel_map(sim.grid, structure.geometry.bounds(), structure.medium.shape, p) for p in range(3)]
     # Components the curl drives (all but the out-of-plane H-less ones of 1D/2D) with
     # nodes in the box.
-    drives = [p for p in range(3) if (layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3]) and all(w.stop > w.start for w in maps[p].window)]
+    drives = [p for p in range(3) if layout.curled[p] and all(w.stop > w.start for w in maps[p].window)]
     if not drives:
         raise EngineInputError(f"design {design!r} covers no E node of the grid")
     for p in drives:
@@ -137,7 +137,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     if box is None:
         step_size = sum(int(np.prod(maps[p].outside.shape)) for p in drives)
     else:
-        step_size = sum(int(np.prod([s.stop - s.start for s in sl])) for _, _, sl in faces(layout, box))
+        step_size = sum(face_sizes(faces(layout, box)))
     segment = total if not checkpoint else (segment_steps or default_segment(total, state_size, step_size))
     segment = max(1, min(segment, total))
     read_outputs = _output_reader(sim, problem)

@@ -85,6 +85,11 @@ def faces(layout: Layout, box: tuple[slice, ...]) -> list[Face]:
     return out
 
 
+def face_sizes(recorded: list[Face]) -> list[int]:
+    """Values per recorded face (its share of :func:`record`'s vector)."""
+    return [int(np.prod([s.stop - s.start for s in sl])) for _, _, sl in recorded]
+
+
 def record(fields: dict[str, list[Array]], recorded: list[Face]) -> Array:
     """The recorded faces of a state's E and H, flattened into one vector (one
     write per step into the replay's stacked records)."""
@@ -109,10 +114,11 @@ def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[
 
     shape = tuple(b.stop - b.start for b in box)
     interior = _local(box, layout)
-    local = [(f, q, tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))) for f, q, sl in faces(layout, box)]
-    sizes = [int(np.prod([s.stop - s.start for s in sl])) for _, _, sl in local]
+    recorded = faces(layout, box)
+    local = [(f, q, tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))) for f, q, sl in recorded]
+    sizes = face_sizes(recorded)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    curled = [layout.active[(p + 1) % 3] or layout.active[(p + 2) % 3] for p in range(3)]
+    curled = layout.curled
     # Design windows in the interior's own indices.
     windows = [(p, tuple(slice(w.start - b.start - i.start, w.stop - b.start - i.start) for w, b, i in zip(window, box, interior))) for p, window in layout.design]
 

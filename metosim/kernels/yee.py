@@ -123,6 +123,11 @@ class Layout:
     #: order of params["design_dcb"], the change of cb there. Empty for a plain solve.
     design: tuple[tuple[int, tuple[slice, slice, slice]], ...] = ()
 
+    @property
+    def curled(self) -> tuple[bool, bool, bool]:
+        """Per component p, whether (∇×F)ₚ has a term: an active axis transverse to p."""
+        return tuple(self.active[(p + 1) % 3] or self.active[(p + 2) % 3] for p in range(3))  # type: ignore[return-value]
+
 
 def _take(a: Array, axis: int, start: int, stop: int) -> Array:
     index = [slice(None)] * a.ndim
