@@ -230,19 +230,23 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
 
     def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
         kind = "h" if forward else "e"  # which update the derivative feeds
-        d = difference(F, a, forward, 0, N[a]) * (params["inv_steps"][f"{kind}{a}"] if layout.graded[a] else layout.inv_dl[a])
+        inv = params["inv_steps"][f"{kind}{a}"] if layout.graded[a] else layout.inv_dl[a]
+        d = difference(F, a, forward, 0, N[a]) * inv
         slabs = pml_slabs(layout, a)
         if not slabs:
             return d
         # d/κ + ψ as one elementwise expression over the whole axis, so XLA fuses it
         # into the field update: 1/κ is a 1D profile (1 outside the PML) and ψ, which
-        # lives only on slab nodes and is advanced from a slab-local difference,
-        # enters zero-padded.
+        # lives only on slab nodes, enters zero-padded. ψ advances from its own
+        # slab-local difference, not a slice of d: a second consumer of d makes XLA on
+        # the CPU materialise the whole-axis derivative instead of fusing it into the
+        # update (2.4x slower on the standard problem; benchmarks/engine.py --guard).
         out = d * params["pml_inv_kappa"][f"{kind}{a}"]
         for side, lo, hi in slabs:
             b, c = params["pml"][f"{kind}{a}{side}"]
             name = f"{key}{side}"
-            new_psi[name] = b * psi[name] + c * _take(d, a, lo, hi)  # the slab's share of d
+            d_slab = difference(F, a, forward, lo, hi) * (_take(inv, a, lo, hi) if layout.graded[a] else inv)
+            new_psi[name] = b * psi[name] + c * d_slab
             out = out + xp.pad(new_psi[name], slab_padding(layout, a, lo, hi))
         return out
 
