@@ -17,6 +17,10 @@ one process and exits 1 when the ratio of their best rates falls below ``GUARD_F
 A ratio of two rates measured side by side cancels most of the machine's drift, so the
 guard needs no stored speed.
 
+``--two-d`` times a 2D problem (600 × 600 cells, 12-cell CPML, a glass rod, an Ez or Hz
+dipole, a DFT plane) stepping its one polarisation's three components against all six
+(``all_components``), alternately in one process.
+
 ``--compare fdtdx`` also times fdtdx on the same problem (``benchmarks/fdtdx_standard.py``,
 run by ``--fdtdx-python``, an interpreter with fdtdx installed) between MetoSim's runs.
 
@@ -107,6 +111,33 @@ def metosim_mcells(sim: ms.Simulation) -> float:
     return ms.solve(sim, backend="jax").info["cells_per_second"] / 1e6
 
 
+def two_d_problem(polarization: str, steps: int) -> ms.Simulation:
+    grid = ms.GridSpec.uniform(0.02)
+    probe = ms.Simulation(size=(12, 12, 0), grid_spec=grid, run_time=1e-15)
+    return ms.Simulation(
+        size=(12, 12, 0),
+        grid_spec=grid,
+        run_time=steps * probe.grid.dt * (1 - 1e-9),
+        structures=[ms.Structure(geometry=ms.Cylinder(radius=1.0, length=ms.inf, axis=2), medium=ms.Medium(permittivity=4))],
+        sources=[ms.PointDipole(center=(1.5, 0.5, 0), polarization=polarization, source_time=ms.GaussianPulse(freq0=2e14, fwidth=5e13))],
+        monitors=[ms.FieldMonitor(name="field", size=(ms.inf, ms.inf, 0), freqs=[1.5e14, 2e14, 2.5e14])],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
+        shutoff=0,
+    )
+
+
+def two_d(steps: int, repeat: int) -> None:
+    from metosim.kernels.solver import solve
+
+    for polarization in ("Ez", "Hz"):
+        sim = two_d_problem(polarization, steps)
+        three, six = [], []
+        for _ in range(repeat):
+            three.append(solve(sim, backend="jax").info["cells_per_second"] / 1e6)
+            six.append(solve(sim, backend="jax", all_components=True).info["cells_per_second"] / 1e6)
+        print(f"2D {sim.grid.num_cells[:2]} {polarization} dipole: 3 components {max(three):.0f} Mcells/s, 6 components {max(six):.0f} (×{max(three) / max(six):.2f}, best of {repeat})")
+
+
 def guard(steps: int, repeat: int) -> int:
     """Time the standard problem and the bare kernel alternately; 0 if their ratio
     holds the floor, else 1."""
@@ -148,12 +179,15 @@ def main() -> None:
     parser.add_argument("--skip-numpy", action="store_true")
     parser.add_argument("--graded", action="store_true", help="also time the problem on a graded grid")
     parser.add_argument("--guard", action="store_true", help="exit 1 if the ratio to the bare kernel is below GUARD_FLOOR")
+    parser.add_argument("--two-d", action="store_true", help="2D: one polarisation's three components against six")
     parser.add_argument("--compare", choices=["fdtdx"], help="also time another engine on the same problem")
     parser.add_argument("--fdtdx-python", default="python", help="an interpreter with fdtdx 0.6.3 installed")
     args = parser.parse_args()
 
     if args.guard:
         sys.exit(guard(args.steps, args.repeat))
+    if args.two_d:
+        return two_d(4 * args.steps, args.repeat)
     if args.compare == "fdtdx":
         sim = standard_problem(args.steps)
         ours, theirs, bare = [], [], []

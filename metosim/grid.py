@@ -170,6 +170,27 @@ def on_half_nodes(component: str, axis: int) -> bool:
     return ("xyz".index(component[1]) == axis) == (component[0] == "E")
 
 
+def coupled_components(active: tuple[bool, bool, bool], injected: set[str] | frozenset[str]) -> frozenset[str]:
+    """The field components ("Ex" … "Hz") that the Yee update can make nonzero from the
+    ``injected`` ones: their closure under the curl's couplings. Eₚ and H_b (and Hₚ and
+    E_b) couple through ∂ₐ for every cyclic (p, a, b) and through ∂_b for (p, b, a), only
+    along ``active`` axes. In 2D this splits the six into TM (E along the invariant axis
+    with the two H across it) and TE (H along it, E across); in 3D one source couples all
+    six. Isotropic media and the boundaries here (PEC, PMC, CPML, periodic, Bloch along
+    active axes) keep the families apart."""
+    live, todo = set(injected), list(injected)
+    while todo:
+        component = todo.pop()
+        other = "H" if component[0] == "E" else "E"
+        p = "xyz".index(component[1])
+        for a, b in (((p + 1) % 3, (p + 2) % 3), ((p + 2) % 3, (p + 1) % 3)):
+            partner = f"{other}{'xyz'[b]}"
+            if active[a] and partner not in live:
+                live.add(partner)
+                todo.append(partner)
+    return frozenset(live)
+
+
 def num_cells_along(size: float, dl: float) -> int:
     """Cells along one axis: ``size / dl`` rounded, at least 1 (µm, µm)."""
     return max(1, round(size / dl)) if size > 0 else 1

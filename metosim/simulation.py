@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .base import AXES, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
+from .base import AXES, FIELD_COMPONENTS, Coordinate, FiniteSize, MetoModel, PositiveFinite, Symmetry, _as_tuple, mirror_parity
 from .boundary import PML, BlochBoundary, BoundarySpec, PECBoundary, Periodic
 from .geometry import Box, Geometry, same_shape
-from .grid import Grid, GridError, GridSpec, graded_boundaries, num_cells_along, on_half_nodes, time_step
+from .grid import Grid, GridError, GridSpec, coupled_components, graded_boundaries, num_cells_along, on_half_nodes, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
 from .source import ModeSource, PlaneWave, PointDipole, Source
@@ -426,8 +426,27 @@ class Simulation(MetoModel):
             lo, hi = (mid, hi) if excess(mid) >= 0 else (lo, mid)
         return 0.99 * lo  # a 1% margin below the limit
 
-    def estimate(self) -> dict[str, int]:
-        """Cells, time steps and the engine's memory (bytes) for this simulation."""
+    def stepped_components(self) -> list[str] | None:
+        """The field components the engine steps: the sources' own and those the curl
+        couples to them on this grid (TE or TM in 2D, all six in 3D); None where a mode
+        source's polarisation is known only after its mode solve."""
+        injected: set[str] = set()
+        for source in self.sources:
+            if isinstance(source, ModeSource):
+                if not all(self.grid.active):
+                    return None
+                injected.update(("Ex", "Hx"))  # in 3D any one component reaches all six
+            elif isinstance(source, PointDipole):
+                injected.add(source.polarization)
+            else:
+                vector = source.polarization_vector if isinstance(source, PlaneWave) else np.eye(3)[AXES.index(source.polarization[1])]
+                injected.update(f"E{axis}" for axis, v in zip(AXES, vector) if abs(v) > 1e-12)
+        live = coupled_components(self.grid.active, injected)
+        return [c for c in FIELD_COMPONENTS if c in live]
+
+    def estimate(self) -> dict[str, Any]:
+        """Cells, time steps, the engine's memory (bytes) and the field components it
+        steps (:meth:`stepped_components`) for this simulation."""
         g = self.grid
         item = 4 if self.precision == "float32" else 8
         cells = g.total_cells
@@ -451,7 +470,7 @@ class Simulation(MetoModel):
             else:
                 comps = 4 if isinstance(m, (FluxMonitor, ModeMonitor, FieldProjectionAngleMonitor)) else len(m.fields)
                 monitors += points * comps * len(m.freqs) * 2 * item
-        return {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors}
+        return {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors, "stepped_components": self.stepped_components()}
 
     @property
     def _has_conductivity(self) -> bool:

@@ -18,11 +18,15 @@ derivative d becomes d/κ + ψ with ψ ← bψ + c·d; ψ lives only on slab nod
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
+
+from ..base import FIELD_COMPONENTS
+from ..grid import coupled_components
 
 Array = Any
 State = dict[str, Any]
@@ -122,11 +126,30 @@ class Layout:
     #: Design windows of a differentiable solve: (E component index, node slices) in the
     #: order of params["design_dcb"], the change of cb there. Empty for a plain solve.
     design: tuple[tuple[int, tuple[slice, slice, slice]], ...] = ()
+    #: Which of Ex, Ey, Ez, Hx, Hy, Hz the step updates; the others stay zero (a 2D run
+    #: whose sources excite one polarisation steps three: :func:`single_polarisation`).
+    live: tuple[bool, bool, bool, bool, bool, bool] = (True,) * 6
 
     @property
     def curled(self) -> tuple[bool, bool, bool]:
         """Per component p, whether (∇×F)ₚ has a term: an active axis transverse to p."""
         return tuple(self.active[(p + 1) % 3] or self.active[(p + 2) % 3] for p in range(3))  # type: ignore[return-value]
+
+
+def injected_components(layout: Layout) -> frozenset[str]:
+    """The components the point and sheet sources drive ("Ex" … "Hz")."""
+    return frozenset([field for field, _ in layout.points] + [f for e, h, _, _ in layout.sheets for f in (e, h)])
+
+
+def single_polarisation(layout: Layout) -> Layout:
+    """``layout`` stepping only the components its sources can reach
+    (:func:`metosim.grid.coupled_components`): TE or TM in 2D, all six in 3D. The others
+    are identically zero in a six-component run, so the results are the same; a design
+    (differentiable solve, whose adjoint transposes the six-component step) keeps six."""
+    if layout.design:
+        return layout
+    live = coupled_components(layout.active, injected_components(layout))
+    return dataclasses.replace(layout, live=tuple(c in live for c in FIELD_COMPONENTS))  # type: ignore[arg-type]
 
 
 def _take(a: Array, axis: int, start: int, stop: int) -> Array:
@@ -251,11 +274,16 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         return out
 
     def curl(F: list[Array], forward: bool, prefix: str, psi: dict, new_psi: dict, params: dict) -> list[Array | None]:
-        """(∇×F)ₚ = ∂ₐF_b − ∂_bFₐ with (p, a, b) cyclic; None where it vanishes."""
+        """(∇×F)ₚ = ∂ₐF_b − ∂_bFₐ with (p, a, b) cyclic; None where it vanishes or
+        where the component it drives is not stepped."""
+        drives = layout.live[3:] if forward else layout.live[:3]
         out: list[Array | None] = []
         for p in range(3):
             a, b = (p + 1) % 3, (p + 2) % 3
             total = None
+            if not drives[p]:
+                out.append(None)
+                continue
             if layout.active[a]:
                 total = derivative(F[b], a, forward, f"{prefix}{p}{a}", psi, new_psi, params)
             if layout.active[b]:
@@ -293,7 +321,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         for a in range(3):
             if layout.pmc_plus[a]:
                 for p in range(3):
-                    if p != a:
+                    if p != a and layout.live[3 + p]:
                         H[p] = ops.set_at(H[p], tuple(slice(N[a] - 1, N[a]) if b == a else slice(None) for b in range(3)), 0.0)
 
         # ---- dispersive polarisation P^{n+1} from E^n
@@ -303,6 +331,9 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         for k, (c1, c2, c3) in enumerate(params["poles"]):
             for p in range(3):
                 i = 3 * k + p
+                if not layout.live[p]:
+                    P_next.append(P[i])  # zero, as E_p
+                    continue
                 P_next.append(c1 * P[i] + c2 * P_prev[i] + c3[p] * E[p])
                 change = P_next[i] - P[i]
                 delta_p[p] = change if delta_p[p] is None else delta_p[p] + change
@@ -332,7 +363,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
             phase = {"E": xp.exp(1j * omega * t_e), "H": xp.exp(1j * omega * t_h)}
             acc = state["dft"][name]
             dft[name] = {
-                comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1)
+                comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1) if layout.live[FIELD_COMPONENTS.index(comp)] else acc[comp]
                 for comp, slices in components
             }
         snaps = {}
