@@ -83,6 +83,13 @@ class Simulation(MetoModel):
     def _tuples(cls, value: Any) -> Any:
         return _as_tuple(value)
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _integer_version(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # Literal[1] would take True, which equals 1
+            raise ValueError(f"schema_version is the integer {SCHEMA_VERSION}, not a boolean")
+        return value
+
     # ---------------------------------------------------------------- validation
     @model_validator(mode="after")
     def _check(self) -> "Simulation":

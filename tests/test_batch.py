@@ -20,7 +20,6 @@ from metosim.client import QuotaExceeded, ValidationError
 from .conftest import BUCKET, F_UNIT, CountingRangeServer, issue_key
 from .test_service import auth, restart_service, slow, tiny
 
-ray = pytest.importorskip("ray")
 from metosim.serve.db import connect  # noqa: E402
 from metosim.serve.storage import S3Store  # noqa: E402
 

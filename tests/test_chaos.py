@@ -15,7 +15,6 @@ import metosim as ms
 from .conftest import BUCKET, issue_key
 from .test_service import db_row, slow, tiny
 
-pytest.importorskip("ray")
 from metosim.serve.storage import S3Store  # noqa: E402
 
 

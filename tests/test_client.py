@@ -23,8 +23,6 @@ from metosim.widgets import JobProgress, ProgressView, SlicerState, TextProgress
 from .conftest import F_UNIT, CountingRangeServer, issue_key
 from .test_service import slow, tiny
 
-pytest.importorskip("ray")
-
 PULSE = ms.GaussianPulse(freq0=F_UNIT, fwidth=0.25 * F_UNIT)
 
 

@@ -20,8 +20,6 @@ import pytest
 from .conftest import free_port
 from .test_service import slow
 
-pytest.importorskip("ray")
-
 
 def metosim(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "metosim.cli", *args], env=env, capture_output=True, text=True, timeout=60)

@@ -18,7 +18,6 @@ from .test_batch import make_client
 from .test_inverse import small_bend
 from .test_service import restart_service
 
-ray = pytest.importorskip("ray")
 from metosim.serve.db import connect  # noqa: E402
 from metosim.serve.storage import S3Store  # noqa: E402
 

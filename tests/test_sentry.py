@@ -16,7 +16,7 @@ from .conftest import free_port, issue_key
 from .test_batch import unguided
 from .test_service import auth, submit, wait_for
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402
 
 
 def tags(event: dict[str, Any]) -> dict[str, str]:

@@ -19,7 +19,7 @@ import metosim as ms
 
 from .conftest import F_UNIT, issue_key
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402
 from metosim.serve.db import connect  # noqa: E402
 from metosim.serve.jobs import JOBSTATE, NAMESPACE  # noqa: E402
 from metosim.serve.storage import LocalStore, S3Store, result_key, upload_with_retry  # noqa: E402

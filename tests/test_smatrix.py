@@ -88,7 +88,6 @@ def test_bad_ports_are_refused_with_the_port_named() -> None:
 
 
 def test_smatrix_through_the_service_equals_the_local_one(service: dict) -> None:
-    pytest.importorskip("ray")
     client = ms.Client(url=str(service["client"].base_url), api_key=issue_key(service, "smatrix", max_parallel=2))
     smatrix = ms.SMatrix(junction(0.3, steps_per_wvl=12), PORTS, FREQS[:1])
     remote = smatrix.run(client, progress=False, timeout=120)

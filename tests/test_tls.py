@@ -17,8 +17,7 @@ from .conftest import free_port
 from .test_lifecycle import metosim, start
 from .test_service import tiny
 
-pytest.importorskip("ray")
-trustme = pytest.importorskip("trustme")
+import trustme  # noqa: E402
 
 
 def test_the_service_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
