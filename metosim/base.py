@@ -9,6 +9,7 @@ dump).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -128,3 +129,19 @@ class MetoModel(BaseModel):
         ser_json_inf_nan="strings",
         validate_default=True,
     )
+
+    def updated_copy(self, **changes: Any) -> Any:
+        """A copy with ``changes`` (field name → new value), validated as a new model
+        (Tidy3D's name): every check runs again and nothing cached on ``self`` (such as
+        ``Simulation.grid``) is carried over."""
+        return type(self).model_validate({**{name: getattr(self, name) for name in type(self).model_fields}, **changes})
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any:
+        """pydantic's copy (``update`` is not validated: use :meth:`updated_copy`), less
+        anything cached on ``self`` (``functools.cached_property`` values such as
+        ``Simulation.grid`` live in ``__dict__`` beside the fields and would describe
+        the old fields)."""
+        copy = super().model_copy(update=update, deep=deep)
+        for key in [k for k in copy.__dict__ if k not in type(self).model_fields]:
+            del copy.__dict__[key]
+        return copy

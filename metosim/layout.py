@@ -25,7 +25,16 @@ def polyslabs_from_gds(
         import gdstk
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError("reading GDS needs gdstk: pip install 'metosim[layout]'") from exc
-    library = gds if isinstance(gds, gdstk.Library) else gdstk.read_gds(os.fspath(gds))
+    if isinstance(gds, gdstk.Library):
+        library = gds
+    else:
+        path = os.fspath(gds)
+        try:
+            library = gdstk.read_gds(path)
+        except OSError as exc:  # gdstk's own message names no file
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"no GDS file at {path!r}") from exc
+            raise OSError(f"cannot read the GDS file {path!r}: {exc}") from exc
     scale = library.unit / 1e-6  # user unit → µm
     if cell is None:
         tops = library.top_level()

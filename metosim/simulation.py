@@ -28,6 +28,10 @@ DEFAULT_MAX_CELLS = 400_000_000
 #: Most time steps one run can take (the engine counts steps in 32-bit integers).
 MAX_TIME_STEPS = 2**31 - 1
 
+#: Smallest nonzero size along an axis (µm, 1 pm): below it a one-cell axis has a step
+#: whose square underflows (a size of 0 makes the simulation invariant along the axis).
+MIN_SIZE = 1e-6
+
 
 def max_cells() -> int:
     """The configured cell limit (``METOSIM_MAX_CELLS``, default 4·10⁸)."""
@@ -97,6 +101,10 @@ class Simulation(MetoModel):
         if not any(s > 0 for s in self.size):
             errors.append((("size",), "at least one axis must have a size > 0"))
             _raise(errors, self)
+        for a, s in enumerate(self.size):
+            if 0 < s < MIN_SIZE:
+                errors.append((("size", a), f"{s:.3g} µm is below {MIN_SIZE:g} µm: give 0 to make the simulation invariant along {AXES[a]}"))
+        _raise(errors, self)
         if isinstance(self.medium, (PECMedium, CustomMedium)):
             errors.append((("medium",), f"the background medium cannot be {self.medium.type}"))
         # Bound the cell count from floats before any grid exists: a vanishing cell
@@ -113,8 +121,8 @@ class Simulation(MetoModel):
         _raise(errors, self)
         try:
             total = self.grid.total_cells
-        except GridError as exc:
-            errors.append((("grid_spec",), str(exc)))
+        except (GridError, ArithmeticError) as exc:  # a numeric corner the checks above missed is still a 422
+            errors.append((("grid_spec",), str(exc) if isinstance(exc, GridError) else f"the grid cannot be built from these sizes and steps ({exc})"))
             _raise(errors, self)
         if total > max_cells():
             errors.append((("grid_spec",), f"{total:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))

@@ -55,6 +55,7 @@ def hostile_bodies() -> dict[str, bytes]:
         "NaN literal": run_time("NaN"),
         "Infinity literal": run_time("Infinity"),
         "1e308 run time": json.dumps({**valid, "run_time": 1e308}).encode(),
+        "1e-300 size": json.dumps({**valid, "size": [1e-300, 28, 0]}).encode(),  # once a ZeroDivisionError: 500
         "invalid UTF-8": json.dumps(valid).encode()[:40] + b"\xff\xfe\xc3\x28" + json.dumps(valid).encode()[40:],
         "SQL in a name": json.dumps({**valid, "monitors": [{**valid["monitors"][0], "name": "x'; DROP TABLE jobs; --"}]}).encode(),
         "SQL in a key": json.dumps({**valid, "'; DROP TABLE jobs; --": 1}).encode(),

@@ -9,7 +9,7 @@ import pytest
 
 import metosim as ms
 
-gdstk = pytest.importorskip("gdstk")
+import gdstk  # noqa: E402
 
 F0 = ms.C_0 / 1.55e-6
 
@@ -59,3 +59,10 @@ def test_layout_errors_name_what_is_there(gds_file: Path) -> None:
         ms.PolySlab.from_gds(gds_file, cell="NOPE", layer=1, slab_bounds=(0, 1))
     with pytest.raises(ValueError, match="no polygon on layer 7/0"):
         ms.PolySlab.from_gds(gds_file, cell="TOP", layer=7, slab_bounds=(0, 1))
+    missing = gds_file.parent / "no-such-chip.gds"
+    with pytest.raises(FileNotFoundError, match=f"no GDS file at '{missing}'"):
+        ms.PolySlab.from_gds(missing, cell="TOP", layer=1, slab_bounds=(0, 1))
+    garbage = gds_file.parent / "garbage.gds"
+    garbage.write_bytes(b"not a layout")
+    with pytest.raises(OSError, match=f"cannot read the GDS file '{garbage}'"):
+        ms.PolySlab.from_gds(garbage, cell="TOP", layer=1, slab_bounds=(0, 1))

@@ -319,3 +319,24 @@ def test_auto_grid_override_box_refines_and_round_trips() -> None:
         inside = (nodes[:-1] >= lo - 1e-12) & (nodes[1:] <= hi + 1e-12)
         assert np.any(np.abs(nodes - lo) < 1e-12) and np.any(np.abs(nodes - hi) < 1e-12)
         assert steps[inside].max() <= 0.01 + 1e-12 and steps.max() > 0.045
+
+
+def test_copies_carry_no_stale_grid_and_updated_copy_validates() -> None:
+    flat = dict(size=(2.0, 2.0, 0), sources=[ms.PointDipole(center=(0.3, 0.2, 0), polarization="Ez", source_time=PULSE)])
+    sim = base(**flat)
+    assert sim.grid.num_cells[:2] == (40, 40)  # cached on sim
+    wider = sim.model_copy(update={"size": (4.0, 2.0, 0)})
+    assert wider.grid.num_cells[:2] == (80, 40) and wider.estimate()["cells"] == 80 * 40
+    finer = sim.updated_copy(grid_spec=ms.GridSpec.uniform(0.025))
+    assert finer.grid.num_cells[:2] == (80, 80) and finer == base(**flat, grid_spec=ms.GridSpec.uniform(0.025))
+    with pytest.raises(ValidationError, match=r"size\.0"):
+        sim.updated_copy(size=(-1.0, 2.0, 0))
+    with pytest.raises(ValidationError, match=r"run_time"):
+        sim.updated_copy(run_time=float("nan"))
+
+
+@pytest.mark.parametrize("size", [1e-300, 5e-324, 1e-7])
+def test_a_vanishing_size_is_a_validation_error_naming_the_axis(size: float) -> None:
+    """A 1e-300 µm axis once divided by zero building the grid (a 500 over REST)."""
+    with pytest.raises(ValidationError, match=r"size\.0\n.*below 1e-06 µm: give 0"):
+        base(size=(size, 28.0, 0), sources=[])
