@@ -441,6 +441,14 @@ class Simulation(MetoModel):
             lo, hi = (mid, hi) if excess(mid) >= 0 else (lo, mid)
         return 0.99 * lo  # a 1% margin below the limit
 
+    @property
+    def pml_layers(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """CPML layers (minus, plus) per axis; 0 on a collapsed axis and on other boundaries."""
+        return tuple(  # type: ignore[return-value]
+            tuple(k.num_layers if isinstance(k, PML) and self.grid.active[a] else 0 for k in (self.boundary_spec[a].minus, self.boundary_spec[a].plus))
+            for a in range(3)
+        )
+
     def stepped_components(self) -> list[str] | None:
         """The field components the engine steps: the sources' own and those the curl
         couples to them on this grid (TE or TM in 2D, all six in 3D); None where a mode

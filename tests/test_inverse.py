@@ -296,5 +296,23 @@ def test_bad_problems_name_the_field() -> None:
     assert "objective.terms.0.monitor" in refused(("objective",), {"terms": [{"type": "mode", "monitor": "nowhere"}]})
     assert "objective.terms.0.mode_index" in refused(("objective",), {"terms": [{"type": "mode", "monitor": "out", "mode_index": 3}]})
     assert "needs a FluxMonitor" in refused(("objective",), {"terms": [{"type": "flux", "monitor": "out"}]})
+    # Inside the domain but into the CPML: refused here, not by the engine at iteration 0.
+    assert "reaches into the PML or onto the boundary along x" in refused(("design", "geometry"), {"center": (0.45, 0.0, 0.0)})
+    assert "reaches into the PML or onto the boundary along y" in refused(("design", "geometry"), {"center": (0.0, 0.5, 0.0)})
     # JSON round trip: the REST body is this model.
     assert ms.InverseProblem.model_validate_json(problem.model_dump_json()) == problem
+
+
+def test_a_non_finite_density_is_refused_naming_it() -> None:
+    """A NaN pixel once gave a NaN loss and gradient silently (Evaluator), or "the
+    objective is not finite" without naming rho0 (optimize)."""
+    problem = small_bend(precision="float32", optimizer=ms.inverse.Optimizer(steps=1))
+    rho = problem.initial_density()
+    rho[3, 2, 0] = np.nan
+    evaluator = ms.inverse.Evaluator(problem)
+    with pytest.raises(ValueError, match=r"rho has 1 non-finite pixel\(s\) \(NaN or inf\), the first at index \(3, 2, 0\)"):
+        evaluator.value_and_grad(rho, 1.0)
+    with pytest.raises(ValueError, match=r"^rho has 1 non-finite"):
+        evaluator.loss(rho, 1.0)
+    with pytest.raises(ValueError, match=r"^rho0 has 1 non-finite pixel"):
+        ms.inverse.optimize(problem, rho0=rho, show=False)

@@ -101,6 +101,11 @@ def test_bad_problems_get_422_and_failing_iterations_a_reason(service: dict) -> 
     with pytest.raises(ValidationError) as info:
         client.request("POST", "/v1/optimizations", json=body)
     assert info.value.errors[0]["loc"] == "objective.terms.0.monitor"
+    body = json.loads(small_bend().model_dump_json())
+    body["design"]["geometry"]["center"] = [0.45, 0.0, 0.0]  # inside the domain, into the PML
+    response = client.http.post("/v1/optimizations", json=body)
+    assert response.status_code == 422  # once 201, then FAILED at iteration 0
+    assert response.json()["errors"][0]["loc"] == "design.geometry" and "into the PML" in response.json()["errors"][0]["msg"]
     # Valid as a model, refused by the engine in the first iteration: a PEC block
     # inside the design region.
     problem = small_bend(precision="float32", optimizer=ms.inverse.Optimizer(steps=2))

@@ -58,15 +58,27 @@ class Evaluator:
 
     def value_and_grad(self, rho: np.ndarray, beta: float) -> tuple[float, np.ndarray, dict[str, Any]]:
         """(loss, ∂loss/∂ρ, monitor outputs) at density ``rho`` and projection ``beta``."""
+        rho = finite_density(rho, "rho")
         with self._context():
-            (loss, outputs), grad = self._value_and_grad(np.asarray(rho), beta, self.solve.arrays)
+            (loss, outputs), grad = self._value_and_grad(rho, beta, self.solve.arrays)
             return float(loss), np.asarray(grad), _to_numpy(outputs)
 
     def loss(self, rho: np.ndarray, beta: float) -> tuple[float, dict[str, Any]]:
         """The loss and outputs alone (a forward run through the same function)."""
+        rho = finite_density(rho, "rho")
         with self._context():
-            loss, outputs = self._loss(np.asarray(rho), beta, self.solve.arrays)
+            loss, outputs = self._loss(rho, beta, self.solve.arrays)
             return float(loss), _to_numpy(outputs)
+
+
+def finite_density(rho: Any, name: str) -> np.ndarray:
+    """``rho`` as an array, or a ValueError naming ``name`` and the first non-finite
+    pixel: a NaN density would otherwise give a NaN loss and gradient, silently."""
+    rho = np.asarray(rho)
+    bad = np.argwhere(~np.isfinite(rho))
+    if bad.size:
+        raise ValueError(f"{name} has {len(bad)} non-finite pixel(s) (NaN or inf), the first at index {tuple(int(i) for i in bad[0])}")
+    return rho
 
 
 def _to_numpy(tree: Any) -> Any:
@@ -89,7 +101,7 @@ class OptimizerState:
 
     @classmethod
     def start(cls, problem: InverseProblem, rho0: np.ndarray | None = None) -> "OptimizerState":
-        rho = problem.initial_density() if rho0 is None else np.clip(np.asarray(rho0, dtype=float).reshape(problem.shape), 0.0, 1.0)
+        rho = problem.initial_density() if rho0 is None else np.clip(finite_density(np.asarray(rho0, dtype=float), "rho0").reshape(problem.shape), 0.0, 1.0)
         return cls(0, rho, _adam(problem).init(rho))
 
     def to_bytes(self) -> bytes:

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from ..base import Finite, MetoModel, PositiveFinite
 from ..grid import GridSpec
+from ..kernels.design import axis_into_pml, design_windows
 from ..monitor import ModeMonitor
 from ..simulation import Simulation, _raise
 from .design import DesignRegion
@@ -75,6 +76,8 @@ class InverseProblem(MetoModel):
             for i, mon in enumerate(sim.monitors):
                 if isinstance(mon, ModeMonitor) and _boxes_overlap(box, _box(mon.center, mon.size), active):
                     errors.append((("design", "geometry"), f"the design region overlaps mode monitor monitors[{i}] ({mon.name})"))
+        if not errors:
+            errors += self._design_off_the_pml()
         if any(s.name == design.name for s in sim.structures):
             errors.append((("design", "name"), f"the simulation already has a structure named {design.name!r}"))
         if any(s.medium.type == "CustomMedium" for s in sim.structures):
@@ -82,6 +85,17 @@ class InverseProblem(MetoModel):
         errors += [(("objective", *loc), msg) for loc, msg in self.objective.errors(sim)]
         _raise(errors, self)
         return self
+
+    def _design_off_the_pml(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The differentiable solve holds no design in the CPML or on the boundary: refuse
+        it here (a 422 naming design.geometry) rather than at iteration 0."""
+        sim = self.simulation_with(np.full(self.shape, self.design.eps_max))  # the grid every design gets
+        grid = sim.grid
+        for window in (m.window for m in design_windows(grid, self.design.geometry.bounds(), self.shape).values()):
+            a = axis_into_pml(window, grid.num_cells, sim.pml_layers, grid.active)
+            if a is not None:
+                return [(("design", "geometry"), f"the design region reaches into the PML or onto the boundary along {'xyz'[a]}: keep it inside the PML's inner edge")]
+        return []
 
     @property
     def active(self) -> tuple[bool, bool, bool]:
@@ -108,6 +122,4 @@ class InverseProblem(MetoModel):
         grid_spec = sim.grid_spec
         if grid_spec.kind == "auto":
             grid_spec = GridSpec.uniform(grid_spec.cell_size(max(sim.eps_max, self.design.eps_max)))
-        # A new model, not model_copy: the copy would keep the cached grid.
-        fields = {name: getattr(sim, name) for name in Simulation.model_fields}
-        return Simulation(**{**fields, "structures": (*sim.structures, self.design.structure(eps)), "grid_spec": grid_spec})
+        return sim.updated_copy(structures=(*sim.structures, self.design.structure(eps)), grid_spec=grid_spec)

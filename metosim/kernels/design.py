@@ -72,6 +72,26 @@ def pixel_map(grid: Grid, bounds: tuple[tuple[float, ...], tuple[float, ...]], s
     return PixelMap(tuple(window), tuple(weights), 1.0 - fraction)  # type: ignore[arg-type]
 
 
+def design_windows(grid: Grid, bounds: tuple[tuple[float, ...], tuple[float, ...]], shape: tuple[int, int, int]) -> dict[int, PixelMap]:
+    """The :class:`PixelMap` of each E component the curl drives on this grid (all but
+    the out-of-plane-less ones of 1D/2D) that has nodes in the box: what a design
+    region's pixels change."""
+    curled = [grid.active[(p + 1) % 3] or grid.active[(p + 2) % 3] for p in range(3)]
+    maps = {p: pixel_map(grid, bounds, shape, p) for p in range(3) if curled[p]}
+    return {p: m for p, m in maps.items() if all(w.stop > w.start for w in m.window)}
+
+
+def axis_into_pml(window: tuple[slice, slice, slice], shape: tuple[int, int, int], pml: tuple[tuple[int, int], ...], active: tuple[bool, bool, bool]) -> int | None:
+    """The first axis along which node ``window`` reaches the CPML slabs (``pml``: layers
+    (minus, plus) per axis) or the first node (the boundary), None if it stays inside: the
+    differentiable solve's adjoint holds no design there."""
+    for a in range(3):
+        minus, plus = pml[a]
+        if active[a] and (window[a].start < max(minus, 1) or window[a].stop > shape[a] - plus):
+            return a
+    return None
+
+
 def fill(m: PixelMap, pixels: Any, xp: ModuleType = np) -> Any:
     """The pixels' share Σ W_x W_y W_z ε_pixels of the permittivity on ``m.window``."""
     wx, wy, wz = m.weights

@@ -44,7 +44,7 @@ from ..medium import CustomMedium
 from ..monitor import FieldMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 from . import monitors as mon
-from .design import paint, pixel_map
+from .design import axis_into_pml, design_windows, paint
 from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
 from .units import to_normalised_frequency
 from .adjoint import make_adjoint_step
@@ -115,20 +115,17 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     structure = sim.structures[design_structure(sim, design)]
     problem = _setup(sim, paint_custom=False)
     layout = problem.layout
-    maps = [pixel_map(sim.grid, structure.geometry.bounds(), structure.medium.shape, p) for p in range(3)]
-    # Components the curl drives (all but the out-of-plane H-less ones of 1D/2D) with
-    # nodes in the box.
-    drives = [p for p in range(3) if layout.curled[p] and all(w.stop > w.start for w in maps[p].window)]
+    maps = design_windows(sim.grid, structure.geometry.bounds(), structure.medium.shape)
+    drives = list(maps)
     if not drives:
         raise EngineInputError(f"design {design!r} covers no E node of the grid")
     for p in drives:
         window = maps[p].window
         if np.any(problem.params["cb"][p][window] == 0):
             raise EngineInputError(f"design {design!r} touches a PEC node or wall; keep it inside the domain, off PEC")
-        for a in range(3):
-            minus, plus = layout.pml[a]
-            if layout.active[a] and (window[a].start < max(minus, 1) or window[a].stop > layout.shape[a] - plus):
-                raise EngineInputError(f"design {design!r} reaches into the PML or onto the boundary along {'xyz'[a]}; keep it inside the domain")
+        a = axis_into_pml(window, layout.shape, layout.pml, layout.active)
+        if a is not None:
+            raise EngineInputError(f"design {design!r} reaches into the PML or onto the boundary along {'xyz'[a]}; keep it inside the domain")
     # Time monitors are no outputs of a differentiable solve: dropped.
     layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives), snapshots=())
     dt, total = layout.dt, problem.num_steps

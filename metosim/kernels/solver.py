@@ -155,7 +155,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
     periodic = tuple(isinstance(k[0], (Periodic, BlochBoundary)) for k in kinds)
     # Fields are complex where a Bloch boundary puts a phase on the period.
     field_dtype = np.result_type(dtype, np.complex64) if sim.is_complex else dtype
-    pml = tuple(tuple(k.num_layers if isinstance(k, PML) else 0 for k in pair) for pair in kinds)
+    pml = sim.pml_layers
 
     # ---- update coefficients (E): ca, cb; PEC nodes and PEC/PML minus walls get 0
     ca, cb = [], []
