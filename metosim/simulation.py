@@ -17,7 +17,7 @@ from .geometry import Box, Geometry, same_shape
 from .grid import Grid, GridError, GridSpec, coupled_components, graded_boundaries, num_cells_along, on_half_nodes, time_step
 from .medium import DISPERSIVE, CustomMedium, Medium, MediumType, PECMedium, ade_stability_margin, warn_outside_range
 from .monitor import FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor, Monitor
-from .source import ModeSource, PlaneWave, PointDipole, Source
+from .source import GaussianBeam, ModeSource, PlaneWave, PointDipole, Source
 
 SCHEMA_VERSION = 1
 
@@ -286,20 +286,30 @@ class Simulation(MetoModel):
         errors: list[tuple[tuple[str | int, ...], str]] = []
         eps = getattr(self.medium, "permittivity", None)
         for i, src in enumerate(self.sources):
-            if not isinstance(src, PlaneWave) or src.angle_theta == 0 or eps is None:
+            if not isinstance(src, (PlaneWave, GaussianBeam)):
+                continue
+            axis = AXES[src.axis]
+            if self.size[src.axis] > 0 and self.boundary_spec[src.axis].is_periodic:
+                # The wave would wrap round through its own source: R and T lose their meaning.
+                errors.append((("boundary_spec", axis), f"sources[{i}] propagates along {axis}: a periodic or Bloch boundary there wraps the wave back through its source; use PML (or PEC/PMC) along {axis}"))
+            if not isinstance(src, PlaneWave) or eps is None:
                 continue
             k = src.wavevector(eps)
             for a, name in enumerate(AXES):
-                if a == src.axis or abs(k[a]) < 1e-12 * max(abs(x) for x in k):
+                if a == src.axis:
                     continue
-                if self.size[a] == 0:
+                tilted = abs(k[a]) >= 1e-12 * max(abs(x) for x in k)
+                if tilted and self.size[a] == 0:
                     errors.append((("sources", i, "angle_phi"), f"tilts the wave along {name}, an axis of zero simulation size"))
                     continue
-                expected = k[a] * self.size[a] / (2 * math.pi)
+                expected = k[a] * self.size[a] / (2 * math.pi) if tilted else 0.0
                 b = self.boundary_spec[a]
-                if not isinstance(b.minus, BlochBoundary) or abs(b.minus.bloch_vec - expected) > 1e-6 * max(1.0, abs(expected)):
+                bloch = isinstance(b.minus, BlochBoundary)
+                if tilted and (not bloch or abs(b.minus.bloch_vec - expected) > 1e-6 * max(1.0, abs(expected))):
                     errors.append((("boundary_spec", name), f"the oblique plane wave sources[{i}] needs BlochBoundary(bloch_vec={expected:.8g}) along {name} (k_{name}·L/2π at freq0; BlochBoundary.from_source builds it)"))
-                if src.size[a] < self.size[a]:
+                elif not tilted and bloch and b.minus.bloch_vec != 0:
+                    errors.append((("boundary_spec", name), f"the plane wave sources[{i}] has no tilt along {name}: a Bloch phase there (bloch_vec={b.minus.bloch_vec:g}) matches no wave it launches; use bloch_vec=0 (or Periodic())"))
+                if tilted and src.size[a] < self.size[a]:
                     errors.append((("sources", i, "size"), f"an oblique plane wave must span the Bloch-periodic axis {name} (size inf)"))
         if self.is_complex:
             for i, mon in enumerate(self.monitors):

@@ -112,6 +112,14 @@ def test_bloch_set_ups_that_cannot_work_are_named() -> None:
     assert "tilts the wave along z, an axis of zero simulation size" in errors(sources=[tilted_into_z])[("sources", 0, "angle_phi")]
     narrow = source.model_copy(update={"size": (0.02, 0.0, ms.inf)}).model_dump()
     assert "must span the Bloch-periodic axis x" in errors(sources=[narrow])[("sources", 0, "size")]
+    # Periodic or Bloch along the propagation axis once ran: R = −0.157, or R = −3.26 and T = 3.86.
+    along = {"x": good.boundary_spec.x.model_dump(), "y": ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()).model_dump()}
+    assert "propagates along y: a periodic or Bloch boundary there wraps the wave back" in errors(boundary_spec=along)[("boundary_spec", "y")]
+    along["y"] = ms.Boundary(minus=ms.BlochBoundary(bloch_vec=0.3), plus=ms.BlochBoundary(bloch_vec=0.3)).model_dump()
+    assert "propagates along y" in errors(boundary_spec=along)[("boundary_spec", "y")]
+    # A Bloch phase along an axis a normal-incidence wave has no tilt on (once R = 0.0052, T = 1.0042 in vacuum).
+    normal = source.model_copy(update={"angle_theta": 0.0}).model_dump()
+    assert "has no tilt along x: a Bloch phase there (bloch_vec=" in errors(sources=[normal])[("boundary_spec", "x")]
     mode = ms.ModeMonitor(name="m", center=(0, 1.0, 0), size=(ms.inf, 0, ms.inf), freqs=[F]).model_dump()
     assert "not available with a Bloch phase" in errors(monitors=[mode])[("monitors", 0, "type")]
     with pytest.raises(EngineInputError, match="Bloch boundaries"):

@@ -214,6 +214,12 @@ def test_invalid_simulation_is_422_naming_fields(service: dict) -> None:
     errors = {e["loc"]: e["msg"] for e in response.json()["errors"]}
     assert response.status_code == 422 and "off the symmetry plane x = 0" in errors["sources.0.center"], errors
     assert "no extent along y" in errors["symmetry.1"]
+    # The plane wave between periodic walls along its own direction: 422 naming the boundary.
+    document = json.loads(tiny().model_dump_json())
+    document["boundary_spec"]["x"] = {"minus": {"type": "Periodic"}, "plus": {"type": "Periodic"}}
+    response = service["client"].post("/v1/simulations", content=json.dumps(document), headers=auth(service["keys"]["erin"]))
+    errors = {e["loc"]: e["msg"] for e in response.json()["errors"]}
+    assert response.status_code == 422 and "propagates along x" in errors["boundary_spec.x"], errors
 
 
 def test_invalid_mode_source_and_monitor_are_422_with_field_paths(service: dict) -> None:
