@@ -169,7 +169,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         rate_per_second=20,
         rate_burst=40,
         max_retries=1,
-        heartbeat_timeout_s=4.0,
+        # Short, so lost workers are found fast, but above a retried worker's start-up
+        # (imports, meshing, compilation before its first report): 4 s failed jobs as
+        # "unresponsive" on a loaded 2-core machine.
+        heartbeat_timeout_s=15.0,
         upload_attempts=6,
         upload_backoff_s=0.3,
         sentry_dsn=sentry.dsn,
