@@ -49,6 +49,32 @@ def dipole_far_field(n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return data["far"].power.isel(f=0).values, theta, phi, weights, box_power(data)
 
 
+@pytest.mark.parametrize("cells", [15.0, 15.3, 15.5, 15.7])
+def test_boxes_between_nodes_close_and_measure_the_dipole_power(cells: float) -> None:
+    """A projection box and a flux box whose half-width falls on, near and midway
+    between nodes: each face snaps to its nearest node and the faces meet there. Before,
+    the trapezoid halves applied only on a node, so faces overlapped or left gaps: here
+    +8.0% (projection) and +4.0% (flux box) at 15.3 cells, −7.0% and −3.2% at 15.7."""
+    dl, half = 0.04, cells * 0.04
+    cos_theta, weights = np.polynomial.legendre.leggauss(16)
+    phi = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    sim = ms.Simulation(
+        size=(2.4, 2.4, 2.4),
+        grid_spec=ms.GridSpec.uniform(dl),
+        run_time=60e-15,
+        sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ez", source_time=ms.GaussianPulse(freq0=F, fwidth=0.2 * F))],
+        monitors=[ms.FieldProjectionAngleMonitor(name="far", size=(2 * half,) * 3, freqs=[F], theta=np.arccos(cos_theta), phi=phi), *flux_box(half)],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=10)),
+        precision="float64",
+    )
+    data = ms.solve(sim)
+    total = float(np.sum(weights[:, None] * data["far"].power.isel(f=0).values) * (2 * np.pi / phi.size))
+    analytic = (2 * np.pi) ** 2 / (12 * np.pi)
+    box = box_power(data)
+    print(f"half-width {cells} cells: projection {total / analytic - 1:+.2%}, flux box {box / analytic - 1:+.2%} against k²η/(12π)")
+    assert abs(total - analytic) / analytic < 0.01 and abs(box - analytic) / analytic < 0.01
+
+
 @pytest.mark.parametrize("n", [1.0, 1.5])
 def test_dipole_pattern_and_radiated_power(n: float) -> None:
     power, theta, phi, weights, box = dipole_far_field(n)

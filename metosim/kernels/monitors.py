@@ -50,13 +50,42 @@ def node_range(grid: Grid, axis: int, center: float, size: float) -> tuple[int, 
     tol = 1e-9 * grid.dl[axis]
     inside = np.nonzero((nodes >= center - size / 2 - tol) & (nodes <= center + size / 2 + tol))[0]
     if size == 0 or inside.size == 0:
-        i = int(np.argmin(np.abs(nodes - center)))
+        i = nearest_node(grid, axis, center)
         return i, i + 1
     return int(inside[0]), int(inside[-1]) + 1
 
 
-def monitor_region(grid: Grid, center: tuple[float, ...], size: tuple[float, ...], components: tuple[str, ...]) -> Region:
-    targets = tuple(node_range(grid, a, center[a], size[a]) for a in range(3))
+def nearest_node(grid: Grid, axis: int, position: float) -> int:
+    """The integer node nearest ``position`` (µm) along ``axis``; the lower one on a tie."""
+    return int(np.argmin(np.abs(grid.nodes(axis, half=False) - position)))
+
+
+def snapped_edges(grid: Grid, axis: int, center: float, size: float) -> tuple[bool, bool]:
+    """Whether each edge (minus, plus) of a surface spanning center ± size/2 (µm) along
+    ``axis`` lies inside the domain, where :func:`surface_range` snaps it to a node."""
+    nodes = grid.nodes(axis, half=False)
+    tol = 1e-9 * grid.dl[axis]
+    return bool(center - size / 2 > nodes[0] - tol), bool(center + size / 2 < nodes[-1] + tol)
+
+
+def surface_range(grid: Grid, axis: int, center: float, size: float) -> tuple[int, int]:
+    """Integer nodes [start, stop) a flux or projection surface spans along ``axis``:
+    each edge inside the domain snapped to its nearest node, as a face of a box placed
+    at that edge snaps, so the faces of a closed box meet exactly whatever the box's
+    size; an edge past the domain takes the last node."""
+    if not grid.active[axis] or size == 0:
+        return node_range(grid, axis, center, size)
+    inside = snapped_edges(grid, axis, center, size)
+    start = nearest_node(grid, axis, center - size / 2) if inside[0] else 0
+    stop = nearest_node(grid, axis, center + size / 2) + 1 if inside[1] else grid.nodes(axis, half=False).size
+    return start, max(stop, start + 1)
+
+
+def monitor_region(grid: Grid, center: tuple[float, ...], size: tuple[float, ...], components: tuple[str, ...], surface: bool = False) -> Region:
+    """Where a monitor records: integer-node targets per axis (``surface``: the snapped
+    extent of a flux or projection face, :func:`surface_range`) and each component's slices."""
+    span = surface_range if surface else node_range
+    targets = tuple(span(grid, a, center[a], size[a]) for a in range(3))
     slices, staggered, padded, weights = {}, {}, {}, {}
     for comp in components:
         half = half_node_axes(comp, grid.active)
@@ -141,23 +170,23 @@ def flux_array(monitor: FluxMonitor, region: Region, grid: Grid, recorded: dict[
 
 
 def surface_weights(grid: Grid, region: Region, center: tuple[float, ...], size: tuple[float, ...], normal: int) -> np.ndarray:
-    """Integration weights (µm², µm in 2D) of a plane's integer nodes, shape of the
-    region: the span between the half nodes around each node, only its inner half at
-    an end node that sits on the plane's edge (the trapezoid rule, so planes sharing an
-    edge, as the faces of a closed box do, count it once); a plane through the whole
-    domain keeps full widths."""
+    """Integration weights (µm², µm in 2D) of a surface's integer nodes (its region from
+    :func:`surface_range`), shape of the region: the span between the half nodes around
+    each node, only its inner half at an end node an edge was snapped to (the trapezoid
+    rule over the snapped extent, so surfaces sharing an edge, as the faces of a closed
+    box do, count it once and leave no gap, whatever the box's size); an edge past the
+    domain keeps the full width."""
     weights = np.ones(tuple(stop - start for start, stop in region.targets))
     for b in range(3):
         if b == normal or not grid.active[b]:
             continue
         span = slice(*region.targets[b])
-        nodes = grid.nodes(b, half=False)[span]
         below, above = (e[span] for e in grid.cell_extent(f"H{'xyz'[b]}", b))  # H_b: on integer nodes along b
         w = below + above
-        tol = 1e-6 * grid.dl[b]
-        if nodes.size > 1 and abs(nodes[0] - (center[b] - size[b] / 2)) < tol:
+        snapped = snapped_edges(grid, b, center[b], size[b])
+        if w.size > 1 and snapped[0]:
             w[0] = above[0]
-        if nodes.size > 1 and abs(nodes[-1] - (center[b] + size[b] / 2)) < tol:
+        if w.size > 1 and snapped[1]:
             w[-1] = below[-1]
         weights = weights * w.reshape([-1 if k == b else 1 for k in range(3)])
     return weights

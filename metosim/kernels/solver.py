@@ -274,7 +274,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             # Six DFT recordings, one per face of the box, named "<monitor>#<face>".
             faces = []
             for k, (a, side, centre, size) in enumerate(mon.projection_faces(m)):
-                region = mon.monitor_region(grid, centre, size, mon.flux_components(a))
+                region = mon.monitor_region(grid, centre, size, mon.flux_components(a), surface=True)
                 faces.append((a, side, region))
                 add_dft(f"{m.name}#{k}", m.freqs, region.slices)
             regions[m.name] = faces
@@ -293,7 +293,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             comps = tuple(slices)
         else:
             comps = mon.flux_components(mon.flux_normal(m, grid)) if isinstance(m, FluxMonitor) else m.fields
-            region = mon.monitor_region(grid, m.center, m.size, tuple(comps))
+            region = mon.monitor_region(grid, m.center, m.size, tuple(comps), surface=isinstance(m, FluxMonitor))
             regions[m.name] = region
             slices = region.slices
         if isinstance(m, FieldTimeMonitor):
