@@ -41,21 +41,28 @@ import time
 import numpy as np
 
 import metosim as ms
+from metosim.geometry import Geometry
 
 
-def standard_problem(steps: int) -> ms.Simulation:
+def dipole_problem(size: tuple[float, float, float], body: Geometry, center: tuple[float, float, float], polarization: str, steps: int) -> ms.Simulation:
+    """A dipole at ``center`` beside a dielectric ``body`` (ε = 4) in 12-cell CPML, 0.02 µm
+    cells, one 3-frequency DFT plane at z = 0, float32, exactly ``steps`` steps."""
     grid = ms.GridSpec.uniform(0.02)
-    probe = ms.Simulation(size=(2, 2, 2), grid_spec=grid, run_time=1e-15)
+    probe = ms.Simulation(size=size, grid_spec=grid, run_time=1e-15)
     return ms.Simulation(
-        size=(2, 2, 2),
+        size=size,
         grid_spec=grid,
         run_time=steps * probe.grid.dt * (1 - 1e-9),
-        structures=[ms.Structure(geometry=ms.Sphere(radius=0.4), medium=ms.Medium(permittivity=4))],
-        sources=[ms.PointDipole(center=(0.3, 0.2, 0.1), polarization="Ez", source_time=ms.GaussianPulse(freq0=2e14, fwidth=5e13))],
+        structures=[ms.Structure(geometry=body, medium=ms.Medium(permittivity=4))],
+        sources=[ms.PointDipole(center=center, polarization=polarization, source_time=ms.GaussianPulse(freq0=2e14, fwidth=5e13))],
         monitors=[ms.FieldMonitor(name="field", size=(ms.inf, ms.inf, 0), freqs=[1.5e14, 2e14, 2.5e14])],
         boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
         shutoff=0,  # time exactly the requested steps
     )
+
+
+def standard_problem(steps: int) -> ms.Simulation:
+    return dipole_problem((2, 2, 2), ms.Sphere(radius=0.4), (0.3, 0.2, 0.1), "Ez", steps)
 
 
 def graded_problem(steps: int) -> ms.Simulation:
@@ -112,18 +119,7 @@ def metosim_mcells(sim: ms.Simulation) -> float:
 
 
 def two_d_problem(polarization: str, steps: int) -> ms.Simulation:
-    grid = ms.GridSpec.uniform(0.02)
-    probe = ms.Simulation(size=(12, 12, 0), grid_spec=grid, run_time=1e-15)
-    return ms.Simulation(
-        size=(12, 12, 0),
-        grid_spec=grid,
-        run_time=steps * probe.grid.dt * (1 - 1e-9),
-        structures=[ms.Structure(geometry=ms.Cylinder(radius=1.0, length=ms.inf, axis=2), medium=ms.Medium(permittivity=4))],
-        sources=[ms.PointDipole(center=(1.5, 0.5, 0), polarization=polarization, source_time=ms.GaussianPulse(freq0=2e14, fwidth=5e13))],
-        monitors=[ms.FieldMonitor(name="field", size=(ms.inf, ms.inf, 0), freqs=[1.5e14, 2e14, 2.5e14])],
-        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
-        shutoff=0,
-    )
+    return dipole_problem((12, 12, 0), ms.Cylinder(radius=1.0, length=ms.inf, axis=2), (1.5, 0.5, 0), polarization, steps)
 
 
 def two_d(steps: int, repeat: int) -> None:
