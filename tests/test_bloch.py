@@ -63,7 +63,10 @@ def test_oblique_reflection_from_glass_is_fresnel(theta_deg: float, polarization
     expected = fresnel(angles, polarization)
     R, T = data["R"].values, data["T"].values
     print(f"{theta_deg}° {polarization}: R {np.round(R, 5)}, Fresnel {np.round(expected, 5)}, R + T {np.round(R + T, 4)}")
-    assert np.all(np.abs(R - expected) < 0.01)  # the bound; measured ≤ 0.0016 (60°, TE, 0.95 freq0)
+    # Measured ≤ 0.0016 (60°, TE, 0.95 freq0), and within 4.4% where R > 0.01 (60° TM, where R
+    # falls to 6e-5 near Brewster's angle; an absolute bound alone let a 63% error pass there).
+    assert np.all(np.abs(R - expected) < 0.005)
+    assert np.all(np.abs(R - expected) < 0.1 * expected + 2e-4)
     assert np.all(np.abs(R + T - 1) < 0.01)  # measured ≤ 0.0054
 
 
@@ -71,7 +74,7 @@ def test_brewster_angle_reflects_no_tm_light() -> None:
     data = ms.solve(half_space(oblique(math.degrees(math.atan(N_GLASS)), "Ex"), (0.04, 5.0, 0.0), 0.02))
     R = float(data["R"].sel(f=F).values)
     print(f"Brewster: R = {R:.2e}")
-    assert abs(R) < 1e-3  # measured −7e-8
+    assert abs(R) < 2.5e-7  # measured −7.0e-8 (±3° off Brewster gives |R| > 1e-3)
 
 
 def test_wave_tilted_out_of_the_coordinate_planes_mixes_s_and_p() -> None:
