@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..base import FIELD_COMPONENTS
 from ..boundary import PML, BlochBoundary, PECBoundary, Periodic, PMCBoundary
 from ..medium import DISPERSIVE
 from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
@@ -33,7 +34,7 @@ from .modes import simulation_modes
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
-from .yee import FIELD_COMPONENTS, NUMPY_OPS, Layout, field_energy, jax_ops, make_step, single_polarisation
+from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step, single_polarisation
 
 Progress = Callable[[int, int], None]
 
