@@ -89,7 +89,7 @@ def test_wave_tilted_out_of_the_coordinate_planes_mixes_s_and_p() -> None:
     expected = share_s * fresnel(np.array(theta), "Ez") + (1 - share_s) * fresnel(np.array(theta), "Ex")
     R = float(data["R"].sel(f=F).values)
     print(f"3D oblique: R {R:.5f}, Fresnel {float(expected):.5f}, s share {share_s:.3f}")
-    assert 0.1 < share_s < 0.9 and abs(R - expected) < 0.01  # measured 0.0024
+    assert 0.1 < share_s < 0.9 and abs(R - expected) < 0.006  # measured 0.0024
 
 
 def test_bloch_set_ups_that_cannot_work_are_named() -> None:

@@ -91,7 +91,7 @@ def test_auto_grid_refines_only_the_glass_and_matches_airy() -> None:
     rr = ((n - 1) / (n + 1)) ** 2
     airy = 1.0 / (1.0 + 4 * rr / (1 - rr) ** 2 * np.sin(2 * np.pi * n * d * f) ** 2)
     print(f"auto grid: {g.num_cells[0]} cells (uniform at the glass step: {round(8.0 / steps.min())}), |ΔT| {np.max(np.abs(data['T'].values - airy)):.1e}")
-    assert np.max(np.abs(data["T"].values - airy)) < 0.02
+    assert np.max(np.abs(data["T"].values - airy)) < 4e-3  # measured 1.4e-3
 
 
 def test_plot_draws_the_graded_grid() -> None:

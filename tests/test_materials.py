@@ -67,7 +67,7 @@ def test_gold_half_space_matches_fresnel_from_the_published_index() -> None:
     # 2 nm cells (≥ 6 per skin depth): the ADE's O((ωΔt)²) error and the interface
     # keep R within 0.01 of Fresnel (measured 1.3e-4).
     print("gold R", reflection, "Fresnel", fresnel)
-    assert np.max(np.abs(reflection - fresnel)) < 0.01
+    assert np.max(np.abs(reflection - fresnel)) < 4e-4  # measured 1.3e-4
 
 
 def test_dispersive_nitride_half_space_matches_fresnel() -> None:
