@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 import metosim as ms
+from metosim.grid import EPSILON_0
 from metosim.kernels.solver import yee_state
 
 from .conftest import F_UNIT, resonance
@@ -78,6 +79,60 @@ def test_drude_half_space_reflection(backend: str) -> None:
     # The central-difference ADE carries O((ωΔt)²) error in ε(ω); at 5 nm cells
     # (≥ 17 cells per skin depth) that keeps R within 0.01 of the analytic Drude value.
     assert np.max(np.abs(data["R"].values - r)) < 0.01
+
+
+def test_conductor_skin_depth_and_reflection() -> None:
+    """A conducting half-space (ε = 1, σ with σ/(ωε0) = 10 at f0 = 1 c/µm): the field
+    decays inside as exp(−x/δ) with 1/δ = (ω/c) Im √(1 + iσ/(ωε0)), and reflects
+    |(1 − ñ)/(1 + ñ)|² (Fresnel with the same complex index)."""
+    sigma = 10 * 2 * np.pi * F_UNIT * EPSILON_0
+    metal = ms.Structure(geometry=ms.Box(center=(2.0, 0, 0), size=(4.0, ms.inf, ms.inf)), medium=ms.Medium(conductivity=sigma))
+    sim = slab_line([metal], dl=0.004).updated_copy(
+        size=(6.0, 0, 0),
+        monitors=[
+            ms.FluxMonitor(name="R", center=(-2.5, 0, 0), size=(0, ms.inf, ms.inf), freqs=[F_UNIT], normal_dir="-"),
+            ms.FieldMonitor(name="inside", center=(0.15, 0, 0), size=(0.3, 0, 0), freqs=[F_UNIT], fields=["Ez"]),
+        ],
+    )
+    data = ms.solve(sim)
+    index = np.sqrt(1 + 1j * sigma / (EPSILON_0 * 2 * np.pi * F_UNIT))
+    ez = data["inside"]["Ez"].isel(f=0).squeeze()
+    x = ez.x.values
+    inside = (x > 0.01) & (x < 0.25)  # 0.13–3.3 skin depths (δ = 75 nm, 19 cells)
+    decay = -np.polyfit(x[inside], np.log(np.abs(ez.values[inside])), 1)[0]
+    expected = 2 * np.pi * index.imag  # 1/µm
+    fresnel = abs((1 - index) / (1 + index)) ** 2
+    print(f"decay {decay:.4f}/µm against {expected:.4f} ({decay / expected - 1:+.1e}); R {float(data['R'].values[0]):.5f} against {fresnel:.5f}")
+    # Measured +2.6e-4 and 3.1e-4 (the conduction term's O((ωΔt)²) error).
+    assert abs(decay / expected - 1) < 1e-3
+    assert abs(float(data["R"].values[0]) - fresnel) < 1e-3
+
+
+def test_slab_resonances_have_the_analytic_q() -> None:
+    """A silicon-like slab (n = 3.5, d = 1 µm) in air rings at its Fabry–Perot poles:
+    f_m = m c/(2nd) and Q_m = π m / (2 ln(1/|r|)), r = (n − 1)/(n + 1) (the exact poles of
+    1/(1 − r² e^{2ikd})), found by harmonic inversion of the ring-down."""
+    n, d = 3.5, 1.0
+    f1 = F_UNIT / (2 * n * d)
+    sim = ms.Simulation(
+        size=(6.0, 0, 0),
+        grid_spec=ms.GridSpec.uniform(0.005),
+        run_time=400e-15,
+        structures=[ms.Structure(geometry=ms.Box(size=(d, ms.inf, ms.inf)), medium=ms.Medium(permittivity=n**2))],
+        sources=[ms.PointDipole(center=(0.13, 0, 0), polarization="Ez", source_time=ms.GaussianPulse(freq0=5 * f1, fwidth=1.5 * f1))],
+        monitors=[ms.FieldTimeMonitor(name="ring", center=(-0.21, 0, 0), size=(0, 0, 0), start=60e-15, interval=4, fields=["Ez"])],
+        boundary_spec=ms.BoundarySpec(x=ms.Boundary()),
+        shutoff=0,
+    )
+    found = ms.ResonanceFinder(freq_window=(3.5 * f1, 6.5 * f1)).run(ms.solve(sim)["ring"]["Ez"])
+    orders = np.round(found.freq.values / f1)
+    assert list(orders) == [4, 5, 6]
+    q = np.pi * orders / (2 * np.log((n + 1) / (n - 1)))
+    print(f"f/f_m − 1: {found.freq.values / (orders * f1) - 1}; Q {found.Q.values} against {q}")
+    # Measured: f within 3.4e-4 (the grid's dispersion at 57 cells per wavelength in the
+    # slab), Q within 4.2e-4.
+    np.testing.assert_allclose(found.freq.values, orders * f1, rtol=1e-3)
+    np.testing.assert_allclose(found.Q.values, q, rtol=1.5e-3)
 
 
 def pec_cavity(dl: float, run_time_units: float, precision: str = "float64", **monitors) -> ms.Simulation:
