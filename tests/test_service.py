@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import signal
 import threading
 import time
@@ -135,8 +136,9 @@ def test_many_event_streams_of_one_job_all_follow_it(service: dict) -> None:
     for seen in streams:
         assert seen[-1][0] == "COMPLETED"
         steps = [step for status, step in seen if status == "RUNNING"]
-        assert steps == sorted(steps)
-    assert sum(len(s) for s in streams) > 60  # progress reached the watchers, not just the end
+        # Progress reached every watcher, not just the end: at least the final step's
+        # report, which the worker sends however fast it runs.
+        assert steps and steps == sorted(steps) and steps[-1] > 0
 
 
 def test_list_is_paginated_and_own_jobs_only(service: dict) -> None:
@@ -151,7 +153,7 @@ def test_list_is_paginated_and_own_jobs_only(service: dict) -> None:
 # ------------------------------------------------------------------ quota, idempotency, cancel
 def test_one_active_job_per_key_409_then_cancel(service: dict) -> None:
     key = service["keys"]["carol"]
-    running = submit(service, key, slow(3.0)).json()
+    running = submit(service, key, slow(100.0)).json()
     second = submit(service, key, tiny())
     assert second.status_code == 409
     assert second.headers["content-type"] == "application/problem+json"
@@ -287,7 +289,7 @@ def test_worker_killed_mid_solve_is_retried(service: dict) -> None:
 
 def test_worker_killed_past_retries_fails_with_reason(service: dict) -> None:
     key = service["keys"]["bob"]
-    job_id = submit(service, key, slow(3.0)).json()["id"]
+    job_id = submit(service, key, slow(100.0)).json()["id"]
     for attempt in (1, 2):
         wait_for(service, key, job_id, ("RUNNING",), predicate=lambda j: j["attempts"] == attempt and j["progress"]["step"] > 0)
         os.kill(db_row(service, job_id)["worker_pid"], signal.SIGKILL)
@@ -426,3 +428,21 @@ def test_worker_callbacks_need_the_jobs_token(service: dict) -> None:
     wrong = service["client"].post(f"/v1/internal/jobs/{job_id}/started", json=body, headers=auth("not-the-token"))
     assert wrong.status_code == 401  # Ray-dispatched jobs have no callback token at all
     assert "/v1/internal/jobs/{job_id}/{event}" not in service["client"].get("/openapi.json").json()["paths"]
+
+
+def test_one_jobs_callback_token_is_refused_for_another(service: dict) -> None:
+    """Two jobs with callback tokens (as an overflow dispatch stores them: SHA-256 only):
+    each token opens its own job's callback route and no other."""
+    key = issue_key(service, "callbacks", quota=2)
+    jobs = [submit(service, key, tiny()).json()["id"] for _ in range(2)]
+    tokens = [secrets.token_urlsafe(32) for _ in jobs]
+    for job_id, token in zip(jobs, tokens):
+        wait_for(service, key, job_id, ("COMPLETED",))
+        with connect(service["db"]) as conn:
+            conn.execute("UPDATE jobs SET callback_token_sha256 = %s WHERE id = %s", (hashlib.sha256(token.encode()).hexdigest(), job_id))
+    body = {"token": 99, "node": "x", "accelerator": "cpu", "pid": 1}
+    crossed = service["client"].post(f"/v1/internal/jobs/{jobs[1]}/started", json=body, headers=auth(tokens[0]))
+    assert crossed.status_code == 401 and crossed.json()["detail"] == "invalid job callback token"
+    own = service["client"].post(f"/v1/internal/jobs/{jobs[0]}/started", json=body, headers=auth(tokens[0]))
+    assert own.status_code == 200 and own.json() == {"accepted": False}  # authenticated; a finished job is not restarted
+    assert db_row(service, jobs[0])["status"] == db_row(service, jobs[1])["status"] == "COMPLETED"
