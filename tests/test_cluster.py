@@ -71,7 +71,9 @@ def test_gpu_scheduling_queueing_and_overflow_on_a_two_node_cluster() -> None:
     """Head (API + job-state actor, no GPU) and a worker node with one GPU and an
     A100 accelerator resource: an A100 job runs on the GPU node; the next job waits
     QUEUED while the GPU is busy, then overflows to the subprocess provider (Modal's
-    stand-in), which reports back over HTTP with its job token."""
+    stand-in), which reports back over HTTP with its job token (`completed`, and
+    `failed` for a job the engine refuses); a batch with ?accelerator=A100 runs on the
+    GPU node."""
     run = subprocess.run([sys.executable, str(ROOT / "tests" / "scenarios" / "multinode.py")], capture_output=True, text=True, timeout=600)
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     assert run.returncode == 0 and lines, run.stderr[-3000:]
@@ -81,3 +83,6 @@ def test_gpu_scheduling_queueing_and_overflow_on_a_two_node_cluster() -> None:
     assert seen["b_while_gpu_busy"] == "QUEUED"
     assert seen["b"]["status"] == "COMPLETED" and seen["b"]["provider"] == "subprocess" and seen["b"]["sha256_ok"]
     assert seen["a_status_after"] == "RUNNING"  # b overflowed rather than waiting for a
+    # A failing overflow job reports `failed` over its callback: FAILED with the engine's reason.
+    assert seen["c"]["status"] == "FAILED" and seen["c"]["provider"] == "subprocess" and "no guided mode" in seen["c"]["error"]
+    assert seen["batch"] == {"status": "COMPLETED", "node": seen["gpu_node"], "accelerator": "A100", "provider": "ray", "requested_accelerator": "A100"}

