@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert (or METOSIM_TLS_KEY)")
     serve.set_defaults(handler=_serve)
 
-    stop = commands.add_parser("stop", help="stop the local service (within 10 s) and the embedded PostgreSQL; leaves nothing running")
+    stop = commands.add_parser("stop", help="stop the local service (usually 5–8 s, at most ~22 s) and the embedded PostgreSQL; leaves nothing running")
     stop.set_defaults(handler=_stop)
     status = commands.add_parser("status", help="what runs: the service (pid, URL, port, Ray, database, store) and the embedded PostgreSQL")
     status.set_defaults(handler=_status)

@@ -82,8 +82,10 @@ def test_stop_after_a_hard_kill_and_restart_leaves_nothing_running(tmp_path: Pat
     began = time.monotonic()
     assert "stopped the local service" in metosim(env, "stop").stdout
     # Not a speed bound: stop must not sit out Ray's or PostgreSQL's long shutdown
-    # timeouts (minutes). It usually takes 5–8 s here; 10.3 s was seen on a loaded run.
-    assert time.monotonic() - began < 30
+    # timeouts (minutes). Its own timeouts sum to 22 s (7 s for the service's graceful
+    # stop, 5 s for Ray daemons, 10 s for PostgreSQL), as the README and --help say; it
+    # usually takes 5–8 s here (10.3 s was seen on a loaded run).
+    assert time.monotonic() - began < 25  # 22 s of timeouts and the CLI's own start
     process.wait(timeout=5)
     assert postgres_pid(data) is None
     assert not [p for p in daemons if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
