@@ -42,8 +42,8 @@ def test_plane_wave_fresnel_and_fabry_perot_on_a_wavy_grid() -> None:
     data = ms.solve(on_grid(slab_line([half_space]), WAVY_LINE))
     r, t = (n - 1) ** 2 / (n + 1) ** 2, 4 * n / (n + 1) ** 2
     print(f"Fresnel on the wavy grid: |ΔR| {np.max(np.abs(data['R'].values - r)):.1e}, |ΔT| {np.max(np.abs(data['T'].values - t)):.1e}")
-    # The uniform-grid bounds (test_physics): 0.01, and R + T = 1 within 1e-3. Measured 5.5e-4, 5.9e-4.
-    assert np.max(np.abs(data["R"].values - r)) < 0.01 and np.max(np.abs(data["T"].values - t)) < 0.01
+    # Measured 5.5e-4, 5.9e-4 (the uniform-grid test's bound is 0.01), R + T = 1 within 1e-3.
+    assert np.max(np.abs(data["R"].values - r)) < 1.5e-3 and np.max(np.abs(data["T"].values - t)) < 1.5e-3
     np.testing.assert_allclose(data["R"].values + data["T"].values, 1.0, atol=1e-3)
 
     n, d = 1.5, 0.5
@@ -53,7 +53,7 @@ def test_plane_wave_fresnel_and_fabry_perot_on_a_wavy_grid() -> None:
     rr = ((n - 1) / (n + 1)) ** 2
     airy = 1.0 / (1.0 + 4 * rr / (1 - rr) ** 2 * np.sin(2 * np.pi * n * d * f) ** 2)
     print(f"Fabry–Perot on the wavy grid: |ΔT| {np.max(np.abs(data['T'].values - airy)):.1e}")
-    assert np.max(np.abs(data["T"].values - airy)) < 0.02  # the uniform-grid bound; the slab faces fall between nodes here
+    assert np.max(np.abs(data["T"].values - airy)) < 2.5e-3  # measured 9.5e-4; the slab faces fall between nodes here
 
 
 def graded_cavity_frequency(cells: int) -> float:

@@ -68,8 +68,8 @@ def test_slab_modes_match_the_dispersion_relation() -> None:
     # 20 cells per wavelength in the core (n = 3), faces off the grid nodes.
     solved = slab_modes(slab_simulation(20, width, offset=0.0123))
     errors = {k: abs(solved[k] - exact[k]) for k in exact}
-    # Bound 5e-3 (issue); measured ≤ 1.3e-3 (TE1, the least confined).
-    assert max(errors.values()) < 5e-3, errors
+    # Measured ≤ 1.3e-3 (TE1, the least confined).
+    assert max(errors.values()) < 4e-3, errors
 
 
 def test_slab_convergence_is_second_order() -> None:
@@ -209,10 +209,11 @@ def test_straight_guide_transmits_the_mode(three_d: bool) -> None:
     data = ms.solve(sim)
     s21 = data["after"].amps.sel(direction="+", mode_index=0).values
     s11 = data["before"].amps.sel(direction="-", mode_index=0).values
-    # Bounds from the issue over the pulse band f0 ± fwidth: |S21|² = 1 within 0.5%
-    # (measured within 0.1%), backward |S11|² < 1e-3 (measured < 1e-8).
-    np.testing.assert_allclose(np.abs(s21) ** 2, 1.0, atol=5e-3)
-    assert np.all(np.abs(s11) ** 2 < 1e-3)
+    print(f"straight guide: max ||S21|² − 1| {np.max(np.abs(np.abs(s21) ** 2 - 1)):.1e}, max |S11|² {np.max(np.abs(s11) ** 2):.1e}")
+    # Over the pulse band f0 ± fwidth: |S21|² = 1 (measured within 5.3e-6 in 2D, 7.9e-4
+    # in 3D), backward |S11|² (measured 9.1e-9 and 4.1e-9).
+    np.testing.assert_allclose(np.abs(s21) ** 2, 1.0, atol=2.5e-3)
+    assert np.all(np.abs(s11) ** 2 < 3e-8)
     # The phase reference is the source plane: S21 = exp(iβL) with the grid's β.
     x = sim.grid.nodes(0, half=False)
     length = x[np.argmin(np.abs(x - 0.9))] - x[np.argmin(np.abs(x + 1.0))]
