@@ -1,5 +1,6 @@
 """HTTPS through Ray Serve's own TLS: a certificate made at run time (trustme), the
-SDK verifying it against a CA bundle, HSTS on every response, TLS 1.3 negotiated."""
+SDK verifying it against a CA bundle, HSTS on every response, TLS 1.3 negotiated and
+TLS 1.2 refused."""
 
 from __future__ import annotations
 
@@ -38,12 +39,17 @@ def test_the_service_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             httpx.get(f"{state['url']}/v1/health")
         with socket.create_connection(("127.0.0.1", port)) as raw, trust.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             assert tls.version() == "TLSv1.3"
-        # Serve passes only the certificate, key, password and CA to uvicorn, not a
-        # minimum version, so a TLS 1.2-only client is still served (README, "TLS").
+        # TLS 1.2 is refused (the proxy's SSL context has a TLS 1.3 minimum), for a raw
+        # handshake and for an HTTP client alike; a TLS 1.3 client gets HSTS.
         old = ssl.create_default_context(cafile=str(ca_pem))
         old.maximum_version = ssl.TLSVersion.TLSv1_2
-        with socket.create_connection(("127.0.0.1", port)) as raw, old.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.version() == "TLSv1.2"
+        # (the server ends the handshake: an alert or, through asyncio, a bare EOF)
+        with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLError):
+            old.wrap_socket(raw, server_hostname="127.0.0.1")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{state['url']}/v1/health", verify=old)
+        health = httpx.get(f"{state['url']}/v1/health", verify=trust)
+        assert health.status_code == 200 and health.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
         # The SDK end to end: submit, follow, download the result over a signed HTTPS link.
         monkeypatch.setenv("METOSIM_CA_BUNDLE", str(ca_pem))
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -24,6 +24,10 @@ def start(settings: Settings, **ray_init: Any) -> Any:
     """Start (or join) everything; returns the job-state actor handle."""
     migrate(database_url(settings))
     if not ray.is_initialized():
+        if settings.tls:  # Serve's proxy (a worker of this job) serves TLS 1.3 only
+            from .tls import HOOK
+
+            ray_init["runtime_env"] = {**ray_init.get("runtime_env", {}), "worker_process_setup_hook": HOOK}
         # address="local" starts a fresh instance rather than joining whatever cluster
         # happens to run on this machine.
         ray.init(address=settings.ray_address or "local", namespace=NAMESPACE, include_dashboard=False, **ray_init)
@@ -32,7 +36,7 @@ def start(settings: Settings, **ray_init: Any) -> Any:
 
     http: dict[str, Any] = {"host": settings.host, "port": settings.port}
     if settings.tls:
-        # Serve hands these to uvicorn; it exposes no minimum TLS version (see README).
+        # Serve hands these to uvicorn; the TLS 1.3 minimum comes from the setup hook.
         http.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
     serve.start(http_options=http)
     serve.run(Api.bind(settings), name=APP_NAME, route_prefix="/")
