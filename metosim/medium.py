@@ -50,6 +50,9 @@ class PECMedium(MetoModel):
 
 #: A (low, high) frequency range in Hz.
 FrequencyRange = Annotated[tuple[PositiveFinite, PositiveFinite], BeforeValidator(_as_tuple)]
+#: A pole's frequency or damping (Hz), up to 10²⁰ (hard X-rays): its square stays finite.
+PoleFrequency = Annotated[PositiveFinite, Field(le=1e20)]
+Damping = Annotated[NonNegativeFinite, Field(le=1e20)]
 
 
 def _poles(value: object) -> object:
@@ -63,7 +66,7 @@ class Drude(MetoModel):
     type: Literal["Drude"] = "Drude"
     eps_inf: Annotated[Finite, Field(ge=1.0)] = 1.0
     poles: Annotated[
-        tuple[tuple[PositiveFinite, NonNegativeFinite], ...], BeforeValidator(_poles), Field(min_length=1)
+        tuple[tuple[PoleFrequency, Damping], ...], BeforeValidator(_poles), Field(min_length=1)
     ]
     name: str | None = None
 
@@ -88,7 +91,7 @@ class Lorentz(MetoModel):
     type: Literal["Lorentz"] = "Lorentz"
     eps_inf: Annotated[Finite, Field(ge=1.0)] = 1.0
     poles: Annotated[
-        tuple[tuple[PositiveFinite, PositiveFinite, NonNegativeFinite], ...],
+        tuple[tuple[PositiveFinite, PoleFrequency, Damping], ...],
         BeforeValidator(_poles),
         Field(min_length=1),
     ]
@@ -116,8 +119,8 @@ class DrudeLorentz(MetoModel):
 
     type: Literal["DrudeLorentz"] = "DrudeLorentz"
     eps_inf: Annotated[Finite, Field(ge=1.0)] = 1.0
-    drude_poles: Annotated[tuple[tuple[PositiveFinite, NonNegativeFinite], ...], BeforeValidator(_poles)] = ()
-    lorentz_poles: Annotated[tuple[tuple[PositiveFinite, PositiveFinite, NonNegativeFinite], ...], BeforeValidator(_poles)] = ()
+    drude_poles: Annotated[tuple[tuple[PoleFrequency, Damping], ...], BeforeValidator(_poles)] = ()
+    lorentz_poles: Annotated[tuple[tuple[PositiveFinite, PoleFrequency, Damping], ...], BeforeValidator(_poles)] = ()
     name: str | None = None
     frequency_range: FrequencyRange | None = None
 

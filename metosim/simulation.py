@@ -110,9 +110,15 @@ class Simulation(MetoModel):
         # Bound the cell count from floats before any grid exists: a vanishing cell
         # size must be refused here, not overflow later (graded grids have fewer).
         dl = self.grid_spec.cell_size(self.eps_max)
+        if not (math.isfinite(dl) and dl > 0):  # e.g. an auto grid for a denormal wavelength
+            errors.append((("grid_spec",), f"these settings give cells of {dl:.3g} µm; a cell must be a positive, finite length"))
+            _raise(errors, self)
         cells = math.prod(max(1.0, s / dl) for s in self.size if s > 0)
-        if self.grid_spec.kind == "uniform" and (not math.isfinite(cells) or cells > max_cells()):
-            errors.append((("grid_spec",), f"{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
+        if self.grid_spec.kind == "auto":  # no auto grid is coarser than vacuum's target step
+            coarsest = self.grid_spec.wavelength / self.grid_spec.min_steps_per_wvl  # type: ignore[operator]
+            cells = math.prod(max(1.0, s / coarsest) for s in self.size if s > 0)
+        if self.grid_spec.kind != "custom" and (not math.isfinite(cells) or cells > max_cells()):
+            errors.append((("grid_spec",), f"{'at least ' if self.grid_spec.kind == 'auto' else ''}{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
             _raise(errors, self)
         if not all(math.isfinite(s / dl) and s / dl < 1e8 for s in self.size):
             errors.append((("grid_spec",), f"steps of {dl:.3g} µm put over 10⁸ cells along one axis"))
@@ -498,7 +504,7 @@ class Simulation(MetoModel):
                 points = 2 * (along[0] * along[1] + along[1] * along[2] + along[0] * along[2])
             if isinstance(m, FieldTimeMonitor):
                 stop = m.stop if m.stop is not None else self.run_time
-                count = max(0, math.floor((min(stop, self.run_time) - m.start) / g.dt / m.interval)) + 2
+                count = math.floor(max(0.0, min(stop, self.run_time) - m.start) / g.dt / m.interval) + 2
                 monitors += points * len(m.fields) * count * item
             else:
                 comps = 4 if isinstance(m, (FluxMonitor, ModeMonitor, FieldProjectionAngleMonitor)) else len(m.fields)

@@ -14,6 +14,7 @@ from schemathesis.pytest import from_fixture
 
 from metosim.serve.db import connect
 
+from . import test_numeric_fuzz as numeric_fuzz
 from .conftest import issue_key
 from .test_service import tiny
 
@@ -84,3 +85,19 @@ def test_hostile_bodies_are_refused_cleanly(name: str, service: dict) -> None:
     assert service["client"].get("/v1/health").status_code == 200
     with connect(service["db"]) as conn:
         assert conn.execute(count).fetchone()["n"] == before  # the table is still there, and no hostile body made a job
+
+
+@hypothesis.given(numeric_fuzz.field_and_value())
+@hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+def test_any_number_in_any_numeric_field_over_rest(service: dict, fuzz_key: str, case: tuple) -> None:
+    """The Python fuzz's documents posted to the service: a 4xx or an accepted job
+    (cancelled at once), never a 5xx."""
+    name, path, value = case
+    model, _ = numeric_fuzz.CASES[name]
+    route = "/v1/optimizations" if name == "inverse problem" else "/v1/simulations"
+    body = json.dumps(numeric_fuzz.replaced(json.loads(model.model_dump_json()), path, value))
+    headers = {"Authorization": f"Bearer {fuzz_key}", "Content-Type": "application/json"}
+    response = service["client"].post(route, content=body, headers=headers, timeout=120)  # a valid, huge 1D auto grid meshes for a while
+    assert response.status_code < 500, (name, path, value, response.status_code, response.text[:300])
+    if response.status_code in (200, 201):
+        service["client"].delete(f"{route}/{response.json()['id']}", headers=headers)

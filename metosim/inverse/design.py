@@ -11,16 +11,21 @@ Each function takes the array namespace (NumPy, or jax.numpy under a gradient).
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..base import Finite, MetoModel, NonNegativeFinite, PositiveFinite
 from ..geometry import Box
 from ..medium import CustomMedium
 from ..simulation import Structure
+
+#: More design pixels, along one axis or in all, than any optimiser here could use.
+MAX_PIXELS_PER_AXIS = 100_000
+MAX_DESIGN_PIXELS = 1_000_000
 
 
 def filter_kernel(radius_px: tuple[float, float, float], kind: str) -> np.ndarray:
@@ -78,6 +83,14 @@ class DesignRegion(MetoModel):
         if self.eps_min > self.eps_max:
             raise ValueError(f"eps_min ({self.eps_min}) must not exceed eps_max ({self.eps_max})")
         return self
+
+    @field_validator("pixel_size")
+    @classmethod
+    def _check_pixels(cls, pixel_size: float, info: ValidationInfo) -> float:
+        geometry = info.data.get("geometry")
+        if geometry is not None and any(0 < s < math.inf and s / pixel_size > MAX_PIXELS_PER_AXIS for s in geometry.size):
+            raise ValueError(f"{pixel_size:.3g} µm gives over {MAX_PIXELS_PER_AXIS:,} pixels along an axis of the region")
+        return pixel_size
 
     def shape(self, active: tuple[bool, bool, bool]) -> tuple[int, int, int]:
         """Pixels along x, y, z in a simulation with these ``active`` axes."""

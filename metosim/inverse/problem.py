@@ -15,7 +15,7 @@ from ..grid import GridSpec
 from ..kernels.design import axis_into_pml, design_windows
 from ..monitor import ModeMonitor
 from ..simulation import Simulation, _raise
-from .design import DesignRegion
+from .design import MAX_DESIGN_PIXELS, DesignRegion
 from .objective import Objective
 
 
@@ -69,6 +69,8 @@ class InverseProblem(MetoModel):
             errors.append((("design", "geometry", "size"), f"the design region needs a finite size > 0 along {', '.join('xyz'[k] for k in unsized)}"))
         elif any(active[k] and (box[0][k] < lo[k] - tol or box[1][k] > hi[k] + tol) for k in range(3)):
             errors.append((("design", "geometry", "center"), f"the design region {box[0]}–{box[1]} reaches outside the simulation domain {lo}–{hi}"))
+        if not errors and math.prod(self.shape) > MAX_DESIGN_PIXELS:
+            errors.append((("design", "pixel_size"), f"{math.prod(self.shape):,} design pixels exceed {MAX_DESIGN_PIXELS:,}: use larger pixels"))
         if not errors:
             for i, src in enumerate(sim.sources):
                 if _boxes_overlap(box, _box(src.center, src.size), active):
