@@ -232,7 +232,7 @@ def test_taper_conserves_power() -> None:
     reflects, and what radiates through the sides of a flux box adds up to what went in."""
     freqs = F0 * np.linspace(0.95, 1.05, 3)
     taper = ms.PolySlab(vertices=[(-0.5, -0.2), (0.5, -0.7), (0.5, 0.7), (-0.5, 0.2)], slab_bounds=(-1, 1))
-    spec = ms.ModeSpec(num_modes=4, filter_pol="te")
+    spec = ms.ModeSpec(num_modes=8, filter_pol="te")  # 20 modes give the same guided sum
     sim = ms.Simulation(
         size=(5.0, 4.0, 0),
         grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=18),
@@ -259,10 +259,48 @@ def test_taper_conserves_power() -> None:
     reflected = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
     radiated = data["top"].values + data["bottom"].values
     total = transmitted + reflected + radiated
-    print(f"taper: transmitted {transmitted}, reflected {reflected}, radiated {radiated}")
+    print(f"taper: transmitted {transmitted}, reflected {reflected}, radiated {radiated}, total − 1 {total - 1}")
     assert np.all(transmitted > 0.9)
-    # Bound 1% (issue).
-    np.testing.assert_allclose(total, 1.0, atol=0.01)
+    # Measured within 1.3e-3 (before each plane's mode was normalised to the power the
+    # grid carries, the narrow guide's modes read 0.35% high, which hid the wide guide's
+    # higher guided modes: only 4 were counted).
+    np.testing.assert_allclose(total, 1.0, atol=4e-3)
+
+
+def taper_transmission(direction: str) -> float:
+    """|S21|² of the fundamental TE mode through a 2D silicon taper 0.5 → 1.5 µm over
+    2 µm at 15 cells per wavelength in the silicon, launched from the narrow end (+)
+    or from the wide end (−)."""
+    taper = ms.PolySlab(vertices=[(-1.0, -0.25), (1.0, -0.75), (1.0, 0.75), (-1.0, 0.25)], slab_bounds=(-1, 1))
+    te = ms.ModeSpec(filter_pol="te")
+    source_x, monitor_x = (-2.0, 2.2) if direction == "+" else (2.0, -2.2)
+    sim = ms.Simulation(
+        size=(7.0, 4.0, 0),
+        grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=15),
+        run_time=300e-15,
+        medium=SILICA,
+        structures=[
+            ms.Structure(geometry=ms.Box(center=(-2.5, 0, 0), size=(3.0, 0.5, ms.inf)), medium=SILICON),
+            ms.Structure(geometry=taper, medium=SILICON),
+            ms.Structure(geometry=ms.Box(center=(2.5, 0, 0), size=(3.0, 1.5, ms.inf)), medium=SILICON),
+        ],
+        sources=[ms.ModeSource(center=(source_x, 0, 0), size=(0, 3.0, ms.inf), direction=direction, mode_spec=te, source_time=ms.GaussianPulse(freq0=F0, fwidth=F0 / 10), num_freqs=3)],
+        monitors=[ms.ModeMonitor(name="out", center=(monitor_x, 0, 0), size=(0, 3.0, ms.inf), freqs=[F0], mode_spec=te)],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
+    )
+    return float(np.abs(ms.solve(sim)["out"].amps.sel(direction=direction, mode_index=0).values[0]) ** 2)
+
+
+def test_taper_is_reciprocal_on_a_coarse_grid() -> None:
+    """Reciprocity: |S21|² = |S12|² between modes of planes of different width. Each
+    plane's modes carry unit power as the grid carries it (the Yee H half a cell either
+    side of the plane), so |amp|² is power on every grid: before, forward/backward read
+    1.0070 here (the continuum-normalised modes carried cos(βΔn/2) of their power)."""
+    forward, backward = taper_transmission("+"), taper_transmission("-")
+    print(f"taper: forward {forward:.5f}, backward {backward:.5f}, ratio {forward / backward:.5f}")
+    # Measured 2e-5 apart (relative); the issue's bound 1e-3.
+    assert abs(forward / backward - 1) < 1e-4
+    assert forward <= 1 and backward <= 1
 
 
 def test_directional_coupler_follows_coupled_mode_theory() -> None:

@@ -540,7 +540,11 @@ def simulation_modes(
             # The leapfrog's discrete β along the normal, over the step at the plane.
             dn = float(grid.primal_steps(plane.normal)[plane.index])
             beta = grid_beta(modes.beta, dn)
-            modes = replace(modes, beta=beta, n_eff=beta / omega_physical)
+            # Unit power as the grid carries it: the Yee H of a mode sits half a cell
+            # either side of the plane, so the discrete flux of a continuum-normalised
+            # mode is cos(βΔn/2); scaled by 1/√ of it, |amp|² is the power on every grid.
+            carried = np.sqrt(np.cos(np.real(beta) * dn / 2))[:, None, None]
+            modes = replace(modes, beta=beta, n_eff=beta / omega_physical, E=tuple(F / carried for F in modes.E), H=tuple(F / carried for F in modes.H))
         out.append(modes)
     return plane, out
 
