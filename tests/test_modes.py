@@ -227,22 +227,29 @@ def test_mode_source_launches_backwards_too() -> None:
     assert np.all(np.abs(data["before"].amps.sel(direction="+", mode_index=0).values) ** 2 < 1e-3)
 
 
+def silicon_taper(width_in: float, width_out: float, length: float, reach: float) -> list[ms.Structure]:
+    """A silicon guide of ``width_in`` µm along x up to −length/2, a linear taper to
+    ``width_out`` over ``length`` (centred on x = 0) and a guide of ``width_out`` beyond;
+    each guide ``reach`` µm long."""
+    half = length / 2
+    return [
+        ms.Structure(geometry=ms.Box(center=(-half - reach / 2, 0, 0), size=(reach, width_in, ms.inf)), medium=SILICON),
+        ms.Structure(geometry=ms.PolySlab(vertices=[(-half, -width_in / 2), (half, -width_out / 2), (half, width_out / 2), (-half, width_in / 2)], slab_bounds=(-1, 1)), medium=SILICON),
+        ms.Structure(geometry=ms.Box(center=(half + reach / 2, 0, 0), size=(reach, width_out, ms.inf)), medium=SILICON),
+    ]
+
+
 def test_taper_conserves_power() -> None:
     """A linear taper 0.4 → 1.4 µm over 1 µm: what leaves in the guided modes, what
     reflects, and what radiates through the sides of a flux box adds up to what went in."""
     freqs = F0 * np.linspace(0.95, 1.05, 3)
-    taper = ms.PolySlab(vertices=[(-0.5, -0.2), (0.5, -0.7), (0.5, 0.7), (-0.5, 0.2)], slab_bounds=(-1, 1))
     spec = ms.ModeSpec(num_modes=8, filter_pol="te")  # 20 modes give the same guided sum
     sim = ms.Simulation(
         size=(5.0, 4.0, 0),
         grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=18),
         run_time=400e-15,
         medium=SILICA,
-        structures=[
-            ms.Structure(geometry=ms.Box(center=(-1.5, 0, 0), size=(2.0, 0.4, ms.inf)), medium=SILICON),
-            ms.Structure(geometry=taper, medium=SILICON),
-            ms.Structure(geometry=ms.Box(center=(1.75, 0, 0), size=(2.5, 1.4, ms.inf)), medium=SILICON),
-        ],
+        structures=silicon_taper(0.4, 1.4, 1.0, 2.5),
         sources=[ms.ModeSource(center=(-1.6, 0, 0), size=(0, 2.0, ms.inf), mode_spec=ms.ModeSpec(filter_pol="te"), source_time=ms.GaussianPulse(freq0=F0, fwidth=F0 / 10), num_freqs=3)],
         monitors=[
             ms.ModeMonitor(name="in", center=(-1.3, 0, 0), size=(0, 3.0, ms.inf), freqs=freqs, mode_spec=ms.ModeSpec(filter_pol="te")),
@@ -271,7 +278,6 @@ def taper_transmission(direction: str) -> float:
     """|S21|² of the fundamental TE mode through a 2D silicon taper 0.5 → 1.5 µm over
     2 µm at 15 cells per wavelength in the silicon, launched from the narrow end (+)
     or from the wide end (−)."""
-    taper = ms.PolySlab(vertices=[(-1.0, -0.25), (1.0, -0.75), (1.0, 0.75), (-1.0, 0.25)], slab_bounds=(-1, 1))
     te = ms.ModeSpec(filter_pol="te")
     source_x, monitor_x = (-2.0, 2.2) if direction == "+" else (2.0, -2.2)
     sim = ms.Simulation(
@@ -279,11 +285,7 @@ def taper_transmission(direction: str) -> float:
         grid_spec=ms.GridSpec.auto(wavelength=LAMBDA, min_steps_per_wvl=15),
         run_time=300e-15,
         medium=SILICA,
-        structures=[
-            ms.Structure(geometry=ms.Box(center=(-2.5, 0, 0), size=(3.0, 0.5, ms.inf)), medium=SILICON),
-            ms.Structure(geometry=taper, medium=SILICON),
-            ms.Structure(geometry=ms.Box(center=(2.5, 0, 0), size=(3.0, 1.5, ms.inf)), medium=SILICON),
-        ],
+        structures=silicon_taper(0.5, 1.5, 2.0, 3.0),
         sources=[ms.ModeSource(center=(source_x, 0, 0), size=(0, 3.0, ms.inf), direction=direction, mode_spec=te, source_time=ms.GaussianPulse(freq0=F0, fwidth=F0 / 10), num_freqs=3)],
         monitors=[ms.ModeMonitor(name="out", center=(monitor_x, 0, 0), size=(0, 3.0, ms.inf), freqs=[F0], mode_spec=te)],
         boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=12)),
