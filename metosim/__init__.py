@@ -4,12 +4,12 @@
 >>> sim = ms.Simulation(size=(4, 4, 0), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-13)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .base import inf
+from .version import __version__
 from .client import ChecksumMismatch, Client, Job, JobFailed, QuotaExceeded
 from .data import SimulationData, solve
-from .batch import Batch, BatchData, BatchSpec, Sweep, sweep
+from .batch import Batch, BatchData
+from .batch_spec import BatchSpec, Sweep, sweep
 from .dataset import open_dataset, verify_dataset
 from .smatrix import Port, SMatrix
 from .boundary import PML, BlochBoundary, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
@@ -35,11 +35,6 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(".widgets", __name__)
     raise AttributeError(f"module 'metosim' has no attribute {name!r}")
 
-
-try:
-    __version__ = version("metosim")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Batch",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 
 
 def demo_simulation() -> Any:

@@ -170,7 +170,8 @@ class Client:
         ``max_parallel``, capped by the key's own limit; each on a GPU of type
         ``accelerator`` if given) — or, given a batch id, reattach to it. Returns the
         :class:`~metosim.batch.Batch`."""
-        from .batch import Batch, batch_spec
+        from .batch import Batch
+        from .batch_spec import batch_spec
 
         if isinstance(members, str):
             return Batch.load(members, self)

@@ -109,12 +109,12 @@ def test_sweep_is_the_cartesian_product_with_named_members() -> None:
     assert list(sweep) == ["run_fs=20,shutoff=0", "run_fs=20,shutoff=1e-05", "run_fs=30,shutoff=0", "run_fs=30,shutoff=1e-05"]
     assert sweep.parameters["run_fs=30,shutoff=0"] == {"run_fs": 30.0, "shutoff": 0.0} and type(sweep.parameters["run_fs=30,shutoff=0"]["run_fs"]) is float
     assert "4 members" in repr(sweep)
-    spec = ms.batch.batch_spec(sweep, max_parallel=2)
+    spec = ms.batch_spec.batch_spec(sweep, max_parallel=2)
     assert ms.BatchSpec.model_validate_json(spec.model_dump_json()) == spec
     assert json.loads(spec.model_dump_json())["members"][1]["parameters"] == {"run_fs": 20.0, "shutoff": 1e-05}
     with pytest.raises(ValueError, match="no values"):
         ms.sweep(tiny, run_fs=[])
     with pytest.raises(ValueError, match="'x' is reserved"):
-        ms.batch.batch_spec(ms.sweep(lambda x: tiny(), x=[1.0]))
+        ms.batch_spec.batch_spec(ms.sweep(lambda x: tiny(), x=[1.0]))
     with pytest.raises(ValueError, match="same parameter names"):
-        ms.BatchSpec(members=[ms.batch.BatchMember(name="a", simulation=tiny(), parameters={"w": 1.0}), ms.batch.BatchMember(name="b", simulation=tiny())])
+        ms.BatchSpec(members=[ms.batch_spec.BatchMember(name="a", simulation=tiny(), parameters={"w": 1.0}), ms.batch_spec.BatchMember(name="b", simulation=tiny())])

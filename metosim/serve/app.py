@@ -23,10 +23,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 
-from .. import __version__
-from ..batch import BatchSpec
+from ..batch_spec import BatchSpec
 from ..inverse import InverseProblem, OptimizerState
 from ..simulation import Simulation
+from ..version import __version__
 from . import keys, metrics, sentry
 from .events import JobWatcher, sse_stream
 from .db import async_pool, database_url

@@ -55,7 +55,7 @@ def init(settings: Settings, component: str) -> bool:
         return False
     import sentry_sdk
 
-    from .. import __version__
+    from ..version import __version__
 
     if not sentry_sdk.get_client().is_active():
         secrets = _secrets(settings)
