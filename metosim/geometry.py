@@ -1,5 +1,6 @@
 """Geometric primitives (µm). ``inside(x, y, z)`` is the one containment test used
-by both the mesher and the plots."""
+by both the mesher and the plots; ``signed_distance(x, y, z)`` (negative inside) gives
+the mesher each interface's position and normal within a cell."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ Axis = Literal[0, 1, 2]
 
 def _reflect(point: tuple[float, ...], axis: int, plane: float) -> tuple[float, ...]:
     return tuple(2 * plane - c if a == axis else c for a, c in enumerate(point))
+
+
+def _extruded(in_plane: np.ndarray, along: np.ndarray) -> np.ndarray:
+    """Signed distance (µm) to a cross-section extruded along an axis, from the
+    signed distances to the cross-section (``in_plane``) and to the end caps (``along``)."""
+    outside = np.hypot(np.maximum(in_plane, 0.0), np.maximum(along, 0.0))
+    return np.minimum(np.maximum(in_plane, along), 0.0) + outside
 
 
 def same_shape(first: "Geometry", second: "Geometry", tol: float = 1e-9) -> bool:
@@ -51,6 +59,12 @@ class Box(MetoModel):
         (x0, y0, z0), (x1, y1, z1) = self.bounds()
         return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
 
+    def signed_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Distance (µm) to the surface: negative inside, Euclidean outside."""
+        q = [np.abs(c - c0) - s / 2 for c, c0, s in zip((x, y, z), self.center, self.size)]
+        outside = np.sqrt(sum(np.maximum(v, 0.0) ** 2 for v in q))
+        return np.minimum(np.maximum(np.maximum(q[0], q[1]), q[2]), 0.0) + outside
+
 
 class Sphere(MetoModel):
     type: Literal["Sphere"] = "Sphere"
@@ -67,6 +81,11 @@ class Sphere(MetoModel):
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         cx, cy, cz = self.center
         return (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= self.radius**2
+
+    def signed_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Distance (µm) to the surface: negative inside."""
+        cx, cy, cz = self.center
+        return np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) - self.radius
 
 
 class Cylinder(MetoModel):
@@ -91,6 +110,12 @@ class Cylinder(MetoModel):
         r = [c - c0 for c, c0 in zip((x, y, z), self.center)]
         a, b = (i for i in range(3) if i != self.axis)
         return (r[a] ** 2 + r[b] ** 2 <= self.radius**2) & (np.abs(r[self.axis]) <= self.length / 2)
+
+    def signed_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Distance (µm) to the surface: negative inside."""
+        r = [c - c0 for c, c0 in zip((x, y, z), self.center)]
+        a, b = (i for i in range(3) if i != self.axis)
+        return _extruded(np.hypot(r[a], r[b]) - self.radius, np.abs(r[self.axis]) - self.length / 2)
 
 
 class PolySlab(MetoModel):
@@ -144,20 +169,37 @@ class PolySlab(MetoModel):
         k = [i for i in range(3) if i != self.axis].index(axis)
         return self.model_copy(update={"vertices": tuple(tuple(2 * plane - v if j == k else v for j, v in enumerate(p)) for p in reversed(self.vertices))})
 
-    def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        p = np.broadcast_arrays(x, y, z)
-        a, b = (i for i in range(3) if i != self.axis)
-        u, w = p[a], p[b]
-        # Even-odd ray casting, vectorised over points.
-        inside = np.zeros(u.shape, dtype=bool)
+    def _in_polygon(self, u: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Whether the in-plane points (u, w) lie inside the polygon (even-odd ray casting)."""
+        inside = np.zeros(np.broadcast_shapes(u.shape, w.shape), dtype=bool)
         v = np.asarray(self.vertices)
         for (u0, w0), (u1, w1) in zip(v, np.roll(v, -1, axis=0)):
             crosses = (w0 > w) != (w1 > w)
             with np.errstate(divide="ignore", invalid="ignore"):
                 u_cross = u0 + (w - w0) * (u1 - u0) / (w1 - w0)
             inside ^= crosses & (u < u_cross)
+        return inside
+
+    def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        p = np.broadcast_arrays(x, y, z)
+        a, b = (i for i in range(3) if i != self.axis)
         lo, hi = self.slab_bounds
-        return inside & (p[self.axis] >= lo) & (p[self.axis] <= hi)
+        return self._in_polygon(p[a], p[b]) & (p[self.axis] >= lo) & (p[self.axis] <= hi)
+
+    def signed_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Distance (µm) to the surface: negative inside."""
+        p = np.broadcast_arrays(x, y, z)
+        a, b = (i for i in range(3) if i != self.axis)
+        u, w = p[a], p[b]
+        nearest = np.full(u.shape, np.inf)
+        v = np.asarray(self.vertices, dtype=float)
+        for (u0, w0), (u1, w1) in zip(v, np.roll(v, -1, axis=0)):
+            du, dw = u1 - u0, w1 - w0
+            t = np.clip(((u - u0) * du + (w - w0) * dw) / (du * du + dw * dw), 0.0, 1.0)
+            nearest = np.minimum(nearest, np.hypot(u - u0 - t * du, w - w0 - t * dw))
+        in_plane = np.where(self._in_polygon(u, w), -nearest, nearest)
+        lo, hi = self.slab_bounds
+        return _extruded(in_plane, np.abs(p[self.axis] - (lo + hi) / 2) - (hi - lo) / 2)
 
 
 Geometry = Annotated[Union[Box, Sphere, Cylinder, PolySlab], Field(discriminator="type")]

@@ -68,6 +68,26 @@ def test_fabry_perot_slab(backend: str) -> None:
     assert np.ptp(airy) > 0.1  # the band really spans a fringe
 
 
+def test_fabry_perot_converges_at_second_order_wherever_the_faces_fall() -> None:
+    """The slab above moved by 0, ¼ and ½ of a cell at 20 and 10 nm cells: subpixel
+    smoothing keeps each face where it is, so the error against Airy is the Yee
+    scheme's own dispersion, the same for every placement and falling as Δx²."""
+    n, d = 1.5, 0.5
+    f = BAND / F_UNIT
+    r = ((n - 1) / (n + 1)) ** 2
+    airy = 1.0 / (1.0 + 4 * r / (1 - r) ** 2 * np.sin(2 * np.pi * n * d * f) ** 2)
+    errors = np.zeros((2, 3))
+    for i, dl in enumerate((0.02, 0.01)):
+        for j, shift in enumerate((0.0, 0.25, 0.5)):
+            slab = ms.Structure(geometry=ms.Box(center=(d / 2 + shift * dl, 0, 0), size=(d, ms.inf, ms.inf)), medium=ms.Medium(permittivity=n**2))
+            errors[i, j] = np.max(np.abs(ms.solve(slab_line([slab], dl=dl))["T"].values - airy))
+    # Measured 2.26e-3 and 5.72e-4 at every placement, spread 0.05% and 0.23%, order
+    # 1.98 (the cell's own average gave 1.56e-3–2.26e-3 and 4.0e-4–5.7e-4, changing with
+    # the placement).
+    assert np.max(np.ptp(errors, axis=1) / errors.min(axis=1)) < 5e-3
+    assert np.log2(errors[0] / errors[1]).min() > 1.9
+
+
 def test_drude_half_space_reflection(backend: str) -> None:
     fp, gamma = 2.0 * F_UNIT, 0.05 * F_UNIT
     metal = ms.Structure(geometry=ms.Box(center=(2.5, 0, 0), size=(5, ms.inf, ms.inf)), medium=ms.Drude(poles=[(fp, gamma)]))

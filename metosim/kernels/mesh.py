@@ -1,22 +1,32 @@
 """Meshing: structures → permittivity, conductivity, PEC and dispersive masks on the
 Yee nodes of each E component, with subpixel averaging at interfaces.
 
-Averaging rule for Eₚ in a cell cut by an interface: sample the cell on a
-lattice of ``SUBPIXEL[n]`` points per active axis (n active axes), average ε
-arithmetically across the axes transverse to p,
-then harmonically along p. For a planar interface this is the exact effective
-permittivity (arithmetic for E parallel to the interface, harmonic for E normal to
-it), which restores second-order accuracy; curved interfaces get a close
-approximation without needing surface normals.
+Averaging rule for Eₚ in a cell cut by one interface between two media (Farjadpour
+et al., Opt. Lett. 31, 2972 (2006), as Meep does): the interface is taken as the plane
+through the structure's surface nearest the cell centre, normal n̂ from the gradient of
+its signed distance (a box's faces: per axis, in closed form); the fill fractions of
+that plane are computed exactly, and the p-th diagonal element of the effective tensor is
+
+    1/ε̃ₚₚ = n̂ₚ² ⟨1/ε⟩ + (1 − n̂ₚ²) / ⟨ε⟩
+
+(arithmetic for E parallel to the interface, harmonic for E normal to it), ⟨1/ε⟩ over
+the Yee cell and ⟨ε⟩ under a tent reaching the neighbouring nodes (see ``_subpixel``).
+With exact fractions rather than counts on a sample lattice, the interface's position is
+kept to any precision, which gives second-order convergence wherever the faces fall. Cells
+that hold three or more media, a sheet thinner than the cell, or PEC fall back to a
+lattice of ``SUBPIXEL[n]`` samples per active axis (n active axes), averaged
+arithmetically across the axes transverse to p and harmonically along p.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
 
+from ..geometry import Box, Geometry
 from ..grid import Grid
 from ..medium import DISPERSIVE, CustomMedium, Medium, PECMedium
 from ..simulation import Simulation
@@ -94,17 +104,24 @@ def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] |
         eps = eps_table[index]
         sigma = sigma_table[index]
 
-        # Cells cut by an interface: a corner of the cell sees another medium.
-        cut = np.zeros(index.shape, dtype=bool)
-        for signs in product((-1, 1), repeat=len(active)):
+        # Cells near an interface: a corner of the Yee cell, or of the tent's support
+        # (to the neighbouring nodes, see _subpixel), sees another medium. The support
+        # is taken a millionth short: a face through a neighbouring node weighs nothing,
+        # and is then not found on one side of a mirror plane and missed on the other.
+        corners = []
+        for reach, signs in product((1, 2 - 1e-6), product((-1, 1), repeat=len(active))):
             shifted = list(mesh)
             for a, s in zip(active, signs):
-                shifted[a] = mesh[a] + (above[a] if s > 0 else -below[a])
-            cut |= medium_index(sim, *shifted) != index
+                shifted[a] = mesh[a] + reach * (above[a] if s > 0 else -below[a])
+            corners.append(medium_index(sim, *shifted))
+        cut = np.zeros(index.shape, dtype=bool)
+        for corner in corners:
+            cut |= corner != index
         if cut.any() and len(sim.structures):
+            seen = np.stack([np.broadcast_to(corner, index.shape)[cut] for corner in corners], axis=-1)
             eps[cut], sigma[cut] = _subpixel(
                 sim, grid, [m[cut] for m in mesh], [np.broadcast_to(b, index.shape)[cut] for b in below], [np.broadcast_to(u, index.shape)[cut] for u in above],
-                index[cut], p, eps_table, sigma_table, pec_table,
+                index[cut], seen, p, eps_table, sigma_table, pec_table,
             )
         if paint_custom:
             eps = _paint_custom(sim, grid, p, eps, window)
@@ -160,13 +177,15 @@ def _subpixel(
     below: list[np.ndarray],
     above: list[np.ndarray],
     own: np.ndarray,
+    seen: np.ndarray,
     p: int,
     eps_table: np.ndarray,
     sigma_table: np.ndarray,
     pec_table: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Effective (ε, σ) for the cells around ``points`` (each shape (M,)), which reach
-    ``below`` and ``above`` each point along each axis."""
+    ``below`` and ``above`` each point along each axis; ``seen`` (M, corners) holds the
+    media found at the corners of each cell and of the cell doubled."""
     samples = SUBPIXEL[sum(grid.active)]
     fractions = (np.arange(samples) + 0.5) / samples
     # Samples shape (M, s_x, s_y, s_z): a midpoint lattice over each cell.
@@ -183,4 +202,141 @@ def _subpixel(
         eps_eff = 1.0 / np.mean(1.0 / np.mean(eps, axis=transverse), axis=1)
     else:
         eps_eff = np.mean(eps, axis=(1, 2, 3))
-    return eps_eff, np.mean(sigma_table[index], axis=(1, 2, 3))
+    sigma_eff = np.mean(sigma_table[index], axis=(1, 2, 3))
+
+    # Cells split between exactly two media, neither PEC: the planar rule with exact fill
+    # fractions. The harmonic (normal) part takes the Yee cell's volume fraction; the
+    # arithmetic (parallel) part weights the medium with a tent from one neighbouring
+    # node of the component to the other (on a uniform grid the cell convolved with
+    # itself), the weight the second difference of a field component along the normal
+    # gives its own node: with it, a parallel component's error no longer depends on
+    # where the face falls within the cell (slab TE1 at 20 cells/λ with faces halfway
+    # between nodes: 2.8e-3 with the cell's volume fraction, 4e-4 with the tent).
+    lower = np.minimum(index.min(axis=(1, 2, 3)), seen.min(axis=1))
+    upper = np.maximum(index.max(axis=(1, 2, 3)), seen.max(axis=1))
+    two = (lower != upper) & ~pec_table[lower] & ~pec_table[upper]
+    two &= np.all((index == lower[:, None, None, None]) | (index == upper[:, None, None, None]), axis=(1, 2, 3))
+    two &= np.all((seen == lower[:, None]) | (seen == upper[:, None]), axis=1)
+    for k in np.unique(upper[two]):
+        cells = np.flatnonzero(two & (upper == k))
+        centre = [points[a][cells] + (above[a][cells] - below[a][cells]) / 2 for a in range(3)]
+        half = [(below[a][cells] + above[a][cells]) / 2 for a in range(3)]
+        geometry = sim.structures[k - 1].geometry
+        inner, outer = eps_table[k], eps_table[lower[cells]]
+        if isinstance(geometry, Box):
+            volume, eps_eff[cells] = _box_average(geometry, [x[cells] for x in points], [b[cells] for b in below], [u[cells] for u in above], p, inner, outer)
+        else:
+            offset, normal = _interface_plane(geometry, centre, half, grid.active)
+            planar = np.isfinite(offset)
+            cells, offset, normal, outer = cells[planar], offset[planar], normal[:, planar], outer[planar]
+            centre, half = [c[planar] for c in centre], [h[planar] for h in half]
+            volume = planar_fill_fraction(offset, normal, half)
+            # The tent peaks at the node (on a graded grid, off the cell's centre) and
+            # is taken symmetric there; a face normal to an axis gets the exact tent.
+            shift = sum(normal[a] * (below[a][cells] - above[a][cells]) / 2 for a in range(3))
+            tent = planar_fill_fraction(offset + shift, normal, half, tent=True)
+            for a in range(3):
+                aligned = np.abs(np.abs(normal[a]) - 1) < 1e-9
+                if aligned.any():
+                    face = centre[a][aligned] - offset[aligned] * normal[a][aligned]
+                    up = normal[a][aligned] > 0  # inside below the face
+                    node = cells[aligned]
+                    tent[aligned] = _tent_overlap(points[a][node], below[a][node], above[a][node], np.where(up, -np.inf, face), np.where(up, face, np.inf))
+            mean = tent * inner + (1 - tent) * outer
+            mean_inverse = volume / inner + (1 - volume) / outer
+            eps_eff[cells] = 1.0 / (normal[p] ** 2 * mean_inverse + (1 - normal[p] ** 2) / mean)
+        sigma_eff[cells] = volume * sigma_table[k] + (1 - volume) * sigma_table[lower[cells]]
+    return eps_eff, sigma_eff
+
+
+def _box_average(box: Box, points: list[np.ndarray], below: list[np.ndarray], above: list[np.ndarray], p: int, inner: complex, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Volume fraction of ``box`` in each cell and the effective ε of component p, in
+    closed form: every face of a box is normal to an axis, so the rule is exact per
+    axis — tent-weighted arithmetic mean across the axes transverse to p, then the
+    harmonic mean along p (which also treats the box's edges and corners exactly in
+    the sense of that rule)."""
+    lo, hi = box.bounds()
+    volume = np.ones(points[0].size)
+    across = np.ones(points[0].size)
+    for a in range(3):
+        volume = volume * _box_overlap(points[a] - below[a], points[a] + above[a], lo[a], hi[a])
+        if a != p:
+            across = across * _tent_overlap(points[a], below[a], above[a], lo[a], hi[a])
+    along = _box_overlap(points[p] - below[p], points[p] + above[p], lo[p], hi[p])
+    mixed = across * inner + (1 - across) * outer
+    return volume, 1.0 / (along / mixed + (1 - along) / outer)
+
+
+def _box_overlap(start: np.ndarray, stop: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Fraction of [start, stop] inside [lo, hi] (1 or 0 for a point)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = (np.minimum(stop, hi) - np.maximum(start, lo)) / (stop - start)
+    point = ((start >= lo) & (start <= hi)).astype(float)
+    return np.where(stop > start, np.clip(fraction, 0.0, 1.0), point)
+
+
+def _tent_overlap(node: np.ndarray, below: np.ndarray, above: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
+    """Weight inside [lo, hi] of the tent that rises from 0 at ``node − 2·below`` to
+    its peak at ``node`` and falls to 0 at ``node + 2·above`` (the neighbouring nodes of
+    the same component: the weight a non-uniform second difference gives its node)."""
+    span = below + above
+
+    def cumulative(x: float | np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rising = np.clip(x - node + 2 * below, 0.0, 2 * below) ** 2 / (4 * below * span)
+            falling = np.clip(node + 2 * above - x, 0.0, 2 * above) ** 2 / (4 * above * span)
+        value = np.where(x <= node, np.where(below > 0, rising, 0.0), 1 - np.where(above > 0, falling, 0.0))
+        return np.where(span > 0, value, np.where(x >= node, 1.0, 0.0))
+
+    return cumulative(hi) - cumulative(lo)
+
+
+def _interface_plane(geometry: Geometry, centre: list[np.ndarray], half: list[np.ndarray], active: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+    """The plane that stands for ``geometry``'s surface in each cell (centres and half
+    widths per axis, µm): its signed distance from the centre (µm, negative when the
+    centre is inside) and its unit normal (3, M) within the active axes. Where the
+    surface is not locally a plane — the distance's gradient is not of unit length, as
+    on a sheet thinner than the cell or a fold, or it leaves the active plane — the
+    distance is NaN."""
+    scale = np.maximum(np.maximum(half[0], half[1]), half[2])
+    step = 1e-4 * scale
+    gradient = np.zeros((3, scale.size))
+    for a in range(3):
+        if active[a]:
+            up = [c + step if b == a else c for b, c in enumerate(centre)]
+            down = [c - step if b == a else c for b, c in enumerate(centre)]
+            gradient[a] = (geometry.signed_distance(*up) - geometry.signed_distance(*down)) / (2 * step)
+    # A 3D surface cut by the active plane: the in-plane normal's length is the slope
+    # that turns the 3D distance into the in-plane one.
+    length = np.linalg.norm(gradient, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = geometry.signed_distance(*centre) / length
+        normal = gradient / length
+    usable = (length > 0.5) & (length < 1.0 + 1e-3)
+    return np.where(usable, offset, np.nan), np.where(usable, normal, 0.0)
+
+
+def planar_fill_fraction(offset: np.ndarray, normal: np.ndarray, half: list[np.ndarray], tent: bool = False) -> np.ndarray:
+    """Weight of each box (half widths ``half`` per axis, µm; 0 on an inactive axis) on
+    the inside of the plane ``offset + n̂·u = 0`` (u from the box centre, µm), under a
+    uniform weight, or with ``tent`` under the box convolved with itself (a tent
+    reaching twice as far): the distribution function of a sum of independent uniform
+    variables n̂ₐuₐ (each counted twice for the tent), exact."""
+    widths = np.abs(normal) * 2 * np.array(half)  # (3, M): the range of each n̂ₐuₐ
+    # Below a millionth of the widest range a term is a point mass (error ~1e-6·f').
+    significant = widths > 1e-6 * widths.max(axis=0)
+    copies = 2 if tent else 1
+    level = -offset + copies * widths.sum(axis=0) / 2  # the threshold on Σ (n̂ₐuₐ + range/2)
+    fraction = np.where(level >= 0, 1.0, 0.0)
+    for pattern in product((False, True), repeat=3):
+        cells = np.all(significant == np.array(pattern)[:, None], axis=0)
+        axes = [a for a in range(3) if pattern[a]] * copies
+        if not cells.any() or not axes:
+            continue
+        w, t = widths[axes][:, cells], level[cells]
+        total = np.zeros(t.size)
+        for corner in product((0, 1), repeat=len(axes)):
+            shift = t - sum(c * w[i] for i, c in enumerate(corner))
+            total += (-1) ** sum(corner) * np.maximum(shift, 0.0) ** len(axes)
+        fraction[cells] = np.clip(total / (math.factorial(len(axes)) * np.prod(w, axis=0)), 0.0, 1.0)
+    return fraction
