@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .base import Coordinate, Extent, Finite, MetoModel, PositiveFinite, Size, _as_tuple
+from .layout import gds_polygons
 
 Axis = Literal[0, 1, 2]
 
@@ -147,10 +148,8 @@ class PolySlab(MetoModel):
     def from_gds(cls, gds: object, cell: str | None, layer: int, slab_bounds: tuple[float, float], datatype: int = 0, axis: Axis = 2) -> list["PolySlab"]:
         """The polygons of a GDS ``cell`` on ``layer``/``datatype`` (references flattened,
         units converted to µm) extruded over ``slab_bounds``; see
-        :func:`metosim.layout.polyslabs_from_gds`."""
-        from .layout import polyslabs_from_gds
-
-        return polyslabs_from_gds(gds, cell, layer, slab_bounds, datatype, axis)  # type: ignore[arg-type]
+        :func:`metosim.layout.gds_polygons`."""
+        return [cls(vertices=[(float(u), float(w)) for u, w in polygon], slab_bounds=slab_bounds, axis=axis) for polygon in gds_polygons(gds, cell, layer, datatype)]  # type: ignore[arg-type]
 
     def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         v = np.asarray(self.vertices)

@@ -1,26 +1,18 @@
-"""Layouts: GDS polygons as ``PolySlab`` structures (through gdstk, the ``layout``
-extra). ``PolySlab.from_gds`` is the entry point."""
+"""Layouts: the polygons of a GDS cell in µm (through gdstk, the ``layout`` extra).
+Imports no model: ``PolySlab.from_gds``, the entry point, extrudes them."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from .geometry import PolySlab
+import numpy as np
 
 
-def polyslabs_from_gds(
-    gds: str | os.PathLike[str] | Any,
-    cell: str | None,
-    layer: int,
-    slab_bounds: tuple[float, float],
-    datatype: int = 0,
-    axis: int = 2,
-) -> list[PolySlab]:
+def gds_polygons(gds: str | os.PathLike[str] | Any, cell: str | None, layer: int, datatype: int = 0) -> list[np.ndarray]:
     """Every polygon on (``layer``, ``datatype``) of ``cell`` (default: the single top
-    cell), with references flattened, extruded over ``slab_bounds`` (µm) along
-    ``axis``. ``gds``: a file path or a ``gdstk.Library``. Coordinates are converted
-    from the file's user unit to µm."""
+    cell), references flattened, as (N, 2) vertex arrays in µm (converted from the
+    file's user unit). ``gds``: a file path or a ``gdstk.Library``."""
     try:
         import gdstk
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -49,10 +41,7 @@ def polyslabs_from_gds(
     polygons = found.get_polygons(layer=layer, datatype=datatype)
     if not polygons:
         raise ValueError(f"cell {found.name!r} has no polygon on layer {layer}/{datatype}")
-    return [
-        PolySlab(vertices=[(float(x) * scale, float(y) * scale) for x, y in polygon.points], slab_bounds=slab_bounds, axis=axis)  # type: ignore[arg-type]
-        for polygon in polygons
-    ]
+    return [np.asarray(polygon.points, dtype=float) * scale for polygon in polygons]
 
 
-__all__ = ["polyslabs_from_gds"]
+__all__ = ["gds_polygons"]
