@@ -6,7 +6,9 @@
 
 from .base import inf
 from .version import __version__
-from .client import ChecksumMismatch, Client, Job, JobFailed, QuotaExceeded
+from .client import Client
+from .jobs import Job
+from .session import ChecksumMismatch, JobFailed, QuotaExceeded
 from .data import SimulationData, solve
 from .batch import Batch, BatchData
 from .batch_spec import BatchSpec, Sweep, sweep
@@ -17,7 +19,8 @@ from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec, MeshOverride
 from .medium import PEC, CustomMedium, Drude, DrudeLorentz, Lorentz, Medium, PECMedium
 from .materials import material_library
-from .modes import ModeSolver, ModeSolverData, ModeSpec
+from .mode_solver import ModeSolver, ModeSolverData
+from .mode_spec import ModeSpec
 from .monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
 from .resonance import ResonanceFinder

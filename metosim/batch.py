@@ -16,12 +16,11 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .data import SimulationData
-
-if TYPE_CHECKING:
-    from .client import Client
+from .jobs import Job
+from .session import MetoSimError, Session, download, poll_status
 
 
 # ---------------------------------------------------------------- following a batch
@@ -29,14 +28,12 @@ class Batch:
     """A submitted batch. Reattach after a kernel restart with ``ms.Batch.load(id)``
     (or ``client.batch(id)``)."""
 
-    def __init__(self, client: "Client", batch_id: str) -> None:
+    def __init__(self, client: Session, batch_id: str) -> None:
         self.client, self.id = client, batch_id
 
     @classmethod
-    def load(cls, batch_id: str, client: "Client | None" = None) -> "Batch":
-        from .client import Client
-
-        batch = cls(client or Client(), batch_id)
+    def load(cls, batch_id: str, client: Session | None = None) -> "Batch":
+        batch = cls(client or Session(), batch_id)
         batch.status()  # fails now if the id is unknown to this key
         return batch
 
@@ -65,8 +62,6 @@ class Batch:
 
     def updates(self, poll: float = 0.5, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Status dicts until the batch ends (polling with backoff, 0.5 s → 2 s)."""
-        from .client import poll_status
-
         yield from poll_status(self.status, f"batch {self.id}", poll, None if timeout is None else time.monotonic() + timeout, timeout)
 
     def wait(self, progress: bool = True, timeout: float | None = None) -> dict[str, Any]:
@@ -85,8 +80,6 @@ class Batch:
         """(name, data) of each member as soon as it completes, downloaded into the
         local cache and verified (members already verified there are not downloaded
         again). Failed and cancelled members are skipped."""
-        from .client import download
-
         done: set[str] = set()
         # Each status is read before the listing: members completed by then are in it,
         # so the last (terminal) status leaves none behind.
@@ -117,8 +110,6 @@ class Batch:
             if dataset["status"] == "COMPLETED":
                 return dataset
             if dataset["status"] == "FAILED":
-                from .client import MetoSimError
-
                 raise MetoSimError(f"dataset export failed: {dataset['error']}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"dataset export of batch {self.id} still running after {timeout} s")
@@ -131,7 +122,7 @@ class BatchData(Mapping[str, SimulationData]):
     read when indexed. ``parameters`` holds each member's sweep values and
     ``failed`` each failed member's reason."""
 
-    def __init__(self, client: "Client", members: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, client: Session, members: Sequence[Mapping[str, Any]]) -> None:
         self.client = client
         self._members = {m["name"]: m for m in members if m["status"] == "COMPLETED"}
         self.parameters = {m["name"]: dict(m.get("parameters") or {}) for m in members if m["status"] == "COMPLETED"}
@@ -145,8 +136,6 @@ class BatchData(Mapping[str, SimulationData]):
 
     def path(self, name: str) -> Any:
         """The member's verified results file in the local cache (downloaded if needed)."""
-        from .client import download
-
         try:
             member = self._members[name]
         except KeyError:
@@ -155,7 +144,7 @@ class BatchData(Mapping[str, SimulationData]):
         try:
             return download(result, only_cached=True)
         except FileNotFoundError:  # not in the cache: a fresh link (the listed one may have expired)
-            return download(self.client.job(member["id"]).status()["result"], verify=self.client.verify)
+            return download(Job(self.client, member["id"]).status()["result"], verify=self.client.verify)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._members)

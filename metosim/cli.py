@@ -203,7 +203,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from .client import forget_local_service
+    from .session import forget_local_service
 
     forget_local_service()
     try:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .base import Coordinate, FIELD_COMPONENTS, Finite, Frequencies, MetoModel, NonNegativeFinite, PositiveFinite, Size, _as_tuple
-from .modes import ModeSpec, check_plane
+from .mode_spec import ModeSpec, check_plane
 
 Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]

@@ -18,7 +18,7 @@ the Yee grid plane nearest its centre.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -27,14 +27,13 @@ from pydantic import Field, TypeAdapter
 from .base import Coordinate, Frequencies, MetoModel, Size
 from .data import SimulationData, solve
 from .grid import C_0, MICROMETRE
-from .modes import ModeSpec, plane_normal
+from .mode_spec import ModeSpec, plane_normal
 from .monitor import ModeMonitor
 from .simulation import Simulation
+from .batch import Batch
+from .client import Client
+from .session import JobFailed
 from .source import GaussianPulse, ModeSource
-
-if TYPE_CHECKING:
-    from .batch import Batch
-    from .client import Client
 
 
 class Port(MetoModel):
@@ -128,19 +127,17 @@ class SMatrix:
         return {name: self.member(name) for name in self._members}
 
     # ------------------------------------------------------------ running
-    def submit(self, client: "Client", max_parallel: int | None = None) -> "Batch":
+    def submit(self, client: Client, max_parallel: int | None = None) -> Batch:
         """Submit the members as one batch on the service."""
         return client.batch(self.simulations(), max_parallel=max_parallel)
 
-    def run(self, client: "Client", max_parallel: int | None = None, progress: bool = True, timeout: float | None = None) -> xr.DataArray:
+    def run(self, client: Client, max_parallel: int | None = None, progress: bool = True, timeout: float | None = None) -> xr.DataArray:
         """Submit, wait and assemble: the S-matrix as an ``xarray.DataArray``."""
         batch = self.submit(client, max_parallel)
         state = batch.wait(progress=progress, timeout=timeout)
         data = batch.data()
         missing = [name for name in self._members if name not in data]
         if missing:
-            from .client import JobFailed
-
             raise JobFailed(batch.id, state["status"], "; ".join(f"{n}: {data.failed.get(n)}" for n in missing))
         try:
             return self.assemble(data)

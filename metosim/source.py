@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from .base import Coordinate, E_COMPONENTS, FIELD_COMPONENTS, Finite, MetoModel, PositiveFinite, Size
 from .grid import C_0, MICROMETRE
-from .modes import ModeSpec, check_plane, plane_normal
+from .mode_spec import ModeSpec, check_plane, plane_normal
 
 Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
 Direction = Literal["+x", "-x", "+y", "-y", "+z", "-z"]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import metosim as ms
-from metosim.client import QuotaExceeded, ValidationError
+from metosim.session import QuotaExceeded, ValidationError
 
 from .conftest import BUCKET, F_UNIT, CountingRangeServer, issue_key
 from .test_service import auth, restart_service, slow, tiny
@@ -117,7 +117,7 @@ def test_reattach_from_a_fresh_process_downloads_only_what_is_missing(service: d
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "METOSIM_URL": finished["client"].url, "METOSIM_API_KEY": finished["client"].http.headers["Authorization"].split()[1]}
     script = (
         "import json, sys, metosim as ms\n"
-        "from metosim.client import cache_dir\n"
+        "from metosim.session import cache_dir\n"
         "data = ms.Batch.load(sys.argv[1]).data()\n"
         "names = sys.argv[2:] or list(data)\n"
         "before = {p.name: p.stat().st_mtime_ns for p in cache_dir().glob('*.h5')}\n"

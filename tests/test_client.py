@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import metosim as ms
-from metosim.client import AuthenticationError, ValidationError, download
+from metosim.session import AuthenticationError, ValidationError, download
 from metosim.widgets import JobProgress, ProgressView, SlicerState, TextProgress
 
 from .conftest import F_UNIT, CountingRangeServer, issue_key
@@ -76,7 +76,7 @@ def test_wait_follows_the_event_stream(client: ms.Client) -> None:
 
 
 def test_a_broken_event_stream_falls_back_to_polling(client: ms.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    import metosim.client as sdk
+    import metosim.session as sdk
 
     real = sdk.connect_sse
 

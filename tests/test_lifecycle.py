@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import psutil
-import pytest
 
 from .conftest import free_port
 from .test_service import slow

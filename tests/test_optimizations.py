@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import metosim as ms
-from metosim.client import QuotaExceeded, ValidationError
+from metosim.session import QuotaExceeded, ValidationError
 
 from .test_batch import make_client
 from .test_inverse import small_bend

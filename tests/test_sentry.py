@@ -8,7 +8,6 @@ import secrets
 import time
 from typing import Any, Callable
 
-import pytest
 
 from metosim.serve.keys import PREFIX
 from metosim.serve.sentry import FILTERED, scrub

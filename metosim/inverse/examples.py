@@ -7,7 +7,7 @@ from ..boundary import PML, BoundarySpec
 from ..geometry import Box
 from ..grid import C_0, GridSpec
 from ..medium import Medium
-from ..modes import ModeSpec
+from ..mode_spec import ModeSpec
 from ..monitor import ModeMonitor
 from ..simulation import Simulation, Structure
 from ..source import GaussianPulse, ModeSource

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..client import Client, Job, follow
+from ..jobs import Job
+from ..session import Session, follow
 from .optimize import OptimizationFailed, OptimizationResult
 from .problem import InverseProblem
 
@@ -18,7 +19,7 @@ from .problem import InverseProblem
 class Optimization:
     """A submitted optimisation (``client.optimize(problem, wait=False)``)."""
 
-    def __init__(self, client: Client, optimization_id: str) -> None:
+    def __init__(self, client: Session, optimization_id: str) -> None:
         self.client, self.id = client, optimization_id
         self.path = f"/v1/optimizations/{optimization_id}"
 

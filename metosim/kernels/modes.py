@@ -38,7 +38,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import xarray as xr
 
+from ..boundary import Periodic
 from ..grid import C_0, MICROMETRE
+from ..medium import DISPERSIVE, Medium
+from .mesh import mesh_media
+from .sampling import colocate_axes, half_node_axes, node_range
 
 #: Extra eigenpairs computed beyond ``num_modes`` when filtering by polarisation.
 _FILTER_EXTRA = 4
@@ -432,7 +436,6 @@ class Plane:
 
 def plane_on_grid(grid, center: tuple[float, ...], size: tuple[float, ...], periodic: tuple[bool, bool, bool]) -> Plane:
     """The plane of a mode source, monitor or solver box (size 0 along its normal)."""
-    from .monitors import node_range
 
     normal = next(a for a in range(3) if size[a] == 0 and grid.active[a])
     ranges = [node_range(grid, a, center[a], size[a]) for a in range(3)]
@@ -489,9 +492,6 @@ def simulation_modes(
     """
     from dataclasses import replace
 
-    from ..boundary import Periodic
-    from ..medium import DISPERSIVE, Medium
-    from .mesh import mesh_media
 
     grid = sim.grid
     periodic = tuple(isinstance(sim.boundary_spec[a].minus, Periodic) for a in range(3))
@@ -568,7 +568,6 @@ def modes_dataset(grid, plane: Plane, modes: list[Modes], freqs_hz: np.ndarray) 
     """Mode data as xarray: n_complex, te_fraction, n_group on (mode_index, f); the six
     field components on (mode_index, f, and the two transverse axes), on the plane's
     cell boundaries (µm)."""
-    from .monitors import colocate_axes, half_node_axes
 
     u, v = plane.axes
     in_plane = tuple(a != plane.normal for a in range(3))

@@ -31,6 +31,7 @@ from . import monitors as mon
 from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
+from .sampling import monitor_region
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
@@ -129,7 +130,7 @@ class _Problem:
     params: dict[str, Any]
     state: dict[str, Any]
     eps: list[np.ndarray]
-    regions: dict[str, Any]  # mon.Region, or (modes.Plane, [modes.Modes per f]) for mode monitors
+    regions: dict[str, Any]  # sampling.Region, or (modes.Plane, [modes.Modes per f]) for mode monitors
     snapshot_steps: dict[str, np.ndarray]
     source_power: Callable[[np.ndarray], np.ndarray] | None
     #: Complex amplitude spectrum of the first source when it is a mode source.
@@ -275,7 +276,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             # Six DFT recordings, one per face of the box, named "<monitor>#<face>".
             faces = []
             for k, (a, side, centre, size) in enumerate(mon.projection_faces(m)):
-                region = mon.monitor_region(grid, centre, size, mon.flux_components(a), surface=True)
+                region = monitor_region(grid, centre, size, mon.flux_components(a), surface=True)
                 faces.append((a, side, region))
                 add_dft(f"{m.name}#{k}", m.freqs, region.slices)
             regions[m.name] = faces
@@ -294,7 +295,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             comps = tuple(slices)
         else:
             comps = mon.flux_components(mon.flux_normal(m, grid)) if isinstance(m, FluxMonitor) else m.fields
-            region = mon.monitor_region(grid, m.center, m.size, tuple(comps), surface=isinstance(m, FluxMonitor))
+            region = monitor_region(grid, m.center, m.size, tuple(comps), surface=isinstance(m, FluxMonitor))
             regions[m.name] = region
             slices = region.slices
         if isinstance(m, FieldTimeMonitor):

@@ -1,5 +1,5 @@
-"""Waveguide modes: ``ModeSpec`` (what to solve for), ``ModeSolver`` (solve on a plane
-of a simulation) and ``ModeSolverData`` (n_eff, profiles, plots).
+"""The mode solver's front end: ``ModeSolver`` (solve a ``ModeSpec`` on a plane of a
+simulation) and ``ModeSolverData`` (n_eff, profiles, plots).
 
 The solver works on the simulation's own Yee grid and its subpixel-averaged
 permittivity in the plane (:mod:`metosim.kernels.modes`), so the modes it reports are
@@ -9,71 +9,19 @@ the ones ``ModeSource`` injects and ``ModeMonitor`` projects onto.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import xarray as xr
-from pydantic import Field, field_validator, model_validator
+from pydantic import TypeAdapter
 
-from .base import FIELD_COMPONENTS, Finite, Frequencies, MetoModel, PositiveFinite, _as_tuple
-
-if TYPE_CHECKING:
-    from .geometry import Box
-    from .simulation import Simulation
-
-
-class ModeSpec(MetoModel):
-    """Which modes to solve for on a plane (Tidy3D's names).
-
-    ``target_neff``: the effective index the search starts from (default: the largest
-    index in the plane). ``filter_pol``: put "te" (``te_fraction`` ≥ ½: most of |E|² in
-    the first tangential component, axes in x, y, z order) or "tm" modes first.
-    ``num_pml``: PML cells on (first, second) tangential axis edges; PEC walls
-    otherwise. Modes come ordered by decreasing n_eff with strongly lossy ones
-    (|k_eff| > 1% of n_eff: the PML's own modes) last; for a tight, leaky bend in a
-    PML plane check the profile, since a whispering mode of the outer cladding can
-    rank first. ``bend_radius`` (µm, signed: positive bends towards +radial) with
-    ``bend_axis`` (0 or 1: the tangential axis the guide bends about) solves a bent
-    guide; its n_eff is per unit arc length at the plane centre.
-    """
-
-    type: Literal["ModeSpec"] = "ModeSpec"
-    num_modes: Annotated[int, Field(ge=1, le=20)] = 1
-    target_neff: PositiveFinite | None = None
-    filter_pol: Literal["te", "tm"] | None = None
-    num_pml: tuple[Annotated[int, Field(ge=0, le=64)], Annotated[int, Field(ge=0, le=64)]] = (0, 0)
-    bend_radius: Finite | None = None
-    bend_axis: Literal[0, 1] | None = None
-    precision: Literal["single", "double"] = "double"
-
-    @field_validator("num_pml", mode="before")
-    @classmethod
-    def _tuple(cls, value: Any) -> Any:
-        return _as_tuple(value)
-
-    @model_validator(mode="after")
-    def _check_bend(self) -> "ModeSpec":
-        if self.bend_radius is not None:
-            if self.bend_radius == 0:
-                raise ValueError("bend_radius must not be 0 (µm; None for a straight guide)")
-            if self.bend_axis is None:
-                raise ValueError("bend_radius needs bend_axis (0 or 1: the tangential axis the guide bends about)")
-        return self
-
-
-def plane_normal(size: tuple[float, float, float]) -> int:
-    """The normal axis of a plane: its one zero-size axis (models check there is one)."""
-    return size.index(0.0)
-
-
-def check_plane(size: tuple[float, float, float]) -> None:
-    """A mode plane is flat along exactly one axis."""
-    flat = [a for a in range(3) if size[a] == 0]
-    if len(flat) != 1:
-        raise ValueError(
-            "a mode plane needs size 0 along exactly one axis (its normal); "
-            f"this one is flat along {len(flat)} — give the transverse axes a size > 0 (inf spans the domain)"
-        )
+from .base import FIELD_COMPONENTS, Frequencies, _as_tuple
+from .geometry import Box
+from .kernels.modes import modes_dataset, simulation_modes
+from .kernels.units import to_normalised_frequency
+from .mode_spec import ModeSpec, check_plane, plane_normal
+from .plot import QUANTITIES, field_image
+from .simulation import Simulation
 
 
 class ModeSolverData:
@@ -118,8 +66,6 @@ class ModeSolverData:
         """Image of one field component of one mode on the plane (``val``: real | imag |
         abs | int), with structure outlines if the solver had a simulation."""
         import matplotlib.pyplot as plt
-
-        from .plot import QUANTITIES, field_image
 
         if component not in FIELD_COMPONENTS:
             raise ValueError(f"component must be one of {FIELD_COMPONENTS}, not {component!r}")
@@ -178,8 +124,6 @@ class ModeSolver:
     """
 
     def __init__(self, simulation: Simulation, plane: Box, mode_spec: ModeSpec = ModeSpec(), freqs: Any = ()) -> None:
-        from pydantic import TypeAdapter
-
         check_plane(plane.size)
         if simulation.size[plane_normal(plane.size)] == 0:
             raise ValueError("the plane's normal lies along a zero-size axis of the simulation; no mode can propagate along it")
@@ -189,13 +133,10 @@ class ModeSolver:
         self.freqs = TypeAdapter(Frequencies).validate_python(_as_tuple(freqs))
 
     def solve(self) -> ModeSolverData:
-        from .kernels.modes import modes_dataset, simulation_modes
-        from .kernels.units import to_normalised_frequency
-
         freqs = np.array([to_normalised_frequency(f) for f in self.freqs])
         plane, modes = simulation_modes(self.simulation, self.plane.center, self.plane.size, self.mode_spec, freqs, where="ModeSolver")
         dataset = modes_dataset(self.simulation.grid, plane, modes, np.asarray(self.freqs))
         return ModeSolverData(dataset, self.plane, self.simulation)
 
 
-__all__ = ["ModeSolver", "ModeSolverData", "ModeSpec"]
+__all__ = ["ModeSolver", "ModeSolverData"]

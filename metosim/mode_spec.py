@@ -1,0 +1,67 @@
+"""``ModeSpec``: which waveguide modes to solve for on a plane, and the plane checks
+that sources, monitors and the solver share. A model: imports no solver."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Finite, MetoModel, PositiveFinite, _as_tuple
+
+
+class ModeSpec(MetoModel):
+    """Which modes to solve for on a plane (Tidy3D's names).
+
+    ``target_neff``: the effective index the search starts from (default: the largest
+    index in the plane). ``filter_pol``: put "te" (``te_fraction`` ≥ ½: most of |E|² in
+    the first tangential component, axes in x, y, z order) or "tm" modes first.
+    ``num_pml``: PML cells on (first, second) tangential axis edges; PEC walls
+    otherwise. Modes come ordered by decreasing n_eff with strongly lossy ones
+    (|k_eff| > 1% of n_eff: the PML's own modes) last; for a tight, leaky bend in a
+    PML plane check the profile, since a whispering mode of the outer cladding can
+    rank first. ``bend_radius`` (µm, signed: positive bends towards +radial) with
+    ``bend_axis`` (0 or 1: the tangential axis the guide bends about) solves a bent
+    guide; its n_eff is per unit arc length at the plane centre.
+    """
+
+    type: Literal["ModeSpec"] = "ModeSpec"
+    num_modes: Annotated[int, Field(ge=1, le=20)] = 1
+    target_neff: PositiveFinite | None = None
+    filter_pol: Literal["te", "tm"] | None = None
+    num_pml: tuple[Annotated[int, Field(ge=0, le=64)], Annotated[int, Field(ge=0, le=64)]] = (0, 0)
+    bend_radius: Finite | None = None
+    bend_axis: Literal[0, 1] | None = None
+    precision: Literal["single", "double"] = "double"
+
+    @field_validator("num_pml", mode="before")
+    @classmethod
+    def _tuple(cls, value: Any) -> Any:
+        return _as_tuple(value)
+
+    @model_validator(mode="after")
+    def _check_bend(self) -> "ModeSpec":
+        if self.bend_radius is not None:
+            if self.bend_radius == 0:
+                raise ValueError("bend_radius must not be 0 (µm; None for a straight guide)")
+            if self.bend_axis is None:
+                raise ValueError("bend_radius needs bend_axis (0 or 1: the tangential axis the guide bends about)")
+        return self
+
+
+def plane_normal(size: tuple[float, float, float]) -> int:
+    """The normal axis of a plane: its one zero-size axis (models check there is one)."""
+    return size.index(0.0)
+
+
+def check_plane(size: tuple[float, float, float]) -> None:
+    """A mode plane is flat along exactly one axis."""
+    flat = [a for a in range(3) if size[a] == 0]
+    if len(flat) != 1:
+        raise ValueError(
+            "a mode plane needs size 0 along exactly one axis (its normal); "
+            f"this one is flat along {len(flat)} — give the transverse axes a size > 0 (inf spans the domain)"
+        )
+
+
+__all__ = ["ModeSpec", "check_plane", "plane_normal"]
