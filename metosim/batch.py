@@ -20,33 +20,22 @@ from typing import Any
 
 from .data import SimulationData
 from .jobs import Job
-from .session import MetoSimError, Session, download, poll_status
+from .session import Handle, MetoSimError, Session, download, poll_status
 
 
 # ---------------------------------------------------------------- following a batch
-class Batch:
+class Batch(Handle):
     """A submitted batch. Reattach after a kernel restart with ``ms.Batch.load(id)``
-    (or ``client.batch(id)``)."""
+    (or ``client.batch(id)``); ``status()`` holds the counts per state, the progress
+    and each member's state."""
 
-    def __init__(self, client: Session, batch_id: str) -> None:
-        self.client, self.id = client, batch_id
+    collection = "/v1/batches"
 
     @classmethod
     def load(cls, batch_id: str, client: Session | None = None) -> "Batch":
         batch = cls(client or Session(), batch_id)
         batch.status()  # fails now if the id is unknown to this key
         return batch
-
-    def __repr__(self) -> str:
-        return f"Batch({self.id!r})"
-
-    def status(self) -> dict[str, Any]:
-        """The service's view: status, counts per state, progress, each member's state."""
-        return self.client.request("GET", f"/v1/batches/{self.id}").json()
-
-    def cancel(self) -> dict[str, Any]:
-        """Cancel the batch: queued and running members become CANCELLED."""
-        return self.client.request("DELETE", f"/v1/batches/{self.id}").json()
 
     def members(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every member's job view (name, parameters, status, error, result link), paged."""
@@ -55,7 +44,7 @@ class Batch:
             params: dict[str, Any] = {"limit": 100, "offset": offset}
             if status:
                 params["status"] = status
-            page = self.client.request("GET", f"/v1/batches/{self.id}/simulations", params=params).json()
+            page = self.client.request("GET", f"{self.path}/simulations", params=params).json()
             items += page["items"]
             offset = page["next_offset"]
         return items
@@ -103,7 +92,7 @@ class Batch:
         store, checksummed); returns ``{"url", "sha256", "size", ...}``. Open it lazily
         with ``ms.open_dataset(result["url"])``."""
         body = {"monitors": list(monitors) if monitors is not None else None}
-        self.client.request("POST", f"/v1/batches/{self.id}/dataset", json=body)
+        self.client.request("POST", f"{self.path}/dataset", json=body)
         deadline = time.monotonic() + timeout
         while True:
             dataset = self.status()["dataset"]

@@ -31,7 +31,7 @@ class Client(Session):
     # ------------------------------------------------------------ simulations
     def submit(self, sim: Simulation, idempotency_key: str | None = None) -> Job:
         """Submit ``sim``; returns its :class:`Job` (QUEUED)."""
-        return Job(self, self.post("/v1/simulations", sim.model_dump_json(), idempotency_key)["id"])
+        return Job(self, self.post(Job.collection, sim.model_dump_json(), idempotency_key)["id"])
 
     def run(self, sim: Simulation, progress: bool = True, wait_for_slot: bool = False, timeout: float | None = None) -> SimulationData:
         """Submit, wait (with a live progress display) and download the result.
@@ -52,7 +52,7 @@ class Client(Session):
 
     def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         """This key's most recent jobs (status dicts)."""
-        return self.request("GET", "/v1/simulations", params={"limit": limit}).json()["items"]
+        return self.request("GET", Job.collection, params={"limit": limit}).json()["items"]
 
     def job(self, job_id: str) -> Job:
         return Job(self, job_id)
@@ -67,11 +67,11 @@ class Client(Session):
         if isinstance(members, str):
             return Batch.load(members, self)
         params = {"accelerator": accelerator} if accelerator else None
-        return Batch(self, self.post("/v1/batches", batch_spec(members, max_parallel).model_dump_json(), idempotency_key, params)["id"])
+        return Batch(self, self.post(Batch.collection, batch_spec(members, max_parallel).model_dump_json(), idempotency_key, params)["id"])
 
     def batches(self, limit: int = 20) -> list[dict[str, Any]]:
         """This key's most recent batches (id, status, size, times)."""
-        return self.request("GET", "/v1/batches", params={"limit": limit}).json()["items"]
+        return self.request("GET", Batch.collection, params={"limit": limit}).json()["items"]
 
     # ------------------------------------------------------------ optimisations
     def optimize(self, problem: InverseProblem, progress: bool = True, idempotency_key: str | None = None, wait: bool = True, timeout: float | None = None) -> Any:
@@ -81,7 +81,7 @@ class Client(Session):
         :class:`~metosim.inverse.OptimizationResult` (its ``data`` the final design's
         forward run, downloaded and verified); else return the
         :class:`~metosim.inverse.remote.Optimization` handle at once."""
-        optimization = Optimization(self, self.post("/v1/optimizations", problem.model_dump_json(), idempotency_key)["id"])
+        optimization = Optimization(self, self.post(Optimization.collection, problem.model_dump_json(), idempotency_key)["id"])
         return optimization.wait(progress=progress, timeout=timeout) if wait else optimization
 
     def optimization(self, optimization_id: str) -> Optimization:

@@ -6,31 +6,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .data import SimulationData
-from .session import JobFailed, Session, download, follow
+from .session import Handle, JobFailed, download, follow
 from .widgets.progress import make_display
 
 
-class Job:
+class Job(Handle):
     """A submitted simulation."""
 
-    def __init__(self, client: Session, job_id: str) -> None:
-        self.client, self.id = client, job_id
-
-    def __repr__(self) -> str:
-        return f"Job({self.id!r})"
-
-    def status(self) -> dict[str, Any]:
-        """The service's view: status, progress, timestamps, error, result."""
-        return self.client.request("GET", f"/v1/simulations/{self.id}").json()
-
-    def cancel(self) -> dict[str, Any]:
-        return self.client.request("DELETE", f"/v1/simulations/{self.id}").json()
+    collection = "/v1/simulations"
 
     def updates(self, poll: float = 0.25, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Status dicts until the job ends: followed live over Server-Sent Events
         (``GET /v1/simulations/{id}/events``), falling back to polling with backoff
         (0.25 s → 2 s) if the stream cannot be opened or breaks."""
-        return follow(self.client, f"/v1/simulations/{self.id}", f"job {self.id}", poll, timeout)
+        return follow(self.client, self.path, f"job {self.id}", poll, timeout)
 
     def wait(self, progress: bool = True, timeout: float | None = None, download: bool = False) -> Any:
         """Follow the job to its end; raise :class:`JobFailed` unless COMPLETED. Returns

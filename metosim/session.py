@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from httpx_sse import SSEError, connect_sse
@@ -141,6 +141,28 @@ class Session:
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         return self.request("POST", path, content=content, headers=headers, params=params).json()
+
+
+class Handle:
+    """A resource on the service, at ``{collection}/{id}``: its status and its
+    cancellation. ``Job``, ``Batch`` and ``Optimization`` add what each resource has."""
+
+    collection: ClassVar[str]
+
+    def __init__(self, client: Session, resource_id: str) -> None:
+        self.client, self.id = client, resource_id
+        self.path = f"{self.collection}/{resource_id}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+    def status(self) -> dict[str, Any]:
+        """The service's view: status, progress, timestamps, error, results."""
+        return self.client.request("GET", self.path).json()
+
+    def cancel(self) -> dict[str, Any]:
+        """Cancel it: whatever is queued or running ends CANCELLED."""
+        return self.client.request("DELETE", self.path).json()
 
 
 def follow(client: Session, path: str, what: str, poll: float = 0.25, timeout: float | None = None) -> Iterator[dict[str, Any]]:
@@ -271,4 +293,4 @@ def _healthy(url: str) -> bool:
         return False
 
 
-__all__ = ["AuthenticationError", "ChecksumMismatch", "JobFailed", "MetoSimError", "QuotaExceeded", "Session", "ValidationError", "download", "follow", "local_service"]
+__all__ = ["AuthenticationError", "ChecksumMismatch", "JobFailed", "MetoSimError", "QuotaExceeded", "Session", "ValidationError", "download", "follow", "local_service", "Handle"]

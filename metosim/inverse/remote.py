@@ -11,32 +11,21 @@ from typing import Any
 import numpy as np
 
 from ..jobs import Job
-from ..session import Session, follow
+from ..session import Handle, follow
 from .optimize import OptimizationFailed, OptimizationResult
 from .problem import InverseProblem
 
 
-class Optimization:
-    """A submitted optimisation (``client.optimize(problem, wait=False)``)."""
+class Optimization(Handle):
+    """A submitted optimisation (``client.optimize(problem, wait=False)``); ``status()``
+    holds the iterations done, the objective history, the problem and the final run."""
 
-    def __init__(self, client: Session, optimization_id: str) -> None:
-        self.client, self.id = client, optimization_id
-        self.path = f"/v1/optimizations/{optimization_id}"
-
-    def __repr__(self) -> str:
-        return f"Optimization({self.id!r})"
-
-    def status(self) -> dict[str, Any]:
-        """Status, iterations done, the objective history, the problem, the final run."""
-        return self.client.request("GET", self.path).json()
+    collection = "/v1/optimizations"
 
     def design(self) -> dict[str, Any]:
         """The latest design: ``rho``, ``rho_hat``, ``eps`` as arrays, ``beta``, ``iterations``."""
         body = self.client.request("GET", f"{self.path}/design").json()
         return {**body, **{k: np.asarray(body[k]) for k in ("rho", "rho_hat", "eps")}}
-
-    def cancel(self) -> dict[str, Any]:
-        return self.client.request("DELETE", self.path).json()
 
     def updates(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Summaries (status, iterations done) after each iteration, until the end."""

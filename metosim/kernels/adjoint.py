@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .yee import Array, Layout, State, _take, jax_ops, pml_slabs, slab_padding, step_times
+from .yee import Array, Layout, State, _take, jax_ops, pml_slabs, slab_padding, step_times, zero_pmc_walls
 
 
 def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], Array, list[Array]], tuple[State, list[Array]]]:
@@ -149,11 +149,7 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
                 lam_e[p] = lam_e[p] + c3[p] * total
 
         # ---- H^{n+1/2} = H^{n−1/2} − Δt·∇×E^n, then the PMC walls' tangential H zeroed
-        for a in range(3):
-            if layout.pmc_plus[a]:
-                for p in range(3):
-                    if p != a:
-                        lam_h[p] = ops.set_at(lam_h[p], tuple(slice(N[a] - 1, N[a]) if b == a else slice(None) for b in range(3)), 0.0)
+        lam_h = zero_pmc_walls(lam_h, layout, ops)
         # λ_H complete before the λ_E update reads it: fused into that update, XLA GPU
         # could write neither in place and copied both every step.
         lam_h = list(jax.lax.optimization_barrier(lam_h))

@@ -19,7 +19,7 @@ import xarray as xr
 from ..grid import Grid
 from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .modes import Modes, Plane, reciprocal_overlap
-from .sampling import Region, colocate, snapped_edges
+from .sampling import Region, colocate, interior_node, snapped_edges
 from .units import TIME_UNIT, to_normalised_frequency
 
 
@@ -111,9 +111,7 @@ def mode_recording(plane: Plane, where: str) -> tuple[tuple[str, tuple[slice, sl
     """What a mode monitor records: the transverse E on the plane's E nodes and the
     transverse H on the two H planes either side (index i0 − 1 and i0 along the normal)."""
     n, (u, v) = plane.normal, plane.axes
-    i0 = plane.index
-    if i0 < 1:
-        raise ValueError(f"{where}: the mode plane must be at least one cell inside the domain")
+    i0 = interior_node(plane.index, f"{where}: the mode plane")
     e_window, h_window = list(plane.window), list(plane.window)
     e_window[n], h_window[n] = slice(i0, i0 + 1), slice(i0 - 1, i0 + 1)
     return tuple((f"{kind}{'xyz'[a]}", tuple(e_window if kind == "E" else h_window)) for kind in "EH" for a in (u, v))  # type: ignore[misc]

@@ -31,6 +31,14 @@ class Region:
         return {ax: grid.nodes(a, half=False)[slice(*self.targets[a])] for a, ax in enumerate("xyz")}
 
 
+def interior_node(index: int, what: str) -> int:
+    """``index``, a plane's node along its normal, refused on the domain's first node,
+    where the H half node below it does not exist (``what`` names the plane)."""
+    if index < 1:
+        raise ValueError(f"{what} must be at least one cell inside the domain")
+    return index
+
+
 def node_range(grid: Grid, axis: int, center: float, size: float) -> tuple[int, int]:
     """Integer nodes [start, stop) along ``axis`` inside center ± size/2 (µm); the
     nearest node for a zero size or a box between nodes."""

@@ -17,6 +17,7 @@ import numpy as np
 from ..grid import Grid
 from ..source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
 from .modes import simulation_modes
+from .sampling import interior_node
 from .units import to_normalised_frequency, to_normalised_time
 
 
@@ -195,9 +196,7 @@ def sheet_injection(
     c/µm) for flux normalisation. An oblique wave's profile is exp(i k_t·r) on each
     component's own nodes (complex fields, Bloch boundaries)."""
     n = src.axis
-    i0 = nearest_index(grid, src.polarization, n, src.center[n])
-    if i0 < 1:
-        raise ValueError(f"source {src.name or src.type!r}: the injection plane must be at least one cell inside the domain")
+    i0 = interior_node(nearest_index(grid, src.polarization, n, src.center[n]), f"source {src.name or src.type!r}: the injection plane")
     # E on plane i0 sees H across the dual step there; H on i0 − ½ sees E across the
     # cell i0 − 1 → i0, whose step the 1D line takes (a graded grid should be locally
     # uniform at a source plane for an exact TFSF).
@@ -292,9 +291,7 @@ def mode_injection(
     nodes = np.maximum(nodes, 0.05 * f0)
     plane, mode_sets = simulation_modes(sim, src.center, src.size, src.mode_spec, nodes, where, permittivity=permittivity, dt=dt)
     n, (u, v) = plane.normal, plane.axes
-    i0 = plane.index
-    if i0 < 1:
-        raise ValueError(f"{where}: the mode plane must be at least one cell inside the domain")
+    i0 = interior_node(plane.index, f"{where}: the mode plane")
     profiles = _track_mode(mode_sets, src.mode_index, plane, int(np.argmin(np.abs(nodes - f0))))
     # H on i0 − ½ sits half the cell i0 − 1 → i0 upstream; E on i0 sees H across the dual step.
     dn, dn_dual = float(grid.primal_steps(n)[i0 - 1]), float(grid.dual_steps(n)[i0])

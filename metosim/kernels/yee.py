@@ -215,6 +215,18 @@ def _shifted(window: tuple[slice, slice, slice], a: int, offset: int) -> tuple[s
     return tuple(slice(w.start + offset, w.stop + offset) if k == a else w for k, w in enumerate(window))
 
 
+def zero_pmc_walls(H: list[Array], layout: Layout, ops: ArrayOps) -> list[Array]:
+    """``H`` with its tangential components zeroed on each plus-side PMC wall (the last
+    half node along the wall's axis): the forward step and its adjoint both apply it."""
+    N = layout.shape
+    for a in range(3):
+        if layout.pmc_plus[a]:
+            for p in range(3):
+                if p != a and layout.live[3 + p]:
+                    H[p] = ops.set_at(H[p], tuple(slice(N[a] - 1, N[a]) if b == a else slice(None) for b in range(3)), 0.0)
+    return H
+
+
 def step_times(layout: Layout, n: Array) -> tuple[Array, Array]:
     """Times (normalised) of E^{n+1} and H^{n+½}, the fields step n produces."""
     return (n + 1).astype(layout.dtype) * layout.dt, (n.astype(layout.dtype) + 0.5) * layout.dt
@@ -318,11 +330,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
             if curl_e[p] is not None:
                 H[p] = H[p] - dt * curl_e[p]
         inject(H, "H", params, n)
-        for a in range(3):
-            if layout.pmc_plus[a]:
-                for p in range(3):
-                    if p != a and layout.live[3 + p]:
-                        H[p] = ops.set_at(H[p], tuple(slice(N[a] - 1, N[a]) if b == a else slice(None) for b in range(3)), 0.0)
+        H = zero_pmc_walls(H, layout, ops)
 
         # ---- dispersive polarisation P^{n+1} from E^n
         P, P_prev = state["P"], state["P_prev"]
