@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 import os
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -97,53 +97,11 @@ class Simulation(MetoModel):
     # ---------------------------------------------------------------- validation
     @model_validator(mode="after")
     def _check(self) -> "Simulation":
-        errors: list[tuple[tuple[str | int, ...], str]] = []
-        if not any(s > 0 for s in self.size):
-            errors.append((("size",), "at least one axis must have a size > 0"))
-            _raise(errors, self)
-        for a, s in enumerate(self.size):
-            if 0 < s < MIN_SIZE:
-                errors.append((("size", a), f"{s:.3g} µm is below {MIN_SIZE:g} µm: give 0 to make the simulation invariant along {AXES[a]}"))
-        _raise(errors, self)
-        if isinstance(self.medium, (PECMedium, CustomMedium)):
-            errors.append((("medium",), f"the background medium cannot be {self.medium.type}"))
-        # Bound the cell count from floats before any grid exists: a vanishing cell
-        # size must be refused here, not overflow later (graded grids have fewer).
-        dl = self.grid_spec.cell_size(self.eps_max)
-        if not (math.isfinite(dl) and dl > 0):  # e.g. an auto grid for a denormal wavelength
-            errors.append((("grid_spec",), f"these settings give cells of {dl:.3g} µm; a cell must be a positive, finite length"))
-            _raise(errors, self)
-        cells = math.prod(max(1.0, s / dl) for s in self.size if s > 0)
-        if self.grid_spec.kind == "auto":  # no auto grid is coarser than vacuum's target step
-            coarsest = self.grid_spec.wavelength / self.grid_spec.min_steps_per_wvl  # type: ignore[operator]
-            cells = math.prod(max(1.0, s / coarsest) for s in self.size if s > 0)
-        if self.grid_spec.kind != "custom" and (not math.isfinite(cells) or cells > max_cells()):
-            errors.append((("grid_spec",), f"{'at least ' if self.grid_spec.kind == 'auto' else ''}{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
-            _raise(errors, self)
-        if not all(math.isfinite(s / dl) and s / dl < 1e8 for s in self.size):
-            errors.append((("grid_spec",), f"steps of {dl:.3g} µm put over 10⁸ cells along one axis"))
-            _raise(errors, self)
-        errors += self._check_grid_coords()
-        _raise(errors, self)
-        try:
-            total = self.grid.total_cells
-        except (GridError, ArithmeticError) as exc:  # a numeric corner the checks above missed is still a 422
-            errors.append((("grid_spec",), str(exc) if isinstance(exc, GridError) else f"the grid cannot be built from these sizes and steps ({exc})"))
-            _raise(errors, self)
-        if total > max_cells():
-            errors.append((("grid_spec",), f"{total:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
-            _raise(errors, self)
-        # The step counter is a 32-bit integer in the jitted loop.
-        steps = self.run_time / self.grid.dt
-        if not steps < MAX_TIME_STEPS:
-            errors.append((("run_time",), f"{self.run_time:.3g} s is {steps:.3g} time steps of {self.grid.dt:.3g} s; at most {MAX_TIME_STEPS:,} are possible"))
-            _raise(errors, self)
-        errors += self._check_boundaries()
-        errors += self._check_placement()
-        errors += self._check_coupling()
-        errors += self._check_symmetry()
-        errors += self._check_bloch()
-        _raise(errors, self)
+        # Each stage needs the one before it valid (the grid needs a domain, the
+        # placement checks a grid), so it raises before the next one runs.
+        for stage in (check_domain, check_grid):
+            _raise(stage(self), self)
+        _raise([e for check in CONCERNS for e in check(self)], self)
         if self.sources:
             # Where the sources carry power (above e⁻⁴ ≈ 2% of the peak of each pulse).
             band = (min(max(s.source_time.freq0 - 2 * s.source_time.fwidth, 1.0) for s in self.sources), max(s.source_time.freq0 + 2 * s.source_time.fwidth for s in self.sources))
@@ -151,191 +109,10 @@ class Simulation(MetoModel):
                 warn_outside_range(medium, band, "medium" if k == 0 else f"structures[{k - 1}]")
         return self
 
-    def _check_boundaries(self) -> list[tuple[tuple[str | int, ...], str]]:
-        errors = []
-        for a, name in enumerate(AXES):
-            b = self.boundary_spec[a]
-            if isinstance(b.minus, Periodic) != isinstance(b.plus, Periodic):
-                errors.append((("boundary_spec", name), "Periodic must be set on both sides or neither"))
-            if (isinstance(b.minus, BlochBoundary) or isinstance(b.plus, BlochBoundary)) and b.minus != b.plus:
-                errors.append((("boundary_spec", name), "BlochBoundary must be set on both sides, with the same bloch_vec (it is periodic, with a phase)"))
-            if self.size[a] == 0:
-                continue
-            cells = self.grid.num_cells[a]
-            layers = sum(k.num_layers for k in (b.minus, b.plus) if isinstance(k, PML))
-            if layers >= cells:
-                errors.append(
-                    (
-                        ("boundary_spec", name),
-                        f"PML layers ({layers}) fill the {cells} cells along {name}; "
-                        "enlarge the simulation or use fewer layers",
-                    )
-                )
-        return errors
-
-    def _check_placement(self) -> list[tuple[tuple[str | int, ...], str]]:
-        errors = []
-        lo, hi = self.bounds
-        tol = 1e-9 * max(max(self.size), 1.0)
-
-        def inside(point: tuple[float, ...]) -> bool:
-            return all(l - tol <= p <= h + tol for p, l, h in zip(point, lo, hi))
-
-        for i, src in enumerate(self.sources):
-            if not inside(src.center):
-                errors.append((("sources", i, "center"), f"{src.center} is outside the simulation domain {lo}–{hi}"))
-        names: set[str] = set()
-        for i, mon in enumerate(self.monitors):
-            if not inside(mon.center):
-                errors.append((("monitors", i, "center"), f"{mon.center} is outside the simulation domain {lo}–{hi}"))
-            if mon.name in names:
-                errors.append((("monitors", i, "name"), f"duplicate monitor name {mon.name!r}"))
-            names.add(mon.name)
-            if isinstance(mon, FluxMonitor):
-                flat = [a for a in range(3) if mon.size[a] == 0 and self.size[a] > 0]
-                if len(flat) != 1:
-                    errors.append(
-                        (
-                            ("monitors", i, "size"),
-                            "a flux monitor must be a plane: size 0 along exactly one axis of non-zero simulation size",
-                        )
-                    )
-            if isinstance(mon, FieldProjectionAngleMonitor):
-                planar = self.size[0] > 0 and self.size[1] > 0 and self.size[2] == 0
-                if not (all(self.size) or planar):
-                    errors.append((("monitors", i, "type"), "far-field projection needs a 3D simulation or a 2D one invariant along z (size z = 0, x and y > 0)"))
-                elif planar != mon.planar:
-                    errors.append((("monitors", i, "size"), "in a 2D simulation the projection surface is a rectangle (size 0 along z)" if planar else "in a 3D simulation the projection surface is a closed box (size > 0 along z)"))
-                elif planar and not (len(mon.theta) == 1 and abs(mon.theta[0] - math.pi / 2) < 1e-12):
-                    errors.append((("monitors", i, "theta"), "a 2D simulation radiates in the xy plane only: theta = (π/2,)"))
-                elif not all(l + tol < c - s / 2 and c + s / 2 < h - tol for c, s, l, h in list(zip(mon.center, mon.size, lo, hi))[: 2 if planar else 3]):
-                    errors.append((("monitors", i, "size"), f"the projection box must lie inside the simulation domain {lo}–{hi}"))
-                elif not isinstance(self.medium, Medium) or self.medium.conductivity > 0:
-                    errors.append((("monitors", i, "type"), "far-field projection needs a lossless, non-dispersive background medium"))
-            if isinstance(mon, ModeMonitor) and self.size[mon.size.index(0.0)] == 0:
-                errors.append(
-                    (("monitors", i, "size"), f"the mode plane's normal {AXES[mon.size.index(0.0)]} is an axis of zero simulation size; no mode propagates along it")
-                )
-        return errors
-
-    def _check_coupling(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Sources whose field cannot radiate in a reduced-dimension simulation."""
-        errors = []
-        for i, src in enumerate(self.sources):
-            if isinstance(src, PointDipole):
-                own = AXES.index(src.polarization[1].lower())
-                if not any(self.size[a] > 0 for a in range(3) if a != own):
-                    errors.append(
-                        (
-                            ("sources", i, "polarization"),
-                            f"{src.polarization} cannot couple: the simulation has no extent across {AXES[own]}",
-                        )
-                    )
-            elif self.size[src.axis] == 0:
-                errors.append(
-                    (("sources", i, "direction"), f"cannot propagate along {AXES[src.axis]}: the simulation size there is 0")
-                )
-        return errors
-
-    def _check_symmetry(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Each mirror plane needs a symmetric box, structures that are their own mirror
-        image or have one, and sources that respect it: on the plane, or point dipoles in
-        mirrored pairs. (Mode profiles are checked by the engine, on what it solves.)"""
-        errors: list[tuple[tuple[str | int, ...], str]] = []
-        tol = 1e-9 * max(max(self.size), 1.0)
-        for a, s in enumerate(self.symmetry):
-            if s == 0:
-                continue
-            name, kind = AXES[a], "PMC" if s > 0 else "PEC"
-            b = self.boundary_spec[a]
-            if self.size[a] == 0:
-                errors.append((("symmetry", a), f"the simulation has no extent along {name}: nothing to mirror"))
-                continue
-            if b.minus != b.plus or not isinstance(b.minus, (PML, PECBoundary)):
-                errors.append((("symmetry", a), f"a mirror plane normal to {name} needs the same PML or PECBoundary on both {name} faces"))
-            plane = f"the symmetry plane {name} = {self.center[a]:g} µm"
-            for i, structure in enumerate(self.structures):
-                image = structure.geometry.mirrored(a, self.center[a])
-                if isinstance(structure.medium, CustomMedium):
-                    values = structure.medium.values
-                    symmetric = same_shape(image, structure.geometry) and np.allclose(np.flip(values, axis=a), values)
-                else:
-                    symmetric = any(same_shape(image, other.geometry) and other.medium == structure.medium for other in self.structures)
-                if not symmetric:
-                    errors.append((("structures", i), f"is not mirror-symmetric about {plane}, nor mirrored by another structure of the same medium"))
-            for i, src in enumerate(self.sources):
-                on_plane = abs(src.center[a] - self.center[a]) <= tol
-                if isinstance(src, PointDipole):
-                    if mirror_parity(src.polarization, a, s) < 0:
-                        errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}): it cannot radiate there, nor pair with a mirror image of the same sign; use symmetry {-s:+d}"))
-                    elif on_plane and on_half_nodes(src.polarization, a):
-                        errors.append((("sources", i, "center"), f"{src.polarization} lives half a cell off {plane} on the Yee grid: a single point source of it cannot be mirror-symmetric; place a mirrored pair or set symmetry[{a}] = 0"))
-                    elif not on_plane and not any(self._mirrors(src, other, a) for other in self.sources):
-                        errors.append((("sources", i, "center"), f"lies off {plane} without a mirror image: add the same dipole at {name} = {2 * self.center[a] - src.center[a]:g} µm, or set symmetry[{a}] = 0"))
-                elif not on_plane:
-                    errors.append((("sources", i, "center"), f"lies off {plane}: a plane source must be centred on it"))
-                elif src.axis == a:
-                    errors.append((("sources", i, "direction"), f"propagates along {name}, across {plane}: the field cannot be mirror-symmetric"))
-                elif not isinstance(src, ModeSource) and mirror_parity(src.polarization, a, s) < 0:
-                    # (A mode's parity is checked by the engine, on the solved profile.)
-                    errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}); use symmetry {-s:+d}"))
-        return errors
-
     @property
     def is_complex(self) -> bool:
         """Whether the engine steps complex fields (a Bloch boundary with a phase)."""
         return any(self.boundary_spec[a].bloch_phase != 0 for a in range(3) if self.size[a] > 0)
-
-    def _check_bloch(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Oblique plane waves need the Bloch phase their wavevector gives each tilted
-        axis; complex fields rule out what the engine only does for real ones."""
-        errors: list[tuple[tuple[str | int, ...], str]] = []
-        eps = getattr(self.medium, "permittivity", None)
-        for i, src in enumerate(self.sources):
-            if not isinstance(src, (PlaneWave, GaussianBeam)):
-                continue
-            axis = AXES[src.axis]
-            if self.size[src.axis] > 0 and self.boundary_spec[src.axis].is_periodic:
-                # The wave would wrap round through its own source: R and T lose their meaning.
-                errors.append((("boundary_spec", axis), f"sources[{i}] propagates along {axis}: a periodic or Bloch boundary there wraps the wave back through its source; use PML (or PEC/PMC) along {axis}"))
-            if not isinstance(src, PlaneWave) or eps is None:
-                continue
-            k = src.wavevector(eps)
-            for a, name in enumerate(AXES):
-                if a == src.axis:
-                    continue
-                tilted = abs(k[a]) >= 1e-12 * max(abs(x) for x in k)
-                if tilted and self.size[a] == 0:
-                    errors.append((("sources", i, "angle_phi"), f"tilts the wave along {name}, an axis of zero simulation size"))
-                    continue
-                expected = k[a] * self.size[a] / (2 * math.pi) if tilted else 0.0
-                b = self.boundary_spec[a]
-                bloch = isinstance(b.minus, BlochBoundary)
-                if tilted and (not bloch or abs(b.minus.bloch_vec - expected) > 1e-6 * max(1.0, abs(expected))):
-                    errors.append((("boundary_spec", name), f"the oblique plane wave sources[{i}] needs BlochBoundary(bloch_vec={expected:.8g}) along {name} (k_{name}·L/2π at freq0; BlochBoundary.from_source builds it)"))
-                elif not tilted and bloch and b.minus.bloch_vec != 0:
-                    errors.append((("boundary_spec", name), f"the plane wave sources[{i}] has no tilt along {name}: a Bloch phase there (bloch_vec={b.minus.bloch_vec:g}) matches no wave it launches; use bloch_vec=0 (or Periodic())"))
-                if tilted and src.size[a] < self.size[a]:
-                    errors.append((("sources", i, "size"), f"an oblique plane wave must span the Bloch-periodic axis {name} (size inf)"))
-        if self.is_complex:
-            for i, mon in enumerate(self.monitors):
-                if isinstance(mon, (FieldProjectionAngleMonitor, ModeMonitor)):
-                    errors.append((("monitors", i, "type"), f"{mon.type} is not available with a Bloch phase (complex fields)"))
-            for i, src in enumerate(self.sources):
-                if isinstance(src, ModeSource):
-                    errors.append((("sources", i, "type"), "ModeSource is not available with a Bloch phase (complex fields)"))
-        return errors
-
-    def _mirrors(self, src: PointDipole, other: Any, axis: int) -> bool:
-        """Whether ``other`` is ``src`` mirrored through the plane normal to ``axis``."""
-        centre = list(src.center)
-        centre[axis] = 2 * self.center[axis] - centre[axis]
-        tol = 1e-9 * max(max(self.size), 1.0)
-        return (
-            isinstance(other, PointDipole)
-            and other.model_dump(exclude={"center", "name"}) == src.model_dump(exclude={"center", "name"})
-            and all(abs(p - q) <= tol for p, q in zip(other.center, centre))
-        )
 
     # ---------------------------------------------------------------- derived
     @property
@@ -418,27 +195,6 @@ class Simulation(MetoModel):
         centre = self.center[axis]
         half = graded_boundaries(centre, hi, [x for x in breakpoints if x > centre], constraints, spec.max_scale, name)
         return np.concatenate([2 * centre - half[:0:-1], half])
-
-    def _check_grid_coords(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Custom coordinates must run from face to face (and mirror about a symmetry plane)."""
-        errors: list[tuple[tuple[str | int, ...], str]] = []
-        if self.grid_spec.kind != "custom":
-            return errors
-        lo, hi = self.bounds
-        tol = 1e-9 * max(max(self.size), 1.0)
-        for a, coords in enumerate(self.grid_spec.coords):
-            if coords is None and self.size[a] > 0 and self.grid_spec.dl is None:
-                errors.append((("grid_spec", "dl"), f"a custom grid needs dl (µm) for {AXES[a]}, which has no coords"))
-            if coords is None or self.size[a] == 0:
-                continue
-            c = np.asarray(coords)
-            if abs(c[0] - lo[a]) > tol or abs(c[-1] - hi[a]) > tol:
-                errors.append((("grid_spec", "coords", a), f"must run from the domain's {AXES[a]} = {lo[a]:g} to {hi[a]:g} µm, not {c[0]:g} to {c[-1]:g}"))
-            elif self.symmetry[a] and not np.allclose(c, (2 * self.center[a] - c)[::-1], atol=tol):
-                errors.append((("grid_spec", "coords", a), f"symmetry[{a}] needs boundaries that mirror about {AXES[a]} = {self.center[a]:g} µm"))
-            elif self.symmetry[a] and not np.any(np.abs(c - self.center[a]) < tol):
-                errors.append((("grid_spec", "coords", a), f"symmetry[{a}] needs a boundary on the plane {AXES[a]} = {self.center[a]:g} µm"))
-        return errors
 
     def _stable_time_step(self, dt: float) -> float:
         """``dt`` (s), shortened where a dispersive medium needs it: a strong or fast pole
@@ -537,6 +293,290 @@ class Simulation(MetoModel):
         ]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
         return f"<table><caption><b>metosim.Simulation</b></caption>{body}</table>"
+
+
+# ---------------------------------------------------------------- validators by concern
+# Each takes a Simulation (``Simulation.model_construct`` builds one unchecked, to test a
+# validator alone) and returns (field path, reason) pairs; ``Simulation._check`` runs
+# them in order and raises one ValidationError listing them all.
+
+def _tolerance(sim: Simulation) -> float:
+    """Positions within this of each other (µm) are the same place."""
+    return 1e-9 * max(max(sim.size), 1.0)
+
+
+def _inside(sim: Simulation, point: tuple[float, ...]) -> bool:
+    lo, hi = sim.bounds
+    tol = _tolerance(sim)
+    return all(l - tol <= p <= h + tol for p, l, h in zip(point, lo, hi))
+
+
+def check_domain(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """A domain with extent, no axis vanishingly thin, a background medium that fills."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    if not any(s > 0 for s in sim.size):
+        errors.append((("size",), "at least one axis must have a size > 0"))
+        return errors
+    for a, s in enumerate(sim.size):
+        if 0 < s < MIN_SIZE:
+            errors.append((("size", a), f"{s:.3g} µm is below {MIN_SIZE:g} µm: give 0 to make the simulation invariant along {AXES[a]}"))
+    if errors:
+        return errors
+    if isinstance(sim.medium, (PECMedium, CustomMedium)):
+        errors.append((("medium",), f"the background medium cannot be {sim.medium.type}"))
+    return errors
+
+
+def check_grid(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """A grid that can be built: positive finite cells, within the cell limit, custom
+    coordinates from face to face, a time-step count the 32-bit loop counter holds."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    # Bound the cell count from floats before any grid exists: a vanishing cell
+    # size must be refused here, not overflow later (graded grids have fewer).
+    dl = sim.grid_spec.cell_size(sim.eps_max)
+    if not (math.isfinite(dl) and dl > 0):  # e.g. an auto grid for a denormal wavelength
+        errors.append((("grid_spec",), f"these settings give cells of {dl:.3g} µm; a cell must be a positive, finite length"))
+        return errors
+    cells = math.prod(max(1.0, s / dl) for s in sim.size if s > 0)
+    if sim.grid_spec.kind == "auto":  # no auto grid is coarser than vacuum's target step
+        coarsest = sim.grid_spec.wavelength / sim.grid_spec.min_steps_per_wvl  # type: ignore[operator]
+        cells = math.prod(max(1.0, s / coarsest) for s in sim.size if s > 0)
+    if sim.grid_spec.kind != "custom" and (not math.isfinite(cells) or cells > max_cells()):
+        errors.append((("grid_spec",), f"{'at least ' if sim.grid_spec.kind == 'auto' else ''}{cells:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
+        return errors
+    if not all(math.isfinite(s / dl) and s / dl < 1e8 for s in sim.size):
+        errors.append((("grid_spec",), f"steps of {dl:.3g} µm put over 10⁸ cells along one axis"))
+        return errors
+    errors += check_grid_coords(sim)
+    if errors:
+        return errors
+    try:
+        total = sim.grid.total_cells
+    except (GridError, ArithmeticError) as exc:  # a numeric corner the checks above missed is still a 422
+        errors.append((("grid_spec",), str(exc) if isinstance(exc, GridError) else f"the grid cannot be built from these sizes and steps ({exc})"))
+        return errors
+    if total > max_cells():
+        errors.append((("grid_spec",), f"{total:,.3g} cells exceed the limit of {max_cells():,} (METOSIM_MAX_CELLS)"))
+        return errors
+    # The step counter is a 32-bit integer in the jitted loop.
+    steps = sim.run_time / sim.grid.dt
+    if not steps < MAX_TIME_STEPS:
+        errors.append((("run_time",), f"{sim.run_time:.3g} s is {steps:.3g} time steps of {sim.grid.dt:.3g} s; at most {MAX_TIME_STEPS:,} are possible"))
+    return errors
+
+
+def check_grid_coords(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """Custom coordinates must run from face to face (and mirror about a symmetry plane)."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    if sim.grid_spec.kind != "custom":
+        return errors
+    lo, hi = sim.bounds
+    tol = _tolerance(sim)
+    for a, coords in enumerate(sim.grid_spec.coords):
+        if coords is None and sim.size[a] > 0 and sim.grid_spec.dl is None:
+            errors.append((("grid_spec", "dl"), f"a custom grid needs dl (µm) for {AXES[a]}, which has no coords"))
+        if coords is None or sim.size[a] == 0:
+            continue
+        c = np.asarray(coords)
+        if abs(c[0] - lo[a]) > tol or abs(c[-1] - hi[a]) > tol:
+            errors.append((("grid_spec", "coords", a), f"must run from the domain's {AXES[a]} = {lo[a]:g} to {hi[a]:g} µm, not {c[0]:g} to {c[-1]:g}"))
+        elif sim.symmetry[a] and not np.allclose(c, (2 * sim.center[a] - c)[::-1], atol=tol):
+            errors.append((("grid_spec", "coords", a), f"symmetry[{a}] needs boundaries that mirror about {AXES[a]} = {sim.center[a]:g} µm"))
+        elif sim.symmetry[a] and not np.any(np.abs(c - sim.center[a]) < tol):
+            errors.append((("grid_spec", "coords", a), f"symmetry[{a}] needs a boundary on the plane {AXES[a]} = {sim.center[a]:g} µm"))
+    return errors
+
+
+def check_boundaries(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """Periodic and Bloch boundaries in pairs; PML layers that leave cells inside."""
+    errors = []
+    for a, name in enumerate(AXES):
+        b = sim.boundary_spec[a]
+        if isinstance(b.minus, Periodic) != isinstance(b.plus, Periodic):
+            errors.append((("boundary_spec", name), "Periodic must be set on both sides or neither"))
+        if (isinstance(b.minus, BlochBoundary) or isinstance(b.plus, BlochBoundary)) and b.minus != b.plus:
+            errors.append((("boundary_spec", name), "BlochBoundary must be set on both sides, with the same bloch_vec (it is periodic, with a phase)"))
+        if sim.size[a] == 0:
+            continue
+        cells = sim.grid.num_cells[a]
+        layers = sum(k.num_layers for k in (b.minus, b.plus) if isinstance(k, PML))
+        if layers >= cells:
+            errors.append(
+                (
+                    ("boundary_spec", name),
+                    f"PML layers ({layers}) fill the {cells} cells along {name}; "
+                    "enlarge the simulation or use fewer layers",
+                )
+            )
+    return errors
+
+
+def check_sources(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """Sources inside the domain, whose field can radiate in a reduced-dimension
+    simulation."""
+    errors = []
+    lo, hi = sim.bounds
+    for i, src in enumerate(sim.sources):
+        if not _inside(sim, src.center):
+            errors.append((("sources", i, "center"), f"{src.center} is outside the simulation domain {lo}–{hi}"))
+        if isinstance(src, PointDipole):
+            own = AXES.index(src.polarization[1].lower())
+            if not any(sim.size[a] > 0 for a in range(3) if a != own):
+                errors.append(
+                    (
+                        ("sources", i, "polarization"),
+                        f"{src.polarization} cannot couple: the simulation has no extent across {AXES[own]}",
+                    )
+                )
+        elif sim.size[src.axis] == 0:
+            errors.append(
+                (("sources", i, "direction"), f"cannot propagate along {AXES[src.axis]}: the simulation size there is 0")
+            )
+    return errors
+
+
+def check_monitors(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """Monitors inside the domain, with unique names and the shape each kind needs."""
+    errors = []
+    lo, hi = sim.bounds
+    tol = _tolerance(sim)
+    inside = partial(_inside, sim)
+
+    names: set[str] = set()
+    for i, mon in enumerate(sim.monitors):
+        if not inside(mon.center):
+            errors.append((("monitors", i, "center"), f"{mon.center} is outside the simulation domain {lo}–{hi}"))
+        if mon.name in names:
+            errors.append((("monitors", i, "name"), f"duplicate monitor name {mon.name!r}"))
+        names.add(mon.name)
+        if isinstance(mon, FluxMonitor):
+            flat = [a for a in range(3) if mon.size[a] == 0 and sim.size[a] > 0]
+            if len(flat) != 1:
+                errors.append(
+                    (
+                        ("monitors", i, "size"),
+                        "a flux monitor must be a plane: size 0 along exactly one axis of non-zero simulation size",
+                    )
+                )
+        if isinstance(mon, FieldProjectionAngleMonitor):
+            planar = sim.size[0] > 0 and sim.size[1] > 0 and sim.size[2] == 0
+            if not (all(sim.size) or planar):
+                errors.append((("monitors", i, "type"), "far-field projection needs a 3D simulation or a 2D one invariant along z (size z = 0, x and y > 0)"))
+            elif planar != mon.planar:
+                errors.append((("monitors", i, "size"), "in a 2D simulation the projection surface is a rectangle (size 0 along z)" if planar else "in a 3D simulation the projection surface is a closed box (size > 0 along z)"))
+            elif planar and not (len(mon.theta) == 1 and abs(mon.theta[0] - math.pi / 2) < 1e-12):
+                errors.append((("monitors", i, "theta"), "a 2D simulation radiates in the xy plane only: theta = (π/2,)"))
+            elif not all(l + tol < c - s / 2 and c + s / 2 < h - tol for c, s, l, h in list(zip(mon.center, mon.size, lo, hi))[: 2 if planar else 3]):
+                errors.append((("monitors", i, "size"), f"the projection box must lie inside the simulation domain {lo}–{hi}"))
+            elif not isinstance(sim.medium, Medium) or sim.medium.conductivity > 0:
+                errors.append((("monitors", i, "type"), "far-field projection needs a lossless, non-dispersive background medium"))
+        if isinstance(mon, ModeMonitor) and sim.size[mon.size.index(0.0)] == 0:
+            errors.append(
+                (("monitors", i, "size"), f"the mode plane's normal {AXES[mon.size.index(0.0)]} is an axis of zero simulation size; no mode propagates along it")
+            )
+    return errors
+
+
+def check_symmetry(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each mirror plane needs a symmetric box, structures that are their own mirror
+    image or have one, and sources that respect it: on the plane, or point dipoles in
+    mirrored pairs. (Mode profiles are checked by the engine, on what it solves.)"""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    tol = _tolerance(sim)
+    for a, s in enumerate(sim.symmetry):
+        if s == 0:
+            continue
+        name, kind = AXES[a], "PMC" if s > 0 else "PEC"
+        b = sim.boundary_spec[a]
+        if sim.size[a] == 0:
+            errors.append((("symmetry", a), f"the simulation has no extent along {name}: nothing to mirror"))
+            continue
+        if b.minus != b.plus or not isinstance(b.minus, (PML, PECBoundary)):
+            errors.append((("symmetry", a), f"a mirror plane normal to {name} needs the same PML or PECBoundary on both {name} faces"))
+        plane = f"the symmetry plane {name} = {sim.center[a]:g} µm"
+        for i, structure in enumerate(sim.structures):
+            image = structure.geometry.mirrored(a, sim.center[a])
+            if isinstance(structure.medium, CustomMedium):
+                values = structure.medium.values
+                symmetric = same_shape(image, structure.geometry) and np.allclose(np.flip(values, axis=a), values)
+            else:
+                symmetric = any(same_shape(image, other.geometry) and other.medium == structure.medium for other in sim.structures)
+            if not symmetric:
+                errors.append((("structures", i), f"is not mirror-symmetric about {plane}, nor mirrored by another structure of the same medium"))
+        for i, src in enumerate(sim.sources):
+            on_plane = abs(src.center[a] - sim.center[a]) <= tol
+            if isinstance(src, PointDipole):
+                if mirror_parity(src.polarization, a, s) < 0:
+                    errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}): it cannot radiate there, nor pair with a mirror image of the same sign; use symmetry {-s:+d}"))
+                elif on_plane and on_half_nodes(src.polarization, a):
+                    errors.append((("sources", i, "center"), f"{src.polarization} lives half a cell off {plane} on the Yee grid: a single point source of it cannot be mirror-symmetric; place a mirrored pair or set symmetry[{a}] = 0"))
+                elif not on_plane and not any(_mirrors(sim, src, other, a) for other in sim.sources):
+                    errors.append((("sources", i, "center"), f"lies off {plane} without a mirror image: add the same dipole at {name} = {2 * sim.center[a] - src.center[a]:g} µm, or set symmetry[{a}] = 0"))
+            elif not on_plane:
+                errors.append((("sources", i, "center"), f"lies off {plane}: a plane source must be centred on it"))
+            elif src.axis == a:
+                errors.append((("sources", i, "direction"), f"propagates along {name}, across {plane}: the field cannot be mirror-symmetric"))
+            elif not isinstance(src, ModeSource) and mirror_parity(src.polarization, a, s) < 0:
+                # (A mode's parity is checked by the engine, on the solved profile.)
+                errors.append((("sources", i, "polarization"), f"{src.polarization} is odd about {plane} under symmetry {s:+d} ({kind}); use symmetry {-s:+d}"))
+    return errors
+
+
+def check_bloch(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """Oblique plane waves need the Bloch phase their wavevector gives each tilted
+    axis; complex fields rule out what the engine only does for real ones."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    eps = getattr(sim.medium, "permittivity", None)
+    for i, src in enumerate(sim.sources):
+        if not isinstance(src, (PlaneWave, GaussianBeam)):
+            continue
+        axis = AXES[src.axis]
+        if sim.size[src.axis] > 0 and sim.boundary_spec[src.axis].is_periodic:
+            # The wave would wrap round through its own source: R and T lose their meaning.
+            errors.append((("boundary_spec", axis), f"sources[{i}] propagates along {axis}: a periodic or Bloch boundary there wraps the wave back through its source; use PML (or PEC/PMC) along {axis}"))
+        if not isinstance(src, PlaneWave) or eps is None:
+            continue
+        k = src.wavevector(eps)
+        for a, name in enumerate(AXES):
+            if a == src.axis:
+                continue
+            tilted = abs(k[a]) >= 1e-12 * max(abs(x) for x in k)
+            if tilted and sim.size[a] == 0:
+                errors.append((("sources", i, "angle_phi"), f"tilts the wave along {name}, an axis of zero simulation size"))
+                continue
+            expected = k[a] * sim.size[a] / (2 * math.pi) if tilted else 0.0
+            b = sim.boundary_spec[a]
+            bloch = isinstance(b.minus, BlochBoundary)
+            if tilted and (not bloch or abs(b.minus.bloch_vec - expected) > 1e-6 * max(1.0, abs(expected))):
+                errors.append((("boundary_spec", name), f"the oblique plane wave sources[{i}] needs BlochBoundary(bloch_vec={expected:.8g}) along {name} (k_{name}·L/2π at freq0; BlochBoundary.from_source builds it)"))
+            elif not tilted and bloch and b.minus.bloch_vec != 0:
+                errors.append((("boundary_spec", name), f"the plane wave sources[{i}] has no tilt along {name}: a Bloch phase there (bloch_vec={b.minus.bloch_vec:g}) matches no wave it launches; use bloch_vec=0 (or Periodic())"))
+            if tilted and src.size[a] < sim.size[a]:
+                errors.append((("sources", i, "size"), f"an oblique plane wave must span the Bloch-periodic axis {name} (size inf)"))
+    if sim.is_complex:
+        for i, mon in enumerate(sim.monitors):
+            if isinstance(mon, (FieldProjectionAngleMonitor, ModeMonitor)):
+                errors.append((("monitors", i, "type"), f"{mon.type} is not available with a Bloch phase (complex fields)"))
+        for i, src in enumerate(sim.sources):
+            if isinstance(src, ModeSource):
+                errors.append((("sources", i, "type"), "ModeSource is not available with a Bloch phase (complex fields)"))
+    return errors
+
+
+def _mirrors(sim: Simulation, src: PointDipole, other: Any, axis: int) -> bool:
+    """Whether ``other`` is ``src`` mirrored through the plane normal to ``axis``."""
+    centre = list(src.center)
+    centre[axis] = 2 * sim.center[axis] - centre[axis]
+    tol = _tolerance(sim)
+    return (
+        isinstance(other, PointDipole)
+        and other.model_dump(exclude={"center", "name"}) == src.model_dump(exclude={"center", "name"})
+        and all(abs(p - q) <= tol for p, q in zip(other.center, centre))
+    )
+
+
+#: The checks that run once the domain and grid are sound, all reported together.
+CONCERNS = (check_boundaries, check_sources, check_monitors, check_symmetry, check_bloch)
 
 
 def _points_along(grid: Grid, center: float, size: float, axis: int) -> int:

@@ -340,3 +340,23 @@ def test_a_vanishing_size_is_a_validation_error_naming_the_axis(size: float) -> 
     """A 1e-300 µm axis once divided by zero building the grid (a 500 over REST)."""
     with pytest.raises(ValidationError, match=r"size\.0\n.*below 1e-06 µm: give 0"):
         base(size=(size, 28.0, 0), sources=[])
+
+
+def test_each_validator_runs_alone_on_an_unchecked_simulation() -> None:
+    """The Simulation's checks by concern are plain functions: on a copy built without
+    validation each reports only its own (field path, reason) pairs."""
+    from metosim.simulation import CONCERNS, check_bloch, check_boundaries, check_domain, check_grid, check_monitors, check_sources, check_symmetry
+
+    pulse = ms.GaussianPulse(freq0=2e14, fwidth=5e13)
+    sim = ms.Simulation(size=(2.0, 2.0, 0), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-14)
+    assert all(check(sim) == [] for check in (check_domain, check_grid, *CONCERNS))
+    off_plane = sim.model_copy(update={"symmetry": (1, 0, 0), "sources": (ms.PointDipole(center=(0.3, 0, 0), polarization="Ez", source_time=pulse),)})
+    (path, reason), = check_symmetry(off_plane)
+    assert path == ("sources", 0, "center") and "without a mirror image" in reason
+    assert check_sources(off_plane) == check_monitors(off_plane) == check_bloch(off_plane) == check_boundaries(off_plane) == []
+    outside = sim.model_copy(update={"sources": (ms.PointDipole(center=(3.0, 0, 0), polarization="Ez", source_time=pulse),)})
+    assert [p for p, _ in check_sources(outside)] == [("sources", 0, "center")]
+    twice = sim.model_copy(update={"monitors": (ms.FieldMonitor(name="f", size=(1, 1, 0), freqs=[2e14]),) * 2})
+    assert check_monitors(twice) == [(("monitors", 1, "name"), "duplicate monitor name 'f'")]
+    flat = sim.model_copy(update={"size": (0.0, 0.0, 0.0)})
+    assert check_domain(flat) == [(("size",), "at least one axis must have a size > 0")]
