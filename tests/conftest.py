@@ -171,7 +171,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
     from metosim.serve import keys
     from metosim.serve.db import connect, migrate
-    from metosim.serve.jobs import NAMESPACE
+    from metosim.serve.states import NAMESPACE
     from metosim.serve.service import shutdown
     from metosim.serve.settings import Settings
     from metosim.serve.storage import S3Store

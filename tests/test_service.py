@@ -22,7 +22,7 @@ from .conftest import F_UNIT, issue_key
 
 import ray  # noqa: E402
 from metosim.serve.db import connect  # noqa: E402
-from metosim.serve.jobs import JOBSTATE, NAMESPACE  # noqa: E402
+from metosim.serve.states import JOBSTATE, NAMESPACE  # noqa: E402
 from metosim.serve.storage import LocalStore, S3Store, result_key, upload_with_retry  # noqa: E402
 
 from .conftest import BUCKET  # noqa: E402

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
 from .db import connect
-from .jobs import TERMINAL
+from .states import TERMINAL
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("metosim_http_requests", "HTTP requests", ["method", "route", "code"], registry=REGISTRY)

@@ -14,7 +14,8 @@ import ray
 from ray import serve
 
 from .db import database_url, migrate
-from .jobs import NAMESPACE, start_actor
+from .jobs import start_actor
+from .states import JOBSTATE, NAMESPACE
 from .settings import Settings
 
 APP_NAME = "metosim"
@@ -50,8 +51,6 @@ def stop_api() -> None:
 
 def shutdown() -> None:
     """Stop everything this process started: the API, the job-state actor and Ray."""
-    from .jobs import JOBSTATE
-
     serve.shutdown()
     try:
         ray.kill(ray.get_actor(JOBSTATE, namespace=NAMESPACE), no_restart=True)

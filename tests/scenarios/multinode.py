@@ -19,7 +19,7 @@ from ray.cluster_utils import Cluster
 import metosim as ms
 from metosim.serve import keys
 from metosim.serve.db import connect, migrate
-from metosim.serve.jobs import NAMESPACE
+from metosim.serve.states import NAMESPACE
 from metosim.serve.service import shutdown, start
 from metosim.serve.settings import Settings
 

@@ -1,0 +1,82 @@
+"""``/v1/simulations``: submit a simulation, read, list and cancel jobs, follow one's
+events."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from ...simulation import Simulation
+from ..events import sse_stream
+from ..problems import admitted, errors_of, invalid, problem
+from ..states import TERMINAL
+from .common import KEEPALIVE_S, Limit, Offset, Replica, body, check_accelerator, created, guard, idempotency_key, iso, job_view, listed, owned, page, replica, too_large
+
+router = APIRouter(prefix="/v1/simulations")
+JOB = "SELECT * FROM jobs WHERE id = %s AND key_id = %s"
+#: Batch members are listed under their batch, an optimisation's final run under it.
+LIST = "SELECT * FROM jobs WHERE key_id = %s AND batch_id IS NULL AND optimization_id IS NULL ORDER BY created_at DESC, id LIMIT %s OFFSET %s"
+WATCHED = "SELECT * FROM jobs WHERE id = ANY(%s::uuid[])"
+
+
+async def own_job(api: Replica, job_id: str, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(key, job) for the caller's own job (else Problem 401/429/404)."""
+    return await owned(api, request, JOB, job_id, "simulation")
+
+
+async def watched_rows(api: Replica, job_ids: list[str]) -> list[dict[str, Any]]:
+    """The rows of the jobs event streams are watching (one query)."""
+    async with api.db.connection() as conn:
+        cur = await conn.execute(WATCHED, (job_ids,))
+        return await cur.fetchall()
+
+
+@router.post("", status_code=201, summary="Submit a simulation (body: the Simulation JSON; ?accelerator=A100 asks for a GPU type)")
+async def submit(request: Request, accelerator: str | None = None, api: Replica = Depends(replica)) -> Response:
+    key = await guard(api, request)
+    check_accelerator(accelerator)
+    raw = await body(request, api.settings.max_body_bytes)
+    try:
+        sim = Simulation.model_validate_json(raw)
+    except ValidationError as e:
+        return invalid("Invalid simulation", errors_of(e))
+    over = too_large(api, sim)
+    if over:
+        return problem(422, "Simulation too large", over["msg"], errors=[over])
+    config_json = sim.model_dump_json()
+    digest = hashlib.sha256(config_json.encode()).hexdigest()
+    outcome = admitted(await api.jobs.submit.remote(str(key["id"]), key["quota"], config_json, digest, idempotency_key(request), request.state.request_id, accelerator))
+    job = outcome["row"]
+    return created({"id": str(job["id"]), "status": job["status"], "created_at": iso(job["created_at"])}, outcome, f"/v1/simulations/{job['id']}")
+
+
+@router.get("/{job_id}", summary="Status, progress and (when done) the result of a job")
+async def get_job(job_id: str, request: Request, api: Replica = Depends(replica)) -> Response:
+    _, job = await own_job(api, job_id, request)
+    return JSONResponse(job_view(api, job))
+
+
+@router.get("", summary="This key's jobs, newest first")
+async def list_jobs(request: Request, limit: Limit = 20, offset: Offset = 0, api: Replica = Depends(replica)) -> Response:
+    rows = await listed(api, request, LIST, limit, offset)
+    return page([job_view(api, r) for r in rows[:limit]], len(rows), offset, limit)
+
+
+@router.delete("/{job_id}", summary="Cancel a queued or running job")
+async def cancel(job_id: str, request: Request, api: Replica = Depends(replica)) -> Response:
+    key, _ = await own_job(api, job_id, request)
+    job = await api.jobs.cancel.remote(job_id, str(key["id"]))
+    if job["status"] != "CANCELLED":
+        return problem(409, "Not cancellable", f"the job is already {job['status']}")
+    return JSONResponse(job_view(api, job))
+
+
+@router.get("/{job_id}/events", summary="Server-Sent Events of state and progress")
+async def events(job_id: str, request: Request, api: Replica = Depends(replica)) -> Response:
+    _, job = await own_job(api, job_id, request)
+    stream = sse_stream(api.watcher.rows_of(job_id, job, KEEPALIVE_S), lambda row: job_view(api, row), TERMINAL, KEEPALIVE_S)
+    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
