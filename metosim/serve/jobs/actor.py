@@ -20,6 +20,7 @@ from .admission import Admission
 from .batches import Batches
 from .dispatch import Dispatch, failure_reason, stop
 from .optimizations import Optimizations
+from .records import Dispatched, ExportRun, IterationRun
 
 RECONCILE_EVERY_S = 2.0
 INSERT_JOB = (
@@ -28,6 +29,23 @@ INSERT_JOB = (
 )
 
 log = get_logger("jobs")
+CANCEL_JOB = (
+    "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' WHERE id "
+    "= %s AND key_id = %s AND status IN ('QUEUED', 'RUNNING')"
+)
+OWN_JOB = "SELECT * FROM jobs WHERE id = %s AND key_id = %s"
+SILENT_JOBS = (
+    "SELECT id, attempts, batch_id FROM jobs WHERE status = 'RUNNING' AND heartbeat_at < now() - "
+    "make_interval(secs => %s)"
+)
+REQUEUE_JOB = "UPDATE jobs SET status = 'QUEUED' WHERE id = %s AND status = 'RUNNING'"
+REQUEUE_ORPHANS = (
+    "UPDATE jobs SET status = 'QUEUED' WHERE status = 'RUNNING' AND provider = 'ray' AND dispatch_node IS "
+    "DISTINCT FROM %s RETURNING id"
+)
+QUEUED_JOBS = "SELECT id FROM jobs WHERE status = 'QUEUED' AND batch_id IS NULL ORDER BY created_at"
+EXPORTING_BATCHES = "SELECT id FROM batches WHERE dataset_status = 'RUNNING'"
+RUNNING_WITHOUT_FINAL_RUN = "SELECT id FROM optimizations WHERE status = 'RUNNING' AND result_job_id IS NULL"
 
 
 class JobState(Admission, Dispatch, Batches, Optimizations):
@@ -38,12 +56,9 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
         self.settings = settings
         sentry.init(settings, "jobstate")
         self.pool = pool(database_url(settings))
-        #: job id → (Ray ref or provider handle, dispatch token, provider, dispatched at)
-        self.refs: dict[str, tuple[Any, int, str, float]] = {}
-        #: batch id → (Ray ref of its running dataset export, the monitors it writes)
-        self.exports: dict[str, tuple[Any, Any]] = {}
-        #: optimisation id → (Ray ref of its running iteration, that iteration's number)
-        self.iterations: dict[str, tuple[Any, int]] = {}
+        self.refs: dict[str, Dispatched] = {}  # by job id
+        self.exports: dict[str, ExportRun] = {}  # by batch id
+        self.iterations: dict[str, IterationRun] = {}  # by optimisation id
         self.lock = threading.Lock()
         self.fill_lock = threading.Lock()  # one batch scheduler at a time: no double dispatch
         #: This Ray session's head node (where this actor lives): it names a dispatch.
@@ -70,10 +85,10 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
         """Cancel a QUEUED or RUNNING job of this key; returns the job (None if not its own)."""
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' WHERE id = %s AND key_id = %s AND status IN ('QUEUED', 'RUNNING')",
+                CANCEL_JOB,
                 (job_id, key_id),
             )
-            job = conn.execute("SELECT * FROM jobs WHERE id = %s AND key_id = %s", (job_id, key_id)).fetchone()
+            job = conn.execute(OWN_JOB, (job_id, key_id)).fetchone()
         with self.lock:
             entry = self.refs.get(job_id)
         if job is not None and job["status"] == "CANCELLED" and entry is not None:
@@ -91,15 +106,15 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
                 # Ray tasks of a Ray session that no longer exists (the whole service
                 # restarted) are gone: requeue their jobs now, not after the heartbeat timeout.
                 orphans = conn.execute(
-                    "UPDATE jobs SET status = 'QUEUED' WHERE status = 'RUNNING' AND provider = 'ray' AND dispatch_node IS DISTINCT FROM %s RETURNING id",
+                    REQUEUE_ORPHANS,
                     (self.node,),
                 ).fetchall()
                 if orphans:
                     log.info(f"requeued {len(orphans)} job(s) of an earlier Ray session")
             # Batch members wait for a slot of their batch (_fill), not for this loop.
-            queued = [str(r["id"]) for r in conn.execute("SELECT id FROM jobs WHERE status = 'QUEUED' AND batch_id IS NULL ORDER BY created_at").fetchall()]
+            queued = [str(r["id"]) for r in conn.execute(QUEUED_JOBS).fetchall()]
             stale = conn.execute(
-                "SELECT id, attempts, batch_id FROM jobs WHERE status = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s)",
+                SILENT_JOBS,
                 (self.settings.heartbeat_timeout_s,),
             ).fetchall()
             for row in stale:
@@ -112,7 +127,7 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
                     self.failed(job_id, f"worker unresponsive: no progress for {self.settings.heartbeat_timeout_s:g} s")
                     continue
                 if row["attempts"] <= self.settings.max_retries:
-                    conn.execute("UPDATE jobs SET status = 'QUEUED' WHERE id = %s AND status = 'RUNNING'", (job_id,))
+                    conn.execute(REQUEUE_JOB, (job_id,))
                     if row["batch_id"] is None:
                         queued.append(job_id)
                 else:
@@ -122,11 +137,11 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
                 self.dispatch(job_id)
         self._next_members()
         with self.pool.connection() as conn:
-            exporting = [str(r["id"]) for r in conn.execute("SELECT id FROM batches WHERE dataset_status = 'RUNNING'").fetchall()]
+            exporting = [str(r["id"]) for r in conn.execute(EXPORTING_BATCHES).fetchall()]
         for batch_id in exporting:  # an export whose task was lost with a restart starts again
             self._start_export(batch_id)
         with self.pool.connection() as conn:
-            optimizing = [str(r["id"]) for r in conn.execute("SELECT id FROM optimizations WHERE status = 'RUNNING' AND result_job_id IS NULL").fetchall()]
+            optimizing = [str(r["id"]) for r in conn.execute(RUNNING_WITHOUT_FINAL_RUN).fetchall()]
         for optimization_id in optimizing:  # resumes from the last checkpoint after a restart
             self._advance(optimization_id)
         self._overflow()
@@ -149,44 +164,44 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
             items = list(self.refs.items())
             exports = list(self.exports.items())
             iterations = list(self.iterations.items())
-        on_ray = [(job_id, entry) for job_id, entry in items if entry[2] == "ray"]
-        refs = [entry[0] for _, entry in on_ray] + [entry[0] for _, entry in exports] + [entry[0] for _, entry in iterations]
+        on_ray = [(job_id, entry) for job_id, entry in items if entry.provider == "ray"]
+        refs = [entry.handle for _, entry in on_ray] + [entry.ref for _, entry in exports] + [entry.ref for _, entry in iterations]
         if refs:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
             done = set(ready)
             for job_id, entry in on_ray:
-                if entry[0] in done:
+                if entry.handle in done:
                     self._finish(job_id, entry)
             for batch_id, entry in exports:
-                if entry[0] in done:
+                if entry.ref in done:
                     self._export_finished(batch_id, entry)
             for optimization_id, entry in iterations:
-                if entry[0] in done:
+                if entry.ref in done:
                     self._iteration_finished(optimization_id, entry)
         else:
             time.sleep(0.5)
         for job_id, entry in items:
-            if entry[2] == "subprocess" and entry[0].poll() is not None:
-                if entry[0].returncode != 0:
-                    self.failed(job_id, f"remote worker exited with code {entry[0].returncode}", entry[1])
+            if entry.provider == "subprocess" and entry.handle.poll() is not None:
+                if entry.handle.returncode != 0:
+                    self.failed(job_id, f"remote worker exited with code {entry.handle.returncode}", entry.token)
                 self._forget(job_id, entry)
         if time.monotonic() - last_reconcile > RECONCILE_EVERY_S:
             last_reconcile = time.monotonic()
             self.reconcile()
         return last_reconcile
 
-    def _finish(self, job_id: str, entry: tuple) -> None:
+    def _finish(self, job_id: str, entry: Dispatched) -> None:
         """A Ray task ended: any error becomes the job's FAILED reason."""
         try:
-            ray.get(entry[0])
+            ray.get(entry.handle)
         except ray.exceptions.TaskCancelledError:
             pass
         except Exception as e:  # noqa: BLE001 - every failure becomes a reason on the job
-            self.failed(job_id, failure_reason(e), entry[1])
+            self.failed(job_id, failure_reason(e), entry.token)
         self._forget(job_id, entry)
         self._fill()  # its slot is free now
 
-    def _forget(self, job_id: str, entry: tuple) -> None:
+    def _forget(self, job_id: str, entry: Dispatched) -> None:
         with self.lock:
             if self.refs.get(job_id) is entry:
                 del self.refs[job_id]

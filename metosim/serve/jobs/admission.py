@@ -7,6 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ...simulation import Simulation
+LOCK_KEY = "SELECT id FROM api_keys WHERE id = %s FOR UPDATE"
+ACTIVE_OWN_JOBS = (
+    "SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') AND batch_id IS NULL AND "
+    "optimization_id IS NULL ORDER BY created_at"
+)
+RUNNING_BATCHES = "SELECT count(*) AS n FROM batches WHERE key_id = %s AND status = 'RUNNING'"
+RUNNING_OPTIMIZATIONS = "SELECT count(*) AS n FROM optimizations WHERE key_id = %s AND status = 'RUNNING'"
 
 
 def admit(conn: Any, table: str, key_id: str, quota: int, body_sha256: str, idempotency_key: str | None) -> dict[str, Any] | None:
@@ -15,7 +22,7 @@ def admit(conn: Any, table: str, key_id: str, quota: int, body_sha256: str, idem
     the quota's refusal; None when a new submission may be recorded."""
     from psycopg import sql
 
-    conn.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+    conn.execute(LOCK_KEY, (key_id,))
     if idempotency_key:
         query = sql.SQL("SELECT * FROM {} WHERE key_id = %s AND idempotency_key = %s").format(sql.Identifier(table))
         existing = conn.execute(query, (key_id, idempotency_key)).fetchone()
@@ -31,10 +38,10 @@ def quota_refusal(conn: Any, key_id: str, quota: int) -> dict[str, Any] | None:
     refusal. Active units: the key's QUEUED/RUNNING jobs of its own plus its RUNNING
     batches and optimisations."""
     jobs = conn.execute(
-        "SELECT * FROM jobs WHERE key_id = %s AND status IN ('QUEUED', 'RUNNING') AND batch_id IS NULL AND optimization_id IS NULL ORDER BY created_at", (key_id,)
+        ACTIVE_OWN_JOBS, (key_id,)
     ).fetchall()
-    batches = conn.execute("SELECT count(*) AS n FROM batches WHERE key_id = %s AND status = 'RUNNING'", (key_id,)).fetchone()["n"]
-    optimizations = conn.execute("SELECT count(*) AS n FROM optimizations WHERE key_id = %s AND status = 'RUNNING'", (key_id,)).fetchone()["n"]
+    batches = conn.execute(RUNNING_BATCHES, (key_id,)).fetchone()["n"]
+    optimizations = conn.execute(RUNNING_OPTIMIZATIONS, (key_id,)).fetchone()["n"]
     if len(jobs) + batches + optimizations < quota:
         return None
     detail = f"this key already has {len(jobs)} active job(s), {batches} active batch(es) and {optimizations} active optimisation(s) (quota {quota})"

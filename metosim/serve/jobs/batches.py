@@ -14,6 +14,7 @@ import ray
 
 from ..logs import get_logger
 from .dispatch import export_task, failure_reason, stop
+from .records import ExportRun
 
 log = get_logger("jobs")
 INSERT_BATCH = (
@@ -23,6 +24,38 @@ INSERT_BATCH = (
 INSERT_MEMBER = (
     "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, batch_id, member, member_index, parameters, requested_accelerator) "
     "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+)
+START_EXPORT = (
+    "UPDATE batches SET dataset_status = 'RUNNING', dataset_monitors = %s::jsonb, dataset_key = NULL, "
+    "dataset_sha256 = NULL, dataset_bytes = NULL, dataset_error = NULL WHERE id = %s AND key_id = %s AND "
+    "status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND (dataset_status IS NULL OR dataset_status = "
+    "'FAILED' OR dataset_monitors IS DISTINCT FROM %s::jsonb)"
+)
+SETTLE_BATCHES = (
+    "UPDATE batches b SET finished_at = now(), status = CASE WHEN done.any THEN 'COMPLETED' ELSE 'FAILED' "
+    "END, error = CASE WHEN done.any THEN NULL ELSE 'no member completed' END FROM (SELECT batch_id, "
+    "bool_or(status = 'COMPLETED') AS any, bool_or(status IN ('QUEUED', 'RUNNING')) AS active       FROM "
+    "jobs WHERE batch_id IN (SELECT id FROM batches WHERE status = 'RUNNING') GROUP BY batch_id) AS done "
+    "WHERE b.id = done.batch_id AND b.status = 'RUNNING' AND NOT done.active"
+)
+CANCEL_BATCH = (
+    "UPDATE batches SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' WHERE "
+    "id = %s AND key_id = %s AND status = 'RUNNING' RETURNING id"
+)
+OWN_BATCH = "SELECT * FROM batches WHERE id = %s AND key_id = %s"
+COMPLETED_MEMBERS = (
+    "SELECT member AS name, parameters, result_key, result_sha256 AS sha256 FROM jobs WHERE batch_id = %s "
+    "AND status = 'COMPLETED' ORDER BY member_index"
+)
+CANCEL_MEMBERS = (
+    "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'the batch was cancelled' WHERE "
+    "batch_id = %s AND status IN ('QUEUED', 'RUNNING') RETURNING id"
+)
+EXPORT_MONITORS = "SELECT dataset_monitors FROM batches WHERE id = %s"
+ACTIVE_MEMBERS = (
+    "SELECT j.id, j.status, b.id AS batch_id, b.max_parallel FROM jobs j JOIN batches b ON b.id = "
+    "j.batch_id WHERE b.status = 'RUNNING' AND j.status IN ('QUEUED', 'RUNNING') ORDER BY b.created_at, "
+    "b.id, j.member_index"
 )
 
 
@@ -57,14 +90,14 @@ class Batches:
         """Cancel a RUNNING batch of this key and its queued and running members;
         returns the batch (None if not its own)."""
         with self.pool.connection() as conn, conn.transaction():
-            cancelled = conn.execute("UPDATE batches SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' WHERE id = %s AND key_id = %s AND status = 'RUNNING' RETURNING id", (batch_id, key_id)).fetchone()
+            cancelled = conn.execute(CANCEL_BATCH, (batch_id, key_id)).fetchone()
             members = []
             if cancelled:
                 members = conn.execute(
-                    "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'the batch was cancelled' WHERE batch_id = %s AND status IN ('QUEUED', 'RUNNING') RETURNING id",
+                    CANCEL_MEMBERS,
                     (batch_id,),
                 ).fetchall()
-            batch = conn.execute("SELECT * FROM batches WHERE id = %s AND key_id = %s", (batch_id, key_id)).fetchone()
+            batch = conn.execute(OWN_BATCH, (batch_id, key_id)).fetchone()
         for row in members:
             with self.lock:
                 entry = self.refs.get(str(row["id"]))
@@ -77,12 +110,10 @@ class Batches:
         done); returns the batch row (None if not this key's)."""
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE batches SET dataset_status = 'RUNNING', dataset_monitors = %s::jsonb, dataset_key = NULL, dataset_sha256 = NULL, dataset_bytes = NULL, dataset_error = NULL "
-                "WHERE id = %s AND key_id = %s AND status IN ('COMPLETED', 'FAILED', 'CANCELLED') "
-                "AND (dataset_status IS NULL OR dataset_status = 'FAILED' OR dataset_monitors IS DISTINCT FROM %s::jsonb)",
+                START_EXPORT,
                 (json.dumps(monitors), batch_id, key_id, json.dumps(monitors)),
             )
-            batch = conn.execute("SELECT * FROM batches WHERE id = %s AND key_id = %s", (batch_id, key_id)).fetchone()
+            batch = conn.execute(OWN_BATCH, (batch_id, key_id)).fetchone()
         if batch is not None and batch["dataset_status"] == "RUNNING":
             self._start_export(batch_id)
         return batch
@@ -92,16 +123,16 @@ class Batches:
             if batch_id in self.exports:
                 return
         with self.pool.connection() as conn:
-            monitors = conn.execute("SELECT dataset_monitors FROM batches WHERE id = %s", (batch_id,)).fetchone()["dataset_monitors"]
+            monitors = conn.execute(EXPORT_MONITORS, (batch_id,)).fetchone()["dataset_monitors"]
             members = conn.execute(
-                "SELECT member AS name, parameters, result_key, result_sha256 AS sha256 FROM jobs WHERE batch_id = %s AND status = 'COMPLETED' ORDER BY member_index",
+                COMPLETED_MEMBERS,
                 (batch_id,),
             ).fetchall()
         ref = ray.remote(export_task).options(num_cpus=1, max_retries=self.settings.max_retries).remote(batch_id, members, monitors, self.settings)
         with self.lock:
-            self.exports[batch_id] = (ref, monitors)
+            self.exports[batch_id] = ExportRun(ref, monitors)
 
-    def _export_finished(self, batch_id: str, entry: tuple[Any, Any]) -> None:
+    def _export_finished(self, batch_id: str, entry: ExportRun) -> None:
         """Record an export's outcome, unless a request for other monitors replaced it
         meanwhile (reconcile then starts that one)."""
         ref, monitors = entry
@@ -133,12 +164,7 @@ class Batches:
         completed, else FAILED."""
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE batches b SET finished_at = now(), "
-                "status = CASE WHEN done.any THEN 'COMPLETED' ELSE 'FAILED' END, "
-                "error = CASE WHEN done.any THEN NULL ELSE 'no member completed' END "
-                "FROM (SELECT batch_id, bool_or(status = 'COMPLETED') AS any, bool_or(status IN ('QUEUED', 'RUNNING')) AS active "
-                "      FROM jobs WHERE batch_id IN (SELECT id FROM batches WHERE status = 'RUNNING') GROUP BY batch_id) AS done "
-                "WHERE b.id = done.batch_id AND b.status = 'RUNNING' AND NOT done.active"
+                SETTLE_BATCHES
             )
 
     def _fill(self) -> None:
@@ -149,8 +175,7 @@ class Batches:
                 tracked = set(self.refs)
             with self.pool.connection() as conn:
                 rows = conn.execute(
-                    "SELECT j.id, j.status, b.id AS batch_id, b.max_parallel FROM jobs j JOIN batches b ON b.id = j.batch_id "
-                    "WHERE b.status = 'RUNNING' AND j.status IN ('QUEUED', 'RUNNING') ORDER BY b.created_at, b.id, j.member_index"
+                    ACTIVE_MEMBERS
                 ).fetchall()
             start = []
             for _, group in itertools.groupby(rows, key=lambda r: r["batch_id"]):

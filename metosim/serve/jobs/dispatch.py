@@ -15,8 +15,33 @@ from ..logs import get_logger
 from ..settings import Settings
 from ..states import JOBSTATE, NAMESPACE
 from ..worker import ActorReporter, execute, export_dataset, optimization_iteration
+from .records import Dispatched
 
 log = get_logger("jobs")
+PROGRESS = (
+    "UPDATE jobs SET step = %s, total_steps = %s, cells_per_second = %s, heartbeat_at = now() WHERE id = "
+    "%s AND dispatches = %s AND status = 'RUNNING'"
+)
+COMPLETED = (
+    "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), heartbeat_at = now(), step = %s, "
+    "total_steps = %s, result_key = %s, result_sha256 = %s, result_bytes = %s WHERE id = %s AND "
+    "dispatches = %s AND status = 'RUNNING' AND result_key IS NULL"
+)
+DISPATCH = (
+    "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s, "
+    "dispatch_node = %s WHERE id = %s AND status = 'QUEUED' RETURNING dispatches, config::text AS config, "
+    "request_id, requested_accelerator"
+)
+STARTED = (
+    "UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now()), heartbeat_at = now(), "
+    "attempts = attempts + 1, node = %s, accelerator = %s, worker_pid = %s WHERE id = %s AND dispatches = "
+    "%s AND status IN ('QUEUED', 'RUNNING') RETURNING id"
+)
+FAILED = (
+    "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN "
+    "('QUEUED', 'RUNNING') AND (%s::int IS NULL OR dispatches = %s::int) RETURNING request_id"
+)
+JOB_STATUS = "SELECT status FROM jobs WHERE id = %s"
 
 
 def solve_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None) -> str:
@@ -46,9 +71,9 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:1000]
 
 
-def stop(entry: tuple) -> None:
+def stop(entry: Dispatched) -> None:
     """Stop a dispatched run, whatever runs it."""
-    handle, _, provider, _ = entry
+    handle, provider = entry.handle, entry.provider
     if provider == "ray":
         ray.cancel(handle, force=True)
     elif provider == "subprocess":
@@ -66,8 +91,7 @@ class Dispatch:
         callback = secrets.token_urlsafe(32) if provider != "ray" else None
         with self.pool.connection() as conn:
             row = conn.execute(
-                "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s, dispatch_node = %s WHERE id = %s AND status = 'QUEUED' "
-                "RETURNING dispatches, config::text AS config, request_id, requested_accelerator",
+                DISPATCH,
                 (provider, hashlib.sha256(callback.encode()).hexdigest() if callback else None, self.node, job_id),
             ).fetchone()
         if row is None:
@@ -84,7 +108,7 @@ class Dispatch:
             handle = providers.spawn(provider, job)
             log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
-            self.refs[job_id] = (handle, row["dispatches"], provider, time.monotonic())
+            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic())
 
     def _overflow(self) -> None:
         """Send Ray-queued jobs elsewhere when the cluster has had no free GPU for
@@ -94,13 +118,13 @@ class Dispatch:
             return
         now = time.monotonic()
         with self.lock:
-            waiting = [(job_id, entry) for job_id, entry in self.refs.items() if entry[2] == "ray" and now - entry[3] > self.settings.overflow_wait_s]
+            waiting = [(job_id, entry) for job_id, entry in self.refs.items() if entry.provider == "ray" and now - entry.at > self.settings.overflow_wait_s]
         for job_id, entry in waiting:
             with self.pool.connection() as conn:
-                status = conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()["status"]
+                status = conn.execute(JOB_STATUS, (job_id,)).fetchone()["status"]
             if status != "QUEUED":
                 continue
-            ray.cancel(entry[0])  # not started: just leaves Ray's queue
+            ray.cancel(entry.handle)  # not started: just leaves Ray's queue
             with self.lock:
                 self.refs.pop(job_id, None)
             self.dispatch(job_id, provider)
@@ -108,9 +132,7 @@ class Dispatch:
     def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
         with self.pool.connection() as conn:
             row = conn.execute(
-                "UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now()), heartbeat_at = now(), "
-                "attempts = attempts + 1, node = %s, accelerator = %s, worker_pid = %s "
-                "WHERE id = %s AND dispatches = %s AND status IN ('QUEUED', 'RUNNING') RETURNING id",
+                STARTED,
                 (node, accelerator, pid, job_id, token),
             ).fetchone()
         return row is not None
@@ -118,15 +140,14 @@ class Dispatch:
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE jobs SET step = %s, total_steps = %s, cells_per_second = %s, heartbeat_at = now() WHERE id = %s AND dispatches = %s AND status = 'RUNNING'",
+                PROGRESS,
                 (step, total, cells_per_second, job_id, token),
             )
 
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None:
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), heartbeat_at = now(), step = %s, total_steps = %s, result_key = %s, result_sha256 = %s, result_bytes = %s "
-                "WHERE id = %s AND dispatches = %s AND status = 'RUNNING' AND result_key IS NULL",
+                COMPLETED,
                 (info.get("time_steps", 0), info.get("time_steps", 0), key, sha256, size, job_id, token),
             )
         self._next_members()
@@ -135,7 +156,7 @@ class Dispatch:
         """FAILED with ``reason``; with a token, only if it is the current dispatch's."""
         with self.pool.connection() as conn:
             row = conn.execute(
-                "UPDATE jobs SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status IN ('QUEUED', 'RUNNING') AND (%s::int IS NULL OR dispatches = %s::int) RETURNING request_id",
+                FAILED,
                 (reason, job_id, token, token),
             ).fetchone()
         if row is not None:

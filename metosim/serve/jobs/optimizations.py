@@ -16,11 +16,48 @@ from .. import sentry
 from ..logs import get_logger
 from ..storage import read_verified
 from .dispatch import failure_reason, optimization_task, stop
+from .records import IterationRun
 
 log = get_logger("jobs")
 INSERT_OPTIMIZATION = (
     "INSERT INTO optimizations (id, key_id, status, problem, steps, body_sha256, idempotency_key, request_id) "
     "VALUES (%s, %s, 'RUNNING', %s::jsonb, %s, %s, %s, %s) RETURNING *"
+)
+LINK_FINAL_RUN = "UPDATE optimizations SET result_job_id = %s WHERE id = %s"
+SETTLE_OPTIMIZATIONS = (
+    "UPDATE optimizations o SET finished_at = now(), status = CASE WHEN j.status = 'COMPLETED' THEN "
+    "'COMPLETED' ELSE 'FAILED' END, error = CASE WHEN j.status = 'COMPLETED' THEN NULL ELSE 'final "
+    "forward run: ' || coalesce(j.error, lower(j.status)) END FROM jobs j WHERE j.id = o.result_job_id "
+    "AND o.status = 'RUNNING' AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+)
+CANCEL_FINAL_RUN = (
+    "UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'optimisation cancelled' WHERE id "
+    "= %s AND status IN ('QUEUED', 'RUNNING')"
+)
+RECORD_ITERATION = (
+    "INSERT INTO optimization_iterations (optimization_id, iteration, objective, beta, binarisation, "
+    "seconds, checkpoint_key, checkpoint_sha256) SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
+    "(SELECT 1 FROM optimizations WHERE id = %s AND status = 'RUNNING') ON CONFLICT (optimization_id, "
+    "iteration) DO NOTHING"
+)
+CANCEL_OPTIMIZATION = (
+    "UPDATE optimizations SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' "
+    "WHERE id = %s AND key_id = %s AND status = 'RUNNING' RETURNING result_job_id"
+)
+OWN_OPTIMIZATION = "SELECT * FROM optimizations WHERE id = %s AND key_id = %s"
+AWAITING_NEXT_STEP = "SELECT * FROM optimizations WHERE id = %s AND status = 'RUNNING' AND result_job_id IS NULL"
+LAST_CHECKPOINT = (
+    "SELECT iteration, checkpoint_key, checkpoint_sha256 FROM optimization_iterations WHERE "
+    "optimization_id = %s ORDER BY iteration DESC LIMIT 1"
+)
+INSERT_FINAL_RUN = (
+    "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, optimization_id) "
+    "SELECT %s, key_id, 'QUEUED', %s::jsonb, %s, request_id, %s, id FROM optimizations WHERE id = %s AND "
+    "status = 'RUNNING' AND result_job_id IS NULL RETURNING id"
+)
+FAIL_OPTIMIZATION = (
+    "UPDATE optimizations SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status "
+    "= 'RUNNING' RETURNING request_id"
 )
 
 
@@ -42,22 +79,21 @@ class Optimizations:
         its final run, if started, is cancelled. Returns the row (None if not its own)."""
         with self.pool.connection() as conn:
             row = conn.execute(
-                "UPDATE optimizations SET status = 'CANCELLED', finished_at = now(), error = 'cancelled by the user' "
-                "WHERE id = %s AND key_id = %s AND status = 'RUNNING' RETURNING result_job_id",
+                CANCEL_OPTIMIZATION,
                 (optimization_id, key_id),
             ).fetchone()
             if row is not None and row["result_job_id"] is not None:
-                conn.execute("UPDATE jobs SET status = 'CANCELLED', finished_at = now(), error = 'optimisation cancelled' WHERE id = %s AND status IN ('QUEUED', 'RUNNING')", (row["result_job_id"],))
+                conn.execute(CANCEL_FINAL_RUN, (row["result_job_id"],))
         if row is not None:
             with self.lock:
                 entry = self.iterations.pop(optimization_id, None)
                 job = self.refs.get(str(row["result_job_id"])) if row["result_job_id"] else None
             if entry is not None:
-                ray.cancel(entry[0], force=True)
+                ray.cancel(entry.ref, force=True)
             if job is not None:
                 stop(job)
         with self.pool.connection() as conn:
-            return conn.execute("SELECT * FROM optimizations WHERE id = %s AND key_id = %s", (optimization_id, key_id)).fetchone()
+            return conn.execute(OWN_OPTIMIZATION, (optimization_id, key_id)).fetchone()
 
     def _advance(self, optimization_id: str) -> None:
         """Start what comes next for a RUNNING optimisation without a task: the
@@ -67,11 +103,11 @@ class Optimizations:
             if optimization_id in self.iterations:
                 return
         with self.pool.connection() as conn:
-            opt = conn.execute("SELECT * FROM optimizations WHERE id = %s AND status = 'RUNNING' AND result_job_id IS NULL", (optimization_id,)).fetchone()
+            opt = conn.execute(AWAITING_NEXT_STEP, (optimization_id,)).fetchone()
             if opt is None:
                 return
             last = conn.execute(
-                "SELECT iteration, checkpoint_key, checkpoint_sha256 FROM optimization_iterations WHERE optimization_id = %s ORDER BY iteration DESC LIMIT 1",
+                LAST_CHECKPOINT,
                 (optimization_id,),
             ).fetchone()
         done = last["iteration"] + 1 if last else 0
@@ -84,9 +120,9 @@ class Optimizations:
             options["num_gpus"] = 1
         ref = ray.remote(optimization_task).options(**options).remote(optimization_id, json.dumps(opt["problem"]), checkpoint, self.settings)
         with self.lock:
-            self.iterations[optimization_id] = (ref, done)
+            self.iterations[optimization_id] = IterationRun(ref, done)
 
-    def _iteration_finished(self, optimization_id: str, entry: tuple[Any, int]) -> None:
+    def _iteration_finished(self, optimization_id: str, entry: IterationRun) -> None:
         """Record an iteration (once: a replay of the same iteration is ignored) and
         start the next; a failed iteration fails the optimisation with its reason."""
         ref, iteration = entry
@@ -98,7 +134,7 @@ class Optimizations:
             reason = f"iteration {iteration}: {failure_reason(e)}"
             with self.pool.connection() as conn:
                 row = conn.execute(
-                    "UPDATE optimizations SET status = 'FAILED', finished_at = now(), error = %s WHERE id = %s AND status = 'RUNNING' RETURNING request_id",
+                    FAIL_OPTIMIZATION,
                     (reason, optimization_id),
                 ).fetchone()
             if row is not None:
@@ -107,9 +143,7 @@ class Optimizations:
         if record is not None:
             with self.pool.connection() as conn:
                 conn.execute(
-                    "INSERT INTO optimization_iterations (optimization_id, iteration, objective, beta, binarisation, seconds, checkpoint_key, checkpoint_sha256) "
-                    "SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM optimizations WHERE id = %s AND status = 'RUNNING') "
-                    "ON CONFLICT (optimization_id, iteration) DO NOTHING",
+                    RECORD_ITERATION,
                     (optimization_id, record["iteration"], record["objective"], record["beta"], record["binarisation"], record["seconds"], record["checkpoint_key"], record["checkpoint_sha256"], optimization_id),
                 )
         with self.lock:
@@ -126,21 +160,17 @@ class Optimizations:
         config = problem.simulation_with(problem.permittivity(rho, beta)).model_dump_json()
         with self.pool.connection() as conn, conn.transaction():
             job = conn.execute(
-                "INSERT INTO jobs (id, key_id, status, config, body_sha256, request_id, total_steps, optimization_id) "
-                "SELECT %s, key_id, 'QUEUED', %s::jsonb, %s, request_id, %s, id FROM optimizations WHERE id = %s AND status = 'RUNNING' AND result_job_id IS NULL RETURNING id",
+                INSERT_FINAL_RUN,
                 (uuid.uuid4(), config, hashlib.sha256(config.encode()).hexdigest(), problem.simulation.grid.num_time_steps, opt["id"]),
             ).fetchone()
             if job is None:
                 return
-            conn.execute("UPDATE optimizations SET result_job_id = %s WHERE id = %s", (job["id"], opt["id"]))
+            conn.execute(LINK_FINAL_RUN, (job["id"], opt["id"]))
         self.dispatch(str(job["id"]))
 
     def _settle_optimizations(self) -> None:
         """End RUNNING optimisations whose final run ended, as it ended."""
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE optimizations o SET finished_at = now(), "
-                "status = CASE WHEN j.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END, "
-                "error = CASE WHEN j.status = 'COMPLETED' THEN NULL ELSE 'final forward run: ' || coalesce(j.error, lower(j.status)) END "
-                "FROM jobs j WHERE j.id = o.result_job_id AND o.status = 'RUNNING' AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+                SETTLE_OPTIMIZATIONS
             )
