@@ -11,7 +11,7 @@ from typing import Any
 import ray
 
 from ...simulation import Simulation
-from .. import sentry
+from ..sentry import init as init_sentry
 from ..db import database_url, pool
 from ..logs import get_logger
 from ..settings import Settings
@@ -54,7 +54,7 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        sentry.init(settings, "jobstate")
+        init_sentry(settings, "jobstate")
         self.pool = pool(database_url(settings))
         self.refs: dict[str, Dispatched] = {}  # by job id
         self.exports: dict[str, ExportRun] = {}  # by batch id

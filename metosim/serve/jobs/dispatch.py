@@ -10,7 +10,8 @@ from typing import Any
 
 import ray
 
-from .. import providers, sentry
+from ..providers import payload, spawn
+from ..sentry import job_failed
 from ..logs import get_logger
 from ..settings import Settings
 from ..states import JOBSTATE, NAMESPACE
@@ -104,8 +105,8 @@ class Dispatch:
                     options["accelerator_type"] = row["requested_accelerator"]
             handle = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"])
         else:
-            job = providers.payload(self.settings, job_id, row["dispatches"], row["config"], callback, row["request_id"])  # type: ignore[arg-type]
-            handle = providers.spawn(provider, job)
+            job = payload(self.settings, job_id, row["dispatches"], row["config"], callback, row["request_id"])  # type: ignore[arg-type]
+            handle = spawn(provider, job)
             log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
             self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic())
@@ -161,5 +162,5 @@ class Dispatch:
             ).fetchone()
         if row is not None:
             log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
-            sentry.job_failed(job_id, reason, row["request_id"])
+            job_failed(job_id, reason, row["request_id"])
         self._next_members()

@@ -12,7 +12,7 @@ from typing import Any
 import ray
 
 from ...inverse import InverseProblem, OptimizerState
-from .. import sentry
+from ..sentry import job_failed
 from ..logs import get_logger
 from ..storage import read_verified
 from .dispatch import failure_reason, optimization_task, stop
@@ -138,7 +138,7 @@ class Optimizations:
                     (reason, optimization_id),
                 ).fetchone()
             if row is not None:
-                sentry.job_failed(optimization_id, reason, row["request_id"])
+                job_failed(optimization_id, reason, row["request_id"])
             record = None
         if record is not None:
             with self.pool.connection() as conn:

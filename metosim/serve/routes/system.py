@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from ...version import __version__
-from .. import metrics
+from ..metrics import latest
 from ..problems import BEARER, Problem, problem
 from ..storage import LocalStore, media_type
 from .common import Replica, replica
@@ -85,4 +85,4 @@ async def health(api: Replica = Depends(replica)) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics")
 def prometheus() -> Response:
-    return Response(metrics.latest(), media_type="text/plain; version=0.0.4")
+    return Response(latest(), media_type="text/plain; version=0.0.4")
