@@ -66,11 +66,13 @@ def test_wait_follows_the_event_stream(client: ms.Client) -> None:
     job = client.submit(slow(0.3))
     states = list(job.updates())
     assert states[-1]["status"] == "COMPLETED"
-    running = [s["progress"] for s in states if s["status"] == "RUNNING"]
-    steps = [p["step"] for p in running]
-    # Progress arrived in order and up to the last step: the worker always reports the
-    # final step, however fast it is (intermediate reports depend on its speed).
-    assert steps == sorted(steps) and steps[-1] == running[-1]["total_steps"] > 0
+    assert any(s["status"] == "RUNNING" for s in states)
+    # Progress arrived in order and ended at the last step. The stream samples the row
+    # every 0.25 s, so whether the worker's final progress report shows as a RUNNING
+    # state before COMPLETED depends on the upload's duration: the COMPLETED state
+    # carries the final step itself.
+    steps = [s["progress"]["step"] for s in states]
+    assert steps == sorted(steps) and steps[-1] == states[-1]["progress"]["total_steps"] > 0
     status_path = f"/v1/simulations/{job.id}"
     assert paths.count(status_path + "/events") == 1 and status_path not in paths  # no polling
 
