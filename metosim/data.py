@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .kernels import hdf5
+from .kernels.checkpoint import Checkpoint, CheckpointPolicy
 from .plot import field_image, plane_axes, spectral_label
 from .simulation import Simulation
 
@@ -155,17 +156,25 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         return f"<table><caption><b>metosim.SimulationData</b> ({html.escape(facts)})</caption><tr><th>monitor</th><th>type</th><th>sizes</th></tr>{rows}</table>"
 
 
-def solve(sim: Simulation, backend: str = "auto", progress: Callable[[int, int], None] | None = None) -> SimulationData:
+def solve(
+    sim: Simulation,
+    backend: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    resume: Checkpoint | None = None,
+) -> SimulationData:
     """Run ``sim`` in this process and return its :class:`SimulationData`.
 
     ``backend``: "auto" (JAX, on a GPU when JAX sees one), "jax" or "numpy".
     ``progress(step, total_steps)`` is called after each chunk of steps.
+    ``checkpoints`` hands the stepping state out every ``interval_s`` seconds of
+    stepping and ``resume`` goes on from one (see :mod:`metosim.kernels.checkpoint`).
     """
     from .kernels import solve as run
 
     if backend != "numpy":
         compilation_cache()
-    result = run(sim, backend=backend, progress=progress)
+    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume)
     return SimulationData(sim, result.monitors, result.info)
 
 

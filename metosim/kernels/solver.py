@@ -28,6 +28,7 @@ from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonito
 from ..simulation import Simulation
 from ..source import ModeSource, PointDipole
 from . import monitors as mon
+from .checkpoint import Checkpoint, CheckpointPolicy, SolveSuspended, metadata, restore
 from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
@@ -90,10 +91,23 @@ def check_inputs(sim: Simulation) -> Simulation:
     return sim
 
 
-def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = None, all_components: bool = False) -> SolveResult:
+def solve(
+    sim: Simulation,
+    backend: str = "auto",
+    progress: Progress | None = None,
+    all_components: bool = False,
+    checkpoints: CheckpointPolicy | None = None,
+    resume: Checkpoint | None = None,
+) -> SolveResult:
     """Run ``sim`` to its ``run_time`` (or the energy shutoff) and return monitor data.
     A 2D run whose sources excite one polarisation steps its three components only;
-    ``all_components`` steps all six (the same results, for comparison)."""
+    ``all_components`` steps all six (the same results, for comparison).
+
+    ``checkpoints`` hands the stepping state out now and then (see
+    :class:`~.checkpoint.CheckpointPolicy`; a deadline may end the solve with
+    :class:`~.checkpoint.SolveSuspended`); ``resume`` goes on from a checkpoint of this
+    very simulation (checked with :func:`~.checkpoint.check` first), giving the
+    uninterrupted run's results."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
     setup_start = time.perf_counter()
@@ -102,7 +116,7 @@ def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = No
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
     problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
     with precision_context(sim.precision, backend):
-        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components)
+        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume)
         state = unfold_state(_to_numpy(state), halvings)
     monitors = _collect(sim, problem, state, steps)
     total = time.perf_counter() - setup_start
@@ -119,7 +133,9 @@ def solve(sim: Simulation, backend: str = "auto", progress: Progress | None = No
         "num_time_steps": problem.num_steps,
         "solve_seconds": loop_seconds,
         "total_seconds": total,
-        "cells_per_second": stepped * steps / loop_seconds if loop_seconds > 0 else 0.0,
+        # Cells per second of this process's own stepping (not the resumed steps').
+        "cells_per_second": stepped * (steps - (resume.step if resume else 0)) / loop_seconds if loop_seconds > 0 else 0.0,
+        "resumed_step": resume.step if resume else 0,
     }
     return SolveResult(monitors=monitors, info=info)
 
@@ -377,9 +393,23 @@ def yee_state(sim: Simulation, steps: int, backend: str = "auto") -> dict[str, l
     return {**unfold_fields({"E": state["E"], "H": state["H"]}, halvings), "eps": full.eps}
 
 
-def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | None, total: int | None = None, shutoff: bool = True, all_components: bool = False) -> tuple[dict, int, str, float, Layout]:
+def _run(
+    sim: Simulation,
+    problem: _Problem,
+    backend: str,
+    progress: Progress | None,
+    total: int | None = None,
+    shutoff: bool = True,
+    all_components: bool = False,
+    checkpoints: CheckpointPolicy | None = None,
+    resume: Checkpoint | None = None,
+) -> tuple[dict, int, str, float, Layout]:
     layout = problem.layout if all_components else single_polarisation(problem.layout)
     total = problem.num_steps if total is None else total
+    n, peak = 0, 0.0
+    if resume is not None:
+        problem = dataclasses.replace(problem, state=restore(resume.state, problem.state))
+        n, peak = resume.step, resume.peak
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -406,6 +436,9 @@ def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | 
 
         def measure(state: dict) -> float:
             return float(energy(state, eps))
+
+        def host(state: dict) -> dict:
+            return _to_numpy(state)
     else:
         step = make_step(layout, NUMPY_OPS)
         device, state, params, eps = "cpu (numpy)", problem.state, problem.params, problem.eps
@@ -418,9 +451,18 @@ def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | 
         def measure(state: dict) -> float:
             return float(field_energy(state, eps, np))
 
+        def host(state: dict) -> dict:
+            return state
+
     dt = layout.dt
+    # The chunk grid depends on the run alone, so a resumed solve samples the energy
+    # at the same steps as an uninterrupted one (the same shutoff, the same results).
     chunk = chunk_length(total, problem.sources_end / dt)
-    peak, n, start = 0.0, 0, time.perf_counter()
+    meta = metadata(sim) if checkpoints is not None else {}
+    start = last_saved = last_chunk = time.perf_counter()
+    save_seconds = 0.0  # how long the last checkpoint took to hand out
+    if progress is not None and n:
+        progress(n, total)
     while n < total:
         n_next = min(n + chunk, total)
         state = advance(state, n, n_next)
@@ -432,6 +474,17 @@ def _run(sim: Simulation, problem: _Problem, backend: str, progress: Progress | 
             peak = max(peak, e)
             if n * dt > problem.sources_end and e <= sim.shutoff * peak:
                 break
+        if checkpoints is not None and n < total:
+            now = time.perf_counter()
+            chunk_seconds, last_chunk = now - last_chunk, now
+            # Stop while two more chunks and a checkpoint would still fit: margin for noise.
+            stopping = checkpoints.deadline is not None and time.monotonic() + 2 * chunk_seconds + save_seconds > checkpoints.deadline
+            if stopping or now - last_saved >= checkpoints.interval_s:
+                checkpoints.save(Checkpoint(step=n, peak=peak, state=host(state), meta=meta))
+                last_saved = last_chunk = time.perf_counter()
+                save_seconds = last_saved - now
+            if stopping:
+                raise SolveSuspended(n, total)
     if backend == "jax":
         jax.block_until_ready(state)
     return state, n, device, time.perf_counter() - start, layout

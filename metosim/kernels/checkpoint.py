@@ -1,0 +1,154 @@
+"""Checkpoints of the time-stepping state: what a solve needs to go on from a step.
+
+A checkpoint holds every array the stepping loop carries — the E and H fields, CPML
+ψ, dispersive polarisations, running DFT sums (field, flux, mode and far-field
+monitors), time-monitor buffers — with the step index and the energy shutoff's peak,
+so a solve resumed from it takes exactly the steps an uninterrupted one would and
+returns bit-identical monitor data (on the same backend and device kind). Its
+metadata names the simulation (the SHA-256 of its JSON), the engine version, the
+precision and the checkpoint format; :func:`check` refuses one that does not match.
+
+The file is an uncompressed ``.npz`` (fields are noise-like floats: compression buys
+little and costs time while a GPU waits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from ..simulation import Simulation
+from ..version import __version__
+
+#: Bumped whenever the stepping state's layout changes: older checkpoints are refused.
+FORMAT = 1
+_META = "meta"
+_STATE = "state/"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that is not of this simulation, engine version, precision or
+    state layout (or is not a checkpoint at all): it must not be resumed from."""
+
+
+class SolveSuspended(Exception):
+    """The solve stopped at ``step`` after writing a checkpoint there, because its time
+    budget (``CheckpointPolicy.deadline``) was about to run out."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f"suspended at step {step} of {total} (checkpoint written)")
+        self.step, self.total = step, total
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The stepping state after ``step`` steps.
+
+    ``state`` is the loop's pytree (dicts and lists of arrays, as the engine builds it);
+    ``peak`` the largest field energy sampled so far (for the energy shutoff);
+    ``meta`` what :func:`check` compares."""
+
+    step: int
+    peak: float
+    state: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for _, a in _leaves(self.state))
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When the stepping loop hands out its state, and to whom.
+
+    ``save`` receives each :class:`Checkpoint` (its arrays are valid only during the
+    call: write them out before returning). One is taken whenever ``interval_s``
+    seconds of stepping have passed since the last; with a ``deadline``
+    (``time.monotonic()`` seconds), one is taken and the solve stops with
+    :class:`SolveSuspended` when the next chunk of steps might not finish before it."""
+
+    save: Callable[[Checkpoint], None]
+    interval_s: float = 600.0
+    deadline: float | None = None
+
+
+def config_sha256(sim: Simulation) -> str:
+    """The SHA-256 of the simulation's canonical JSON: what a checkpoint belongs to."""
+    return hashlib.sha256(sim.model_dump_json().encode()).hexdigest()
+
+
+def metadata(sim: Simulation) -> dict[str, Any]:
+    """What a checkpoint of ``sim`` records about where it comes from."""
+    # Checked in this order: the most telling difference is named.
+    return {"format": FORMAT, "engine": __version__, "precision": sim.precision, "config_sha256": config_sha256(sim)}
+
+
+def write(checkpoint: Checkpoint, file: str | IO[bytes]) -> None:
+    """Write ``checkpoint`` to a path or binary file."""
+    meta = {**checkpoint.meta, "step": checkpoint.step, "peak": checkpoint.peak, "written_at": time.time()}
+    arrays = {_STATE + name: np.asarray(a) for name, a in _leaves(checkpoint.state)}
+    np.savez(file, **{_META: np.array(json.dumps(meta))}, **arrays)
+
+
+def read(file: str | IO[bytes]) -> Checkpoint:
+    """Read a checkpoint written by :func:`write` (its state as a flat dict by path;
+    :func:`restore` puts it back into the engine's pytree)."""
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            meta = json.loads(str(npz[_META]))
+            state = {name.removeprefix(_STATE): npz[name] for name in npz.files if name.startswith(_STATE)}
+        return Checkpoint(step=int(meta.pop("step")), peak=float(meta.pop("peak")), state=state, meta=meta)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:  # not an npz, or not ours
+        raise CheckpointMismatch(f"not a readable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def check(checkpoint: Checkpoint, sim: Simulation) -> None:
+    """Raise :class:`CheckpointMismatch` naming what differs unless ``checkpoint`` was
+    written by this engine version and format for exactly ``sim``."""
+    expected = metadata(sim)
+    for name, want in expected.items():
+        got = checkpoint.meta.get(name)
+        if got != want:
+            raise CheckpointMismatch(f"checkpoint {name} is {got!r}, this solve's is {want!r}")
+    if not 0 < checkpoint.step <= sim.grid.num_time_steps:
+        raise CheckpointMismatch(f"checkpoint step {checkpoint.step} is outside 1…{sim.grid.num_time_steps}")
+
+
+def restore(flat: dict[str, np.ndarray], template: dict[str, Any]) -> dict[str, Any]:
+    """The engine's state pytree shaped like ``template`` with the arrays of ``flat``
+    (a read checkpoint's state); every array must be there with the template's shape
+    and dtype (else :class:`CheckpointMismatch`)."""
+    names = dict(_leaves(template))
+    if set(names) != set(flat):
+        missing, extra = sorted(set(names) - set(flat)), sorted(set(flat) - set(names))
+        raise CheckpointMismatch(f"checkpoint state differs from this solve's (missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, want in names.items():
+        got = flat[name]
+        if got.shape != np.shape(want) or got.dtype != want.dtype:
+            raise CheckpointMismatch(f"checkpoint array {name} is {got.dtype}{list(got.shape)}, this solve's is {want.dtype}{list(np.shape(want))}")
+    return _rebuild(template, flat, "")
+
+
+def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(path, array) for every array of a pytree of dicts and lists, paths like "E/0"."""
+    if isinstance(tree, dict):
+        return [leaf for k in sorted(tree) for leaf in _leaves(tree[k], f"{prefix}{k}/")]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for i, v in enumerate(tree) for leaf in _leaves(v, f"{prefix}{i}/")]
+    return [(prefix[:-1], tree)]
+
+
+def _rebuild(template: Any, flat: dict[str, np.ndarray], prefix: str) -> Any:
+    if isinstance(template, dict):
+        return {k: _rebuild(v, flat, f"{prefix}{k}/") for k, v in template.items()}
+    if isinstance(template, (list, tuple)):
+        return type(template)(_rebuild(v, flat, f"{prefix}{i}/") for i, v in enumerate(template))
+    return flat[prefix[:-1]]
