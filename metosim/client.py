@@ -29,19 +29,25 @@ class Client(Session):
     optimisations."""
 
     # ------------------------------------------------------------ simulations
-    def submit(self, sim: Simulation, idempotency_key: str | None = None) -> Job:
-        """Submit ``sim``; returns its :class:`Job` (QUEUED)."""
-        return Job(self, self.post(Job.collection, sim.model_dump_json(), idempotency_key)["id"])
+    def submit(self, sim: Simulation, idempotency_key: str | None = None, checkpoint_interval: float | None = None) -> Job:
+        """Submit ``sim``; returns its :class:`Job` (QUEUED).
 
-    def run(self, sim: Simulation, progress: bool = True, wait_for_slot: bool = False, timeout: float | None = None) -> SimulationData:
+        ``checkpoint_interval``: seconds of stepping between checkpoints of the solve
+        (the service's default, 10 minutes, when None); a solve whose worker is lost
+        goes on from its newest checkpoint."""
+        params = {"checkpoint_interval": str(checkpoint_interval)} if checkpoint_interval is not None else None
+        return Job(self, self.post(Job.collection, sim.model_dump_json(), idempotency_key, params)["id"])
+
+    def run(self, sim: Simulation, progress: bool = True, wait_for_slot: bool = False, timeout: float | None = None, checkpoint_interval: float | None = None) -> SimulationData:
         """Submit, wait (with a live progress display) and download the result.
 
         ``wait_for_slot``: when the key already has an active job, wait for it
-        instead of raising :class:`QuotaExceeded`."""
+        instead of raising :class:`QuotaExceeded`. ``checkpoint_interval``: as for
+        :meth:`submit`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                job = self.submit(sim)
+                job = self.submit(sim, checkpoint_interval=checkpoint_interval)
                 break
             except QuotaExceeded as e:
                 if not wait_for_slot or (deadline is not None and time.monotonic() + e.retry_after > deadline):

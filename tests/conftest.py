@@ -203,6 +203,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         heartbeat_timeout_s=15.0,
         upload_attempts=6,
         upload_backoff_s=0.3,
+        # Checkpoints every second of stepping in tests (10 s minimum in service).
+        checkpoint_floor_s=0.5,
         sentry_dsn=sentry.dsn,
         sentry_environment="test",
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import modal
 
+from .providers import MODAL_TIMEOUT_S
 from .settings import Settings
 from .worker import HttpReporter, execute
 
@@ -32,7 +33,7 @@ def run_payload(job: dict[str, Any]) -> str:
         raise
 
 
-@app.function(gpu=["B200", "A100-80GB"], image=image, timeout=6 * 3600, secrets=[modal.Secret.from_name("metosim-s3")])
+@app.function(gpu=["B200", "A100-80GB"], image=image, timeout=MODAL_TIMEOUT_S, secrets=[modal.Secret.from_name("metosim-s3")])
 def run_job(job: dict[str, Any]) -> str:
     return run_payload(job)
 

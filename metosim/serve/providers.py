@@ -18,12 +18,17 @@ from .settings import Settings
 
 MODAL_APP = "metosim"
 MODAL_FUNCTION = "run_job"
+#: The Modal function's timeout (s); its workers hand a job back ten minutes before it.
+MODAL_TIMEOUT_S = 6 * 3600
+MODAL_MARGIN_S = 600
 
 
-def payload(settings: Settings, job_id: str, token: int, config_json: str, callback_token: str, request_id: str | None) -> dict[str, Any]:
-    """What a remote worker needs: the job, where to store the result, where to report.
-    No database URL or signing secret leaves the cluster."""
-    storage = {k: v for k, v in asdict(settings).items() if k in ("s3_endpoint_url", "s3_bucket", "s3_region", "data_dir", "public_url", "host", "port", "upload_attempts", "upload_backoff_s")}
+def payload(settings: Settings, job_id: str, token: int, config_json: str, callback_token: str, request_id: str | None, provider: str) -> dict[str, Any]:
+    """What a remote worker needs: the job, where to store the result, where to report,
+    its time budget. No database URL or signing secret leaves the cluster."""
+    storage = {k: v for k, v in asdict(settings).items() if k in ("s3_endpoint_url", "s3_bucket", "s3_region", "data_dir", "public_url", "host", "port", "upload_attempts", "upload_backoff_s", "solve_time_limit_s")}
+    if provider == "modal" and not settings.solve_time_limit_s:
+        storage["solve_time_limit_s"] = MODAL_TIMEOUT_S - MODAL_MARGIN_S
     return {"job_id": job_id, "token": token, "config_json": config_json, "settings": storage, "api_url": settings.base_url, "callback_token": callback_token, "request_id": request_id}
 
 

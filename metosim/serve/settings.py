@@ -66,6 +66,15 @@ class Settings:
     overflow_provider: str | None = None
     #: How long (s) a QUEUED job waits for a free Ray GPU before it overflows.
     overflow_wait_s: float = 60.0
+    #: Seconds of stepping between checkpoints of a solve (a job may ask for its own
+    #: with ``?checkpoint_interval=``, not below ``checkpoint_floor_s``): a solve that
+    #: loses its worker resumes from the newest one. Shorter solves write none.
+    checkpoint_interval_s: float = 600.0
+    checkpoint_floor_s: float = 10.0
+    #: A worker's time budget (s; 0: none): a solve that would outrun it writes a
+    #: checkpoint and hands the job back to go on elsewhere. Modal workers get their
+    #: function's timeout less ten minutes when this is 0.
+    solve_time_limit_s: float = 0.0
     #: How long (s) a request waits for a database connection before it fails.
     db_timeout_s: float = 10.0
     #: Sentry DSN: errors and FAILED jobs become events (secrets scrubbed).
@@ -98,6 +107,9 @@ class Settings:
             "signing_secret": _env("SIGNING_SECRET"),
             "overflow_provider": "modal" if _env("MODAL_ENABLED", "0").lower() in ("1", "true", "yes") and modal_token_present() else None,
             "overflow_wait_s": _env("OVERFLOW_WAIT_S"),
+            "checkpoint_interval_s": _env("CHECKPOINT_INTERVAL_S"),
+            "checkpoint_floor_s": _env("CHECKPOINT_FLOOR_S"),
+            "solve_time_limit_s": _env("SOLVE_TIME_LIMIT_S"),
             "sentry_dsn": _env("SENTRY_DSN"),
             "sentry_environment": _env("SENTRY_ENVIRONMENT"),
         }

@@ -5,8 +5,10 @@
 download URLs with HMAC-SHA256 (served by the API at ``/v1/files/...``). Keys are
 ``results/<job id>/<sha256>.h5`` (one run's HDF5) or
 ``datasets/<batch id>/<sha256>.zarr.zip`` (a batch's zarr dataset) or
-``optimizations/<id>/<iteration>-<sha256>.npz`` (an optimiser checkpoint) and are
-never overwritten.
+``optimizations/<id>/<iteration>-<sha256>.npz`` (an optimiser checkpoint) or
+``checkpoints/<job id>/<config sha256>/<step>-<sha256>.npz`` (a solve's stepping
+state, deleted when a newer one is stored and when the job ends) and are never
+overwritten.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from urllib.parse import urlencode
 
 from .settings import Settings
 
-_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz)$")
+_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz|checkpoints/[0-9a-f-]{36}/[0-9a-f]{64}/[0-9]{10}-[0-9a-f]{64}\.npz)$")
 #: Content types by key suffix.
 MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip", ".npz": "application/octet-stream"}
 
@@ -56,6 +58,18 @@ def checkpoint_key(optimization_id: str, iteration: int, sha256: str) -> str:
     return key
 
 
+def job_checkpoint_key(job_id: str, config_sha256: str, step: int, sha256: str) -> str:
+    key = f"checkpoints/{job_id}/{config_sha256}/{step:010d}-{sha256}.npz"
+    if not _KEY.match(key):
+        raise ValueError(f"not a job checkpoint key: {key!r}")
+    return key
+
+
+def is_job_checkpoint_key(job_id: str, key: str) -> bool:
+    """Whether ``key`` names a checkpoint of job ``job_id``."""
+    return key.startswith(f"checkpoints/{job_id}/") and bool(_KEY.match(key))
+
+
 def media_type(key: str) -> str:
     return MEDIA_TYPES[os.path.splitext(key)[1]]
 
@@ -80,6 +94,9 @@ class ObjectStore(Protocol):
 
     def get(self, key: str, path: str) -> None:
         """Copy the object ``key`` to the file ``path``."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (nothing if it is not there)."""
 
 
 class S3Store:
@@ -108,6 +125,9 @@ class S3Store:
     def get(self, key: str, path: str) -> None:
         self.client.download_file(self.bucket, key, path)
 
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
 
 class LocalStore:
     def __init__(self, root: str, base_url: str, secret: bytes) -> None:
@@ -132,6 +152,9 @@ class LocalStore:
 
     def get(self, key: str, path: str) -> None:
         shutil.copyfile(self.path(key), path)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
     def signature(self, key: str, expires: int) -> str:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()

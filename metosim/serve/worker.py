@@ -14,20 +14,34 @@ import time
 from typing import Any, Protocol
 
 from ..data import SimulationData, compilation_cache, solve
+from ..kernels import checkpoint as ck
 from ..simulation import Simulation
 from . import sentry
 from .logs import get_logger
 from .settings import Settings
-from .storage import checkpoint_key, dataset_key, file_sha256, get_verified, make_store, read_verified, result_key, upload_with_retry
+from .storage import ObjectStore, checkpoint_key, dataset_key, file_sha256, get_verified, job_checkpoint_key, make_store, read_verified, result_key, upload_with_retry
 
 PROGRESS_INTERVAL_S = 0.5
+#: Upload attempts of one checkpoint: a failed one is not fatal, the next one is due soon.
+CHECKPOINT_ATTEMPTS = 2
 
 log = get_logger("worker")
 
 
 class Reporter(Protocol):
-    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool: ...
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> dict[str, Any] | None:
+        """None for a stale dispatch; else ``{"checkpoint": {"key", "sha256", "step"} |
+        None, "checkpoint_interval_s": float}``: where to resume from, how often to save."""
+
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None: ...
+    def checkpointed(self, job_id: str, token: int, key: str, sha256: str, step: int) -> bool:
+        """Record the newest checkpoint (the job's previous one is deleted); False if
+        this dispatch is no longer the job's (the caller deletes its upload)."""
+
+    def checkpoint_failed(self, job_id: str, token: int, reason: str) -> None: ...
+    def suspended(self, job_id: str, token: int, step: int) -> None:
+        """The worker's time ran out at ``step`` (its checkpoint): run the job on."""
+
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None: ...
 
 
@@ -49,33 +63,98 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
 
 
 def _execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, extra: dict[str, Any]) -> str:
+    begun = time.monotonic()
     node, accelerator = where_am_i()
-    if not reporter.started(job_id, token, node, accelerator, os.getpid()):
+    start = reporter.started(job_id, token, node, accelerator, os.getpid())
+    if start is None:
         log.info("stale dispatch; not running", extra=extra)
         return ""
     # Kernels compiled by one worker process serve the others (a batch starts several).
     compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
     sim = Simulation.model_validate_json(config_json)
+    store = make_store(settings)
     cells = sim.grid.total_cells
-    last, begun = [0.0], time.perf_counter()
+    resume = fetch_checkpoint(store, start["checkpoint"], sim, extra)
+    first = resume.step if resume else 0  # this worker's speed counts its own steps only
+    last, stepping = [0.0], time.perf_counter()
 
     def progress(step: int, total: int) -> None:
         now = time.perf_counter()
         if now - last[0] >= PROGRESS_INTERVAL_S or step == total:
             last[0] = now
-            reporter.progress(job_id, token, step, total, cells * step / max(now - begun, 1e-9))
+            reporter.progress(job_id, token, step, total, cells * (step - first) / max(now - stepping, 1e-9))
 
-    log.info("solving", extra=extra)
-    data = solve(sim, progress=progress)
+    policy = ck.CheckpointPolicy(
+        save=CheckpointUploader(job_id, token, sim, settings, store, reporter, extra),
+        interval_s=start["checkpoint_interval_s"],
+        deadline=begun + settings.solve_time_limit_s if settings.solve_time_limit_s > 0 else None,
+    )
+    log.info(f"solving from step {resume.step}" if resume else "solving", extra=extra)
+    try:
+        try:
+            data = solve(sim, progress=progress, checkpoints=policy, resume=resume)
+        except ck.CheckpointMismatch as e:  # it passed check() but not the state's layout
+            log.warning(f"checkpoint not used: {e}", extra=extra)
+            data = solve(sim, progress=progress, checkpoints=policy)
+    except ck.SolveSuspended as e:
+        log.info(f"time limit: handing the job back at step {e.step}", extra=extra)
+        reporter.suspended(job_id, token, e.step)
+        return ""
     with tempfile.TemporaryDirectory(prefix="metosim-") as tmp:
         path = os.path.join(tmp, "result.h5")
         data.to_hdf5(path)
         sha256, size = file_sha256(path)
         key = result_key(job_id, sha256)
-        upload_with_retry(make_store(settings), key, path, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
+        upload_with_retry(store, key, path, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
     reporter.completed(job_id, token, key, sha256, size, {k: v for k, v in data.info.items() if isinstance(v, (int, float, str))})
     log.info("completed", extra=extra)
     return key
+
+
+def fetch_checkpoint(store: ObjectStore, stored: dict[str, Any] | None, sim: Simulation, extra: dict[str, Any]) -> ck.Checkpoint | None:
+    """The job's newest checkpoint, verified against its SHA-256 and checked against
+    ``sim`` and this engine; None (with a log line saying why) if there is none or it
+    cannot be used."""
+    if not stored:
+        return None
+    with tempfile.TemporaryDirectory(prefix="metosim-resume-") as tmp:
+        path = os.path.join(tmp, "checkpoint.npz")
+        try:
+            get_verified(store, stored["key"], stored["sha256"], path, "the stored checkpoint")
+            checkpoint = ck.read(path)
+            ck.check(checkpoint, sim)
+        except Exception as e:  # noqa: BLE001 - any unusable checkpoint means: start at step 0
+            log.warning(f"checkpoint at step {stored['step']} skipped: {type(e).__name__}: {e}", extra=extra)
+            return None
+    return checkpoint
+
+
+class CheckpointUploader:
+    """The worker's ``CheckpointPolicy.save``: each checkpoint to a temporary file, its
+    SHA-256, the object store, then the job's record (which deletes the previous one).
+    A store that refuses it is reported and the solve goes on."""
+
+    def __init__(self, job_id: str, token: int, sim: Simulation, settings: Settings, store: ObjectStore, reporter: Reporter, extra: dict[str, Any]) -> None:
+        self.job_id, self.token, self.settings, self.store, self.reporter, self.extra = job_id, token, settings, store, reporter, extra
+        self.config_sha256 = ck.config_sha256(sim)
+
+    def __call__(self, checkpoint: ck.Checkpoint) -> None:
+        with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
+            path = os.path.join(tmp, "checkpoint.npz")
+            ck.write(checkpoint, path)
+            sha256, size = file_sha256(path)
+            key = job_checkpoint_key(self.job_id, self.config_sha256, checkpoint.step, sha256)
+            try:
+                upload_with_retry(self.store, key, path, CHECKPOINT_ATTEMPTS, self.settings.upload_backoff_s)
+            except Exception as e:  # noqa: BLE001 - a lost checkpoint must not stop the solve
+                reason = f"checkpoint at step {checkpoint.step} not stored: {type(e).__name__}: {e}"[:1000]
+                log.warning(reason, extra=self.extra)
+                self.reporter.checkpoint_failed(self.job_id, self.token, reason)
+                return
+        if not self.reporter.checkpointed(self.job_id, self.token, key, sha256, checkpoint.step):
+            self.store.delete(key)  # this dispatch is no longer the job's
+            return
+        log.info(f"checkpoint at step {checkpoint.step}: {size} bytes", extra=self.extra)
 
 
 def export_dataset(batch_id: str, members: list[dict[str, Any]], monitors: list[str] | None, settings: Settings) -> tuple[str, str, int]:
@@ -175,11 +254,20 @@ class ActorReporter:
                 log.warning(f"{method} report failed ({type(e.cause).__name__}); retrying", extra={"job_id": args[0]})
                 time.sleep(self.backoff_s * 2**attempt)
 
-    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> dict[str, Any] | None:
         return self._call("started", job_id, token, node, accelerator, pid)
 
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
         self.actor.progress.remote(job_id, token, step, total, cells_per_second)  # fire and forget
+
+    def checkpointed(self, job_id: str, token: int, key: str, sha256: str, step: int) -> bool:
+        return self._call("checkpointed", job_id, token, key, sha256, step)
+
+    def checkpoint_failed(self, job_id: str, token: int, reason: str) -> None:
+        self._call("checkpoint_failed", job_id, token, reason)
+
+    def suspended(self, job_id: str, token: int, step: int) -> None:
+        self._call("suspended", job_id, token, step)
 
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None:
         self._call("completed", job_id, token, key, sha256, size, info)
@@ -199,14 +287,24 @@ class HttpReporter:
         response.raise_for_status()
         return response.json()
 
-    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
-        return bool(self._post(job_id, "started", token=token, node=node, accelerator=accelerator, pid=pid)["accepted"])
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> dict[str, Any] | None:
+        answer = self._post(job_id, "started", token=token, node=node, accelerator=accelerator, pid=pid)
+        return answer["start"] if answer["accepted"] else None
 
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
         try:
             self._post(job_id, "progress", token=token, step=step, total=total, cells_per_second=cells_per_second)
         except Exception:  # noqa: BLE001 - a lost progress report must not stop the solve
             log.warning("progress report failed", extra={"job_id": job_id})
+
+    def checkpointed(self, job_id: str, token: int, key: str, sha256: str, step: int) -> bool:
+        return bool(self._post(job_id, "checkpointed", token=token, key=key, sha256=sha256, step=step)["accepted"])
+
+    def checkpoint_failed(self, job_id: str, token: int, reason: str) -> None:
+        self._post(job_id, "checkpoint_failed", token=token, reason=reason)
+
+    def suspended(self, job_id: str, token: int, step: int) -> None:
+        self._post(job_id, "suspended", token=token, step=step)
 
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None:
         self._post(job_id, "completed", token=token, key=key, sha256=sha256, size=size, info=info)

@@ -18,14 +18,15 @@ from ..settings import Settings
 from ..states import JOBSTATE, NAMESPACE
 from .admission import Admission
 from .batches import Batches
+from .checkpoints import Checkpoints
 from .dispatch import Dispatch, failure_reason, stop
 from .optimizations import Optimizations
 from .records import Dispatched, ExportRun, IterationRun
 
 RECONCILE_EVERY_S = 2.0
 INSERT_JOB = (
-    "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator) "
-    "VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s) RETURNING *"
+    "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator, "
+    "checkpoint_interval_s) VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s) RETURNING *"
 )
 
 log = get_logger("jobs")
@@ -48,7 +49,7 @@ EXPORTING_BATCHES = "SELECT id FROM batches WHERE dataset_status = 'RUNNING'"
 RUNNING_WITHOUT_FINAL_RUN = "SELECT id FROM optimizations WHERE status = 'RUNNING' AND result_job_id IS NULL"
 
 
-class JobState(Admission, Dispatch, Batches, Optimizations):
+class JobState(Admission, Dispatch, Checkpoints, Batches, Optimizations):
     """Use through :func:`start_actor`; the methods run inside the actor (those of the
     concerns it inherits too, under the same remote names)."""
 
@@ -69,12 +70,22 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
     def ping(self) -> bool:
         return True
 
-    def submit(self, key_id: str, quota: int, config_json: str, body_sha256: str, idempotency_key: str | None, request_id: str | None, accelerator: str | None = None) -> dict[str, Any]:
+    def submit(
+        self,
+        key_id: str,
+        quota: int,
+        config_json: str,
+        body_sha256: str,
+        idempotency_key: str | None,
+        request_id: str | None,
+        accelerator: str | None = None,
+        checkpoint_interval_s: float | None = None,
+    ) -> dict[str, Any]:
         """Record a QUEUED job and dispatch it. The key's row lock serialises its
         submissions, so the quota check cannot race. Returns ``{"refused": None, "row",
         "created"}``, or ``{"refused": "quota" | "idempotency", "detail", "retry_after"}``."""
         total_steps = Simulation.model_validate_json(config_json).grid.num_time_steps
-        values = (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator)
+        values = (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator, checkpoint_interval_s)
         outcome = self._admit_and_insert("jobs", key_id, quota, body_sha256, idempotency_key, lambda conn: conn.execute(INSERT_JOB, values).fetchone())
         if outcome["refused"] is None and outcome["created"]:
             log.info("queued", extra={"request_id": request_id, "job_id": str(outcome["row"]["id"])})
@@ -91,8 +102,10 @@ class JobState(Admission, Dispatch, Batches, Optimizations):
             job = conn.execute(OWN_JOB, (job_id, key_id)).fetchone()
         with self.lock:
             entry = self.refs.get(job_id)
-        if job is not None and job["status"] == "CANCELLED" and entry is not None:
-            stop(entry)
+        if job is not None and job["status"] == "CANCELLED":
+            if entry is not None:
+                stop(entry)
+            self._drop_checkpoint(job_id)
         self._next_members()
         return job
 

@@ -103,6 +103,7 @@ class Batches:
                 entry = self.refs.get(str(row["id"]))
             if entry is not None:
                 stop(entry)
+            self._drop_checkpoint(str(row["id"]))
         return batch
 
     def export(self, batch_id: str, key_id: str, monitors: list[str] | None) -> dict | None:

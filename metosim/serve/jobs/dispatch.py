@@ -25,7 +25,7 @@ PROGRESS = (
 )
 COMPLETED = (
     "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), heartbeat_at = now(), step = %s, "
-    "total_steps = %s, result_key = %s, result_sha256 = %s, result_bytes = %s WHERE id = %s AND "
+    "total_steps = %s, result_key = %s, result_sha256 = %s, result_bytes = %s, resumed_step = %s WHERE id = %s AND "
     "dispatches = %s AND status = 'RUNNING' AND result_key IS NULL"
 )
 DISPATCH = (
@@ -105,7 +105,7 @@ class Dispatch:
                     options["accelerator_type"] = row["requested_accelerator"]
             handle = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"])
         else:
-            job = payload(self.settings, job_id, row["dispatches"], row["config"], callback, row["request_id"])  # type: ignore[arg-type]
+            job = payload(self.settings, job_id, row["dispatches"], row["config"], callback, row["request_id"], provider)  # type: ignore[arg-type]
             handle = spawn(provider, job)
             log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
@@ -130,13 +130,15 @@ class Dispatch:
                 self.refs.pop(job_id, None)
             self.dispatch(job_id, provider)
 
-    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> bool:
+    def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> dict[str, Any] | None:
+        """RUNNING under this dispatch; returns what the worker resumes from and how
+        often it checkpoints (``start_of``), or None for a stale dispatch."""
         with self.pool.connection() as conn:
             row = conn.execute(
                 STARTED,
                 (node, accelerator, pid, job_id, token),
             ).fetchone()
-        return row is not None
+        return None if row is None else self.start_of(job_id)
 
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
         with self.pool.connection() as conn:
@@ -149,8 +151,9 @@ class Dispatch:
         with self.pool.connection() as conn:
             conn.execute(
                 COMPLETED,
-                (info.get("time_steps", 0), info.get("time_steps", 0), key, sha256, size, job_id, token),
+                (info.get("time_steps", 0), info.get("time_steps", 0), key, sha256, size, info.get("resumed_step", 0), job_id, token),
             )
+        self._drop_checkpoint(job_id)
         self._next_members()
 
     def failed(self, job_id: str, reason: str, token: int | None = None) -> None:
@@ -163,4 +166,5 @@ class Dispatch:
         if row is not None:
             log.info("failed", extra={"job_id": job_id, "status": "FAILED"})
             job_failed(job_id, reason, row["request_id"])
+            self._drop_checkpoint(job_id)
         self._next_members()

@@ -4,6 +4,7 @@ links, paging."""
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -134,6 +135,14 @@ def job_view(api: Replica, job: dict[str, Any]) -> dict[str, Any]:
         },
         "attempts": job["attempts"],
         "error": job["error"],
+        "checkpoint": {
+            "interval_s": job["checkpoint_interval_s"] or api.settings.checkpoint_interval_s,
+            "step": job["checkpoint_step"],  # the newest stored (None: none yet)
+            "at": iso(job["checkpoint_at"]),
+            "error": job["checkpoint_error"],  # why the last one could not be stored
+            "resumed_step": job["resumed_step"],  # the finished run went on from this step
+            "continuations": job["continuations"],  # times a worker's time limit handed it on
+        },
         "provider": job["provider"],
         "node": job["node"],
         "accelerator": job["accelerator"],
@@ -161,6 +170,21 @@ def too_large(api: Replica, sim: Simulation, loc: str = "") -> dict[str, Any] | 
 def check_accelerator(accelerator: str | None) -> None:
     if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
         raise Problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
+
+
+def check_checkpoint_interval(value: str | None, floor_s: float) -> float | None:
+    """The ``checkpoint_interval`` query value in seconds (None: the service's default),
+    else Problem 422 naming it: it must be a finite number of at least ``floor_s``."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < floor_s:
+        reason = f"must be a finite number of seconds ≥ {floor_s:g} (checkpoints cost time), not {value!r}"
+        raise Problem(422, "Invalid checkpoint interval", f"checkpoint_interval {reason}", errors=[{"loc": "query.checkpoint_interval", "msg": reason, "type": "value_error"}])
+    return seconds
 
 
 def idempotency_key(request: Request) -> str | None:

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from ...version import __version__
 from ..metrics import latest
 from ..problems import BEARER, Problem, problem
-from ..storage import LocalStore, media_type
+from ..storage import LocalStore, is_job_checkpoint_key, media_type
 from .common import Replica, replica
 
 router = APIRouter()
@@ -57,14 +57,24 @@ async def callback(api: Replica, job_id: str, request: Request) -> dict[str, Any
 
 @router.post("/v1/internal/jobs/{job_id}/{event}", include_in_schema=False)
 async def worker_event(job_id: str, event: str, request: Request, api: Replica = Depends(replica)) -> Response:
-    """started | progress | completed | failed, from a worker outside Ray."""
+    """started | progress | checkpointed | checkpoint_failed | suspended | completed |
+    failed, from a worker outside Ray."""
     body = await callback(api, job_id, request)
     token = int(body["token"])
     if event == "started":
-        accepted = await api.jobs.started.remote(job_id, token, str(body["node"])[:200], str(body["accelerator"])[:100], int(body["pid"]))
-        return JSONResponse({"accepted": accepted})
+        start = await api.jobs.started.remote(job_id, token, str(body["node"])[:200], str(body["accelerator"])[:100], int(body["pid"]))
+        return JSONResponse({"accepted": start is not None, "start": start})
     if event == "progress":
         await api.jobs.progress.remote(job_id, token, int(body["step"]), int(body["total"]), float(body["cells_per_second"]))
+    elif event == "checkpointed":
+        key = str(body["key"])
+        if not is_job_checkpoint_key(job_id, key):  # the actor deletes recorded keys later: only this job's
+            return problem(422, "Invalid checkpoint key", f"not a checkpoint key of job {job_id}")
+        return JSONResponse({"accepted": await api.jobs.checkpointed.remote(job_id, token, key, str(body["sha256"]), int(body["step"]))})
+    elif event == "checkpoint_failed":
+        await api.jobs.checkpoint_failed.remote(job_id, token, str(body["reason"])[:1000])
+    elif event == "suspended":
+        await api.jobs.suspended.remote(job_id, token, int(body["step"]))
     elif event == "completed":
         await api.jobs.completed.remote(job_id, token, str(body["key"]), str(body["sha256"]), int(body["size"]), dict(body.get("info") or {}))
     elif event == "failed":

@@ -1,0 +1,97 @@
+"""Checkpointed solves on the running service (real PostgreSQL, moto S3 over HTTP,
+Ray, Serve): a worker killed late in a solve is retried from its newest checkpoint
+with a bit-identical result; a store that refuses checkpoints leaves the solve
+running and the job saying so; checkpoints are deleted when jobs end; a bad
+``checkpoint_interval`` is a 422 naming it. (A whole service killed and restarted,
+and a worker's time limit handing the job on: tests/test_lifecycle.py.)"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+import metosim as ms
+
+from .conftest import BUCKET, issue_key
+from .test_checkpoint import assert_identical
+from .test_service import auth, db_row, slow, wait_for
+
+
+def submit(service: dict, key: str, sim: ms.Simulation, interval: str) -> str:
+    response = service["client"].post("/v1/simulations", params={"checkpoint_interval": interval}, content=sim.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def stored_checkpoints(service: dict, job_id: str) -> list[str]:
+    from metosim.serve.storage import S3Store
+
+    listing = S3Store(BUCKET, service["s3"].url).client.list_objects_v2(Bucket=BUCKET, Prefix=f"checkpoints/{job_id}/")
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def result_of(job: dict) -> ms.SimulationData:
+    return ms.SimulationData.from_hdf5(io.BytesIO(httpx.get(job["result"]["url"]).content))
+
+
+def test_a_worker_killed_late_resumes_from_its_checkpoint_bit_for_bit(service: dict) -> None:
+    key = issue_key(service, "resume-kill")
+    sim = slow(16.0)
+    job_id = submit(service, key, sim, "1")
+    total = sim.grid.num_time_steps
+    running = wait_for(service, key, job_id, ("RUNNING",), timeout=120, predicate=lambda j: (j["checkpoint"]["step"] or 0) >= 0.6 * total)
+    assert running["checkpoint"]["interval_s"] == 1.0 and running["checkpoint"]["error"] is None
+    assert len(stored_checkpoints(service, job_id)) == 1  # each new one replaces the last
+    killed = time.monotonic()
+    os.kill(db_row(service, job_id)["worker_pid"], signal.SIGKILL)
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
+    print(f"worker killed at step {running['checkpoint']['step']}/{total}: completed {time.monotonic() - killed:.1f} s later, resumed from step {done['checkpoint']['resumed_step']}")
+    assert done["attempts"] == 2
+    assert done["checkpoint"]["resumed_step"] >= running["checkpoint"]["step"] >= 0.6 * total
+    assert stored_checkpoints(service, job_id) == []  # deleted with the job's end
+    assert_identical(ms.solve(sim), result_of(done))  # the same numbers as an uninterrupted run
+
+
+def test_a_store_that_refuses_checkpoints_leaves_the_solve_running(service: dict) -> None:
+    key = issue_key(service, "resume-refused")
+    sim = slow(12.0)
+    job_id = submit(service, key, sim, "1")
+    wait_for(service, key, job_id, ("RUNNING",), timeout=120, predicate=lambda j: j["checkpoint"]["step"] is not None)
+    service["s3"].stop()
+    try:
+        refused = wait_for(service, key, job_id, ("RUNNING",), timeout=60, predicate=lambda j: j["checkpoint"]["error"] is not None)
+        assert "not stored" in refused["checkpoint"]["error"]
+        # The solve goes on meanwhile.
+        wait_for(service, key, job_id, ("RUNNING",), timeout=60, predicate=lambda j: j["progress"]["step"] > refused["progress"]["step"])
+    finally:
+        service["s3"].restart()
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
+    assert done["attempts"] == 1 and done["checkpoint"]["resumed_step"] == 0
+    assert stored_checkpoints(service, job_id) == []
+    assert float(np.max(np.abs(result_of(done)["f"]["Ez"]))) > 0
+
+
+def test_a_cancelled_job_leaves_no_checkpoint(service: dict) -> None:
+    key = issue_key(service, "resume-cancel")
+    job_id = submit(service, key, slow(12.0), "1")
+    wait_for(service, key, job_id, ("RUNNING",), timeout=120, predicate=lambda j: j["checkpoint"]["step"] is not None)
+    assert service["client"].delete(f"/v1/simulations/{job_id}", headers=auth(key)).status_code == 200
+    deadline = time.monotonic() + 30
+    while stored_checkpoints(service, job_id):  # a checkpoint in flight is deleted by its worker
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("value", ["0.1", "-5", "nan", "inf", "often"])
+def test_a_bad_checkpoint_interval_is_422_naming_it(service: dict, value: str) -> None:
+    response = service["client"].post("/v1/simulations", params={"checkpoint_interval": value}, content=slow(1.0).model_dump_json(), headers={**auth(service["keys"]["frank"]), "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["errors"][0]["loc"] == "query.checkpoint_interval"
+    assert "finite number of seconds ≥ 0.5" in problem["errors"][0]["msg"]
