@@ -44,6 +44,18 @@ def test_node_types_scale_from_zero_with_b200_and_a100() -> None:
     assert any('metosim[gpu,serve]' in c for c in CONFIG["setup_commands"])
 
 
+def test_spot_gpu_types_mirror_the_on_demand_ones() -> None:
+    """A job that fits an on-demand GPU type fits its spot twin: a preempted node's
+    jobs can go on on either (from their checkpoints)."""
+    types = CONFIG["available_node_types"]
+    for name in ("gpu_b200", "gpu_a100"):
+        spot, on_demand = types[f"{name}_spot"], types[name]
+        assert spot["node_config"]["InstanceMarketOptions"] == {"MarketType": "spot"}
+        assert "InstanceMarketOptions" not in on_demand["node_config"]
+        assert spot["resources"] == on_demand["resources"]
+        assert spot["node_config"]["InstanceType"] == on_demand["node_config"]["InstanceType"]
+
+
 def test_every_metosim_command_in_cluster_yaml_exists_in_the_cli() -> None:
     commands = [c for key in ("setup_commands", "head_start_ray_commands", "worker_start_ray_commands") for c in CONFIG.get(key, [])]
     invocations = []

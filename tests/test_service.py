@@ -444,5 +444,5 @@ def test_one_jobs_callback_token_is_refused_for_another(service: dict) -> None:
     crossed = service["client"].post(f"/v1/internal/jobs/{jobs[1]}/started", json=body, headers=auth(tokens[0]))
     assert crossed.status_code == 401 and crossed.json()["detail"] == "invalid job callback token"
     own = service["client"].post(f"/v1/internal/jobs/{jobs[0]}/started", json=body, headers=auth(tokens[0]))
-    assert own.status_code == 200 and own.json() == {"accepted": False}  # authenticated; a finished job is not restarted
+    assert own.status_code == 200 and own.json() == {"accepted": False, "start": None}  # authenticated; a finished job is not restarted
     assert db_row(service, jobs[0])["status"] == db_row(service, jobs[1])["status"] == "COMPLETED"

@@ -107,6 +107,7 @@ class Settings:
             "signing_secret": _env("SIGNING_SECRET"),
             "overflow_provider": "modal" if _env("MODAL_ENABLED", "0").lower() in ("1", "true", "yes") and modal_token_present() else None,
             "overflow_wait_s": _env("OVERFLOW_WAIT_S"),
+            "max_retries": _env("MAX_RETRIES"),
             "checkpoint_interval_s": _env("CHECKPOINT_INTERVAL_S"),
             "checkpoint_floor_s": _env("CHECKPOINT_FLOOR_S"),
             "solve_time_limit_s": _env("SOLVE_TIME_LIMIT_S"),

@@ -19,7 +19,7 @@ from ..states import JOBSTATE, NAMESPACE
 from .admission import Admission
 from .batches import Batches
 from .checkpoints import Checkpoints
-from .dispatch import Dispatch, failure_reason, stop
+from .dispatch import Dispatch, failure_reason, lost_worker, stop
 from .optimizations import Optimizations
 from .records import Dispatched, ExportRun, IterationRun
 
@@ -204,13 +204,16 @@ class JobState(Admission, Dispatch, Checkpoints, Batches, Optimizations):
         return last_reconcile
 
     def _finish(self, job_id: str, entry: Dispatched) -> None:
-        """A Ray task ended: any error becomes the job's FAILED reason."""
+        """A Ray task ended: any error becomes the job's FAILED reason, except a lost
+        worker (past Ray's retries) whose solve checkpointed further than it started:
+        that one goes on (a spot node preempted again and again still finishes)."""
         try:
             ray.get(entry.handle)
         except ray.exceptions.TaskCancelledError:
             pass
         except Exception as e:  # noqa: BLE001 - every failure becomes a reason on the job
-            self.failed(job_id, failure_reason(e), entry.token)
+            if not (lost_worker(e) and self.requeue_if_progressed(job_id, entry)):
+                self.failed(job_id, failure_reason(e), entry.token)
         self._forget(job_id, entry)
         self._fill()  # its slot is free now
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..logs import get_logger
 from ..storage import ObjectStore, make_store
+from .records import Dispatched
 
 log = get_logger("jobs")
 START = "SELECT checkpoint_key, checkpoint_sha256, checkpoint_step, checkpoint_interval_s FROM jobs WHERE id = %s"
@@ -22,6 +23,10 @@ CHECKPOINT_FAILED = "UPDATE jobs SET checkpoint_error = %s WHERE id = %s AND dis
 SUSPENDED = (
     "UPDATE jobs SET status = 'QUEUED', continuations = continuations + 1, attempts = greatest(attempts - 1, 0) "
     "WHERE id = %s AND dispatches = %s AND status = 'RUNNING' AND checkpoint_step = %s RETURNING batch_id"
+)
+PROGRESSED = (
+    "UPDATE jobs SET status = 'QUEUED' WHERE id = %s AND dispatches = %s AND status = 'RUNNING' AND "
+    "checkpoint_step > %s RETURNING batch_id"
 )
 ENDED_CHECKPOINT = (
     "UPDATE jobs j SET checkpoint_key = NULL, checkpoint_sha256 = NULL FROM (SELECT id, checkpoint_key AS "
@@ -71,7 +76,22 @@ class Checkpoints:
             self.failed(job_id, f"the worker's time limit was reached and its checkpoint at step {step}, to go on from, was not stored", token)
             return
         log.info(f"continues from step {step}", extra={"job_id": job_id})
-        if row["batch_id"] is None:
+        self._go_on(job_id, row["batch_id"])
+
+    def requeue_if_progressed(self, job_id: str, entry: Dispatched) -> bool:
+        """Queue a job whose worker was lost again if its checkpoints got past where
+        this dispatch started; False (nothing done) if they did not."""
+        with self.pool.connection() as conn:
+            row = conn.execute(PROGRESSED, (job_id, entry.token, entry.checkpoint_step)).fetchone()
+        if row is None:
+            return False
+        log.info("worker lost after checkpointing further: requeued", extra={"job_id": job_id})
+        self._go_on(job_id, row["batch_id"])
+        return True
+
+    def _go_on(self, job_id: str, batch_id: Any) -> None:
+        """Dispatch a job queued again to go on from its checkpoint."""
+        if batch_id is None:
             self.dispatch(job_id)
         else:
             self._fill()

@@ -31,7 +31,7 @@ COMPLETED = (
 DISPATCH = (
     "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s, "
     "dispatch_node = %s WHERE id = %s AND status = 'QUEUED' RETURNING dispatches, config::text AS config, "
-    "request_id, requested_accelerator"
+    "request_id, requested_accelerator, checkpoint_step"
 )
 STARTED = (
     "UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now()), heartbeat_at = now(), "
@@ -59,6 +59,14 @@ def export_task(batch_id: str, members: list[dict[str, Any]], monitors: list[str
 def optimization_task(optimization_id: str, problem_json: str, checkpoint: tuple[str, str] | None, settings: Settings) -> dict[str, Any]:
     """The Ray task body of one optimisation iteration (see ``worker.optimization_iteration``)."""
     return optimization_iteration(optimization_id, problem_json, checkpoint, settings)
+
+
+def lost_worker(error: BaseException) -> bool:
+    """Whether a Ray task failed because its worker process or node went away (a kill,
+    an out-of-memory kill, a preempted spot node), not because of its own error."""
+    from ray.exceptions import LocalRayletDiedError, NodeDiedError, WorkerCrashedError
+
+    return isinstance(error, (WorkerCrashedError, NodeDiedError, LocalRayletDiedError))
 
 
 def failure_reason(error: BaseException) -> str:
@@ -109,7 +117,7 @@ class Dispatch:
             handle = spawn(provider, job)
             log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
-            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic())
+            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic(), row["checkpoint_step"] or 0)
 
     def _overflow(self) -> None:
         """Send Ray-queued jobs elsewhere when the cluster has had no free GPU for

@@ -12,6 +12,7 @@ class Dispatched(NamedTuple):
     token: int  # the dispatch count: a worker's reports must carry it
     provider: str  # "ray", "subprocess" or "modal"
     at: float  # when it was dispatched (time.monotonic(), s)
+    checkpoint_step: int  # the newest checkpoint's step then (0: none): did the run get further?
 
 
 class ExportRun(NamedTuple):
