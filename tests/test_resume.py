@@ -63,6 +63,33 @@ def test_workers_killed_late_resume_from_their_checkpoints_bit_for_bit(service: 
     assert_identical(ms.solve(sim), result_of(done))  # the same numbers as an uninterrupted run
 
 
+def test_a_corrupt_checkpoint_is_skipped_with_a_log_line_never_used(service: dict) -> None:
+    import glob
+
+    import ray
+
+    from metosim.serve.storage import S3Store
+
+    key = issue_key(service, "resume-corrupt")
+    sim = slow(8.0)
+    job_id = submit(service, key, sim, "1")
+    running = wait_for(service, key, job_id, ("RUNNING",), timeout=120, predicate=lambda j: j["checkpoint"]["step"] is not None)
+    # Frozen, so it stores no newer one; then the recorded object's bytes are replaced
+    # behind the service's back (its recorded SHA-256 stays) and the worker killed.
+    pid = db_row(service, job_id)["worker_pid"]
+    os.kill(pid, signal.SIGSTOP)
+    recorded = db_row(service, job_id)["checkpoint_key"]
+    S3Store(BUCKET, service["s3"].url).client.put_object(Bucket=BUCKET, Key=recorded, Body=b"not the checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
+    assert running["checkpoint"]["step"] > 0 and done["attempts"] == 2
+    assert done["checkpoint"]["resumed_step"] == 0  # started over rather than trust it
+    assert_identical(ms.solve(sim), result_of(done))
+    logs = ray._private.worker.global_worker.node.get_logs_dir_path()
+    lines = [line for path in glob.glob(f"{logs}/worker-*") for line in open(path, errors="replace") if job_id in line and "skipped" in line]
+    assert any("does not match its recorded SHA-256" in line for line in lines), lines
+
+
 def test_a_store_that_refuses_checkpoints_leaves_the_solve_running(service: dict) -> None:
     key = issue_key(service, "resume-refused")
     sim = slow(12.0)
