@@ -11,7 +11,10 @@ from nbclient import NotebookClient
 
 from .conftest import issue_key
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: Executed copies, outputs included: the documentation site renders these (docs/site_hooks.py).
+EXECUTED = ROOT / "build" / "notebooks"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -24,6 +27,8 @@ def test_notebook_runs(path: Path, service: dict, monkeypatch: pytest.MonkeyPatc
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, EXECUTED / path.name)
     assert any("image/png" in o.get("data", {}) for o in outputs)  # plots were drawn
     if path.stem == "field_slicer":
         assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
