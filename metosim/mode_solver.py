@@ -9,7 +9,7 @@ the ones ``ModeSource`` injects and ``ModeMonitor`` projects onto.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import xarray as xr
@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from .base import FIELD_COMPONENTS, Frequencies, _as_tuple
 from .geometry import Box
+from .kernels import hdf5
 from .kernels.modes import modes_dataset, simulation_modes
 from .kernels.units import to_normalised_frequency
 from .mode_spec import ModeSpec, check_plane, plane_normal
@@ -35,6 +36,16 @@ class ModeSolverData:
         self.plane = plane
         self.normal = plane_normal(plane.size)
         self.simulation = simulation
+
+    def to_hdf5(self, target: str | IO[bytes]) -> None:
+        """Write the modes (indices, profiles), their plane and simulation to HDF5."""
+        hdf5.write_modes(target, self.dataset, self.plane.model_dump_json(), self.simulation.model_dump_json() if self.simulation is not None else "")
+
+    @classmethod
+    def from_hdf5(cls, source: str | IO[bytes]) -> "ModeSolverData":
+        """Read what :meth:`to_hdf5` wrote (a path or a binary file object)."""
+        dataset, plane_json, simulation_json = hdf5.read_modes(source)
+        return cls(dataset, Box.model_validate_json(plane_json), Simulation.model_validate_json(simulation_json) if simulation_json else None)
 
     @property
     def n_complex(self) -> xr.DataArray:

@@ -23,6 +23,11 @@ class ModeSpec(MetoModel):
     rank first. ``bend_radius`` (µm, signed: positive bends towards +radial) with
     ``bend_axis`` (0 or 1: the tangential axis the guide bends about) solves a bent
     guide; its n_eff is per unit arc length at the plane centre.
+
+    ``track_freq``: with several frequencies, the modes are ordered as above at the
+    "lowest", "central" (default) or "highest" one and followed from there to the
+    others by their profiles' overlap, so ``mode_index`` names the same mode at every
+    frequency even where two modes' n_eff cross; None orders each frequency on its own.
     """
 
     type: Literal["ModeSpec"] = "ModeSpec"
@@ -33,6 +38,7 @@ class ModeSpec(MetoModel):
     bend_radius: Finite | None = None
     bend_axis: Literal[0, 1] | None = None
     precision: Literal["single", "double"] = "double"
+    track_freq: Literal["lowest", "central", "highest"] | None = "central"
 
     @field_validator("num_pml", mode="before")
     @classmethod

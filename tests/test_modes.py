@@ -453,3 +453,80 @@ def test_pml_planes_keep_guided_modes_and_show_bend_loss() -> None:
     # low-contrast (n 2.0 in 1.444) guide.
     assert tighter[1] > 1e-6 and tighter[1] > 10 * abs(gentle[1])
     assert walls[0] < gentle[0] < tighter[0] < walls[0] + 0.01
+
+
+def test_mode_solver_data_round_trips_through_hdf5() -> None:
+    import io
+    import warnings
+
+    sim = slab_simulation(12, 0.43, offset=0.0)
+    plane = ms.Box(center=(0.1, 0, 0), size=(0, ms.inf, ms.inf))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # two modes exist: nothing to warn about
+        modes = ms.ModeSolver(sim, plane, ms.ModeSpec(num_modes=2), [F0, 1.1 * F0]).solve()
+    buffer = io.BytesIO()
+    modes.to_hdf5(buffer)
+    back = ms.ModeSolverData.from_hdf5(io.BytesIO(buffer.getvalue()))
+    assert back.plane == plane and back.simulation == sim
+    assert set(back.dataset.data_vars) == set(modes.dataset.data_vars)
+    for name in modes.dataset.data_vars:
+        np.testing.assert_array_equal(back.dataset[name].values, modes.dataset[name].values)
+        assert back.dataset[name].dims == modes.dataset[name].dims
+    np.testing.assert_array_equal(back.n_eff.values, modes.n_eff.values)
+    with pytest.raises(ValueError, match="not a MetoSim mode solver file"):
+        ms.ModeSolverData.from_hdf5(io.BytesIO(_results_file()))
+
+
+def _results_file() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    ms.SimulationData(slab_simulation(12, 0.43, offset=0.0), {}, {}).to_hdf5(buffer)
+    return buffer.getvalue()
+
+
+def test_fewer_guided_modes_than_asked_is_a_warning_naming_the_plane() -> None:
+    sim = slab_simulation(12, 0.43, offset=0.0)
+    with pytest.warns(UserWarning, match=r"ModeSolver: \d guided mode\(s\) on the plane at .* fewer than the 12 asked for") as caught:
+        modes = ms.ModeSolver(sim, ms.Box(size=(0, ms.inf, ms.inf)), ms.ModeSpec(num_modes=12), [F0, 1.05 * F0]).solve()
+    assert len([w for w in caught if "guided mode" in str(w.message)]) == 1  # once per plane, not per frequency
+    guided = int(str(caught[0].message).split("ModeSolver: ")[1].split()[0])
+    assert 0 < guided < 12 and np.all(modes.n_eff.values[:guided, 0] > 1.5)
+
+
+def two_guides() -> ms.Simulation:
+    """Two far-apart 2D guides (z-invariant, along x) whose indices cross with frequency:
+    a wide n = 2 guide (y < 0) and a thin n = 3.2 one (y > 0), steeper in dispersion:
+    its n_eff falls below the wide guide's near λ = 1.5 µm."""
+    return ms.Simulation(
+        size=(1.0, 6.0, 0),
+        grid_spec=ms.GridSpec.uniform(0.02),
+        run_time=1e-15,
+        medium=ms.Medium(permittivity=1.45**2),
+        structures=[
+            ms.Structure(geometry=ms.Box(center=(0, -1.2, 0), size=(ms.inf, 0.8, ms.inf)), medium=ms.Medium(permittivity=2.0**2)),
+            ms.Structure(geometry=ms.Box(center=(0, 1.2, 0), size=(ms.inf, 0.08, ms.inf)), medium=ms.Medium(permittivity=3.2**2)),
+        ],
+    )
+
+
+def test_tracked_modes_keep_their_index_across_a_crossing_of_n_eff() -> None:
+    sim, plane = two_guides(), ms.Box(size=(0, ms.inf, ms.inf))
+    freqs = ms.C_0 / (np.linspace(0.6, 2.4, 9) * 1e-6)
+    spec = ms.ModeSpec(num_modes=2, filter_pol="tm")  # E along z (the TE-like slab modes of both guides)
+
+    def in_wide_guide(modes: ms.ModeSolverData) -> np.ndarray:
+        """Share of |Ez|² in the wide guide's half (y < 0), per mode and frequency."""
+        power = np.abs(modes.dataset["Ez"]) ** 2
+        return (power.where(power.y < 0).sum(("y", "z")) / power.sum(("y", "z"))).values
+
+    tracked = ms.ModeSolver(sim, plane, spec, freqs).solve()
+    sorted_each = ms.ModeSolver(sim, plane, spec.model_copy(update={"track_freq": None}), freqs).solve()
+    where_untracked = in_wide_guide(sorted_each)[0] > 0.5
+    assert where_untracked.any() and not where_untracked.all()  # untracked: mode 0 jumps between guides
+    where = in_wide_guide(tracked) > 0.5
+    # Tracked: each index stays in one guide at every frequency, the two in different ones.
+    assert np.all(where[0] == where[0][0]) and np.all(where[1] == where[1][0]) and where[0][0] != where[1][0]
+    # Ordered by n_eff at the central frequency, as without tracking there.
+    centre = len(freqs) // 2
+    np.testing.assert_allclose(tracked.n_eff.values[:, centre], sorted_each.n_eff.values[:, centre])

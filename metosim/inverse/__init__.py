@@ -9,6 +9,7 @@ On the service: ``client.optimize(problem)`` (``POST /v1/optimizations``).
 """
 
 from .design import DesignRegion, apply_filter, binarisation, filter_kernel, tanh_projection
+from .length_scale import measured_length_scales
 from .objective import FluxTerm, IntensityTerm, ModeTerm, Objective
 from .optimize import Evaluator, OptimizationFailed, OptimizationResult, OptimizerState, adam_step, optimize
 from .problem import InverseProblem, Optimizer
@@ -29,6 +30,7 @@ __all__ = [
     "apply_filter",
     "binarisation",
     "filter_kernel",
+    "measured_length_scales",
     "optimize",
     "tanh_projection",
 ]

@@ -66,7 +66,14 @@ class DesignRegion(MetoModel):
     """A box whose permittivity an optimiser chooses, pixel by pixel, between
     ``eps_min`` and ``eps_max``. ``pixel_size`` (µm) sets the pixels (one pixel along
     an axis the simulation is invariant in); ``filter_radius`` (µm) the minimum
-    feature scale; ``eta`` the projection threshold."""
+    feature scale; ``eta`` the projection threshold.
+
+    ``robust`` (δ, 0 to turn it off): the objective becomes the worst of three
+    designs projected at η − δ (dilated), η and η + δ (eroded) — the robust
+    formulation (Wang, Lazarov and Sigmund 2011): every feature must work with its
+    edges moved either way, which keeps solid and void features from shrinking
+    below a length scale set by ``filter_radius`` and δ. It costs three solves per
+    evaluation."""
 
     type: Literal["DesignRegion"] = "DesignRegion"
     name: str = "design"
@@ -77,12 +84,20 @@ class DesignRegion(MetoModel):
     filter_radius: NonNegativeFinite = 0.0
     filter: Literal["conic", "gaussian"] = "conic"
     eta: Annotated[Finite, Field(gt=0.0, lt=1.0)] = 0.5
+    robust: Annotated[Finite, Field(ge=0.0, lt=0.5)] = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> "DesignRegion":
         if self.eps_min > self.eps_max:
             raise ValueError(f"eps_min ({self.eps_min}) must not exceed eps_max ({self.eps_max})")
+        if self.robust and not 0 < self.eta - self.robust < self.eta + self.robust < 1:
+            raise ValueError(f"robust ({self.robust}) must keep eta ± robust within (0, 1) (eta is {self.eta})")
         return self
+
+    @property
+    def etas(self) -> tuple[float, ...]:
+        """The thresholds the objective is evaluated at: η, or (η − δ, η, η + δ) when robust."""
+        return (self.eta - self.robust, self.eta, self.eta + self.robust) if self.robust else (self.eta,)
 
     @field_validator("pixel_size")
     @classmethod
@@ -101,13 +116,13 @@ class DesignRegion(MetoModel):
         steps = [s / n for s, n in zip(self.geometry.size, shape)]
         return filter_kernel(tuple(self.filter_radius / d if on else 0.0 for d, on in zip(steps, active)), self.filter)  # type: ignore[arg-type]
 
-    def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np) -> Any:
-        """ρ → ρ̂ ∈ [0, 1]: filtered, then projected."""
-        return tanh_projection(apply_filter(rho, self.kernel(active), xp), beta, self.eta, xp)
+    def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None) -> Any:
+        """ρ → ρ̂ ∈ [0, 1]: filtered, then projected (at ``eta``, default the region's)."""
+        return tanh_projection(apply_filter(rho, self.kernel(active), xp), beta, self.eta if eta is None else eta, xp)
 
-    def permittivity(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np) -> Any:
+    def permittivity(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None) -> Any:
         """ρ → ε per pixel."""
-        return self.eps_min + (self.eps_max - self.eps_min) * self.project(rho, beta, active, xp)
+        return self.eps_min + (self.eps_max - self.eps_min) * self.project(rho, beta, active, xp, eta)
 
     def structure(self, eps: Any) -> Structure:
         """The region filled with the pixel permittivity ``eps`` as a structure."""

@@ -10,6 +10,12 @@
 
 Field arrays are chunked so one plane (all x, y at one z and one f or t) is one
 chunk: a viewer slicing at fixed z reads only the chunks it shows.
+
+A mode solver's file (``ModeSolverData.to_hdf5``) has the same group layout:
+
+    /                       attrs: format = "metosim-modes", format_version, plane (the
+                            Box JSON), simulation (its JSON, or ""), versions
+    /modes                  n_complex, te_fraction, n_group, Ex … Hz, as a monitor group
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from xarray.core import indexing
 
 FORMAT = "metosim-results"
 FORMAT_VERSION = 1
+MODES_FORMAT = "metosim-modes"
 
 
 def versions() -> dict[str, str]:
@@ -77,19 +84,42 @@ def write_results(target: str | IO[bytes], simulation_json: str, monitors: dict[
             sim.create_dataset(f"grid/{axis}", data=values)
         root = f.create_group("monitors")
         for name, data in monitors.items():
-            group = root.create_group(name)
-            group.attrs["kind"] = "dataarray" if isinstance(data, xr.DataArray) else "dataset"
-            for key, value in data.attrs.items():
-                group.attrs[key] = value
-            for dim, coord in data.coords.items():
-                values = np.asarray(coord.values)
-                if values.dtype.kind == "U":  # labels such as a mode monitor's direction "+"/"-"
-                    group.create_dataset(f"coords/{dim}", data=values.astype(object), dtype=h5py.string_dtype())
-                else:
-                    group.create_dataset(f"coords/{dim}", data=values)
-            variables = {data.name or "data": data} if isinstance(data, xr.DataArray) else dict(data.data_vars)
-            for var, array in variables.items():
-                _write_variable(group, str(var), array)
+            write_group(root.create_group(name), data)
+
+
+def write_group(group: h5py.Group, data: xr.Dataset | xr.DataArray) -> None:
+    """One xarray object as an HDF5 group (read back by :func:`read_monitor`)."""
+    group.attrs["kind"] = "dataarray" if isinstance(data, xr.DataArray) else "dataset"
+    for key, value in data.attrs.items():
+        group.attrs[key] = value
+    for dim, coord in data.coords.items():
+        values = np.asarray(coord.values)
+        if values.dtype.kind == "U":  # labels such as a mode monitor's direction "+"/"-"
+            group.create_dataset(f"coords/{dim}", data=values.astype(object), dtype=h5py.string_dtype())
+        else:
+            group.create_dataset(f"coords/{dim}", data=values)
+    variables = {data.name or "data": data} if isinstance(data, xr.DataArray) else dict(data.data_vars)
+    for var, array in variables.items():
+        _write_variable(group, str(var), array)
+
+
+def write_modes(target: str | IO[bytes], dataset: xr.Dataset, plane_json: str, simulation_json: str) -> None:
+    """Write a mode solver's result (see the layout above)."""
+    with h5py.File(target, "w") as f:
+        f.attrs["format"] = MODES_FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["plane"] = plane_json
+        f.attrs["simulation"] = simulation_json
+        f.attrs["versions"] = json.dumps(versions())
+        write_group(f.create_group("modes"), dataset)
+
+
+def read_modes(source: str | IO[bytes]) -> tuple[xr.Dataset, str, str]:
+    """(dataset, plane JSON, simulation JSON or "") of a mode solver's file."""
+    with h5py.File(source, "r") as f:
+        if f.attrs.get("format") != MODES_FORMAT:
+            raise ValueError(f"not a MetoSim mode solver file (format {f.attrs.get('format')!r})")
+        return read_monitor(f["modes"]), str(f.attrs["plane"]), str(f.attrs["simulation"])
 
 
 class LazyDataset(BackendArray):

@@ -28,6 +28,7 @@ chosen so the largest E component is real and positive at its peak.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -514,6 +515,7 @@ def simulation_modes(
     bend_axis = None if spec.bend_axis is None else (1 - spec.bend_axis if swap else spec.bend_axis)
     section = None
     out = []
+    warned = False  # once per plane, not per frequency
     for f in freqs:
         if on_frequency is not None:
             on_frequency()
@@ -536,6 +538,15 @@ def simulation_modes(
                 f"found n_eff {np.real(modes.n_eff).min():.4g}…{np.real(modes.n_eff).max():.4g}, none above the index at the plane's edges "
                 f"({cladding:.4g}); does the plane cross a waveguide core?"
             )
+        guided = int(np.sum(np.real(modes.n_eff) > cladding * (1 + 1e-9)))
+        if spec.bend_radius is None and guided < spec.num_modes and not warned:
+            warned = True
+            warnings.warn(
+                f"{where}: {guided} guided mode(s) on the plane at {f * C_0 / MICROMETRE / 1e12:.4g} THz, fewer than the "
+                f"{spec.num_modes} asked for (n_eff above the index at the plane's edges, {cladding:.4g}); modes "
+                f"{guided}…{spec.num_modes - 1} are cladding or PML modes",
+                stacklevel=2,
+            )
         if dt is not None:
             # The leapfrog's discrete β along the normal, over the step at the plane.
             dn = float(grid.primal_steps(plane.normal)[plane.index])
@@ -546,7 +557,50 @@ def simulation_modes(
             carried = np.sqrt(np.cos(np.real(beta) * dn / 2))[:, None, None]
             modes = replace(modes, beta=beta, n_eff=beta / omega_physical, E=tuple(F / carried for F in modes.E), H=tuple(F / carried for F in modes.H))
         out.append(modes)
+    if spec.track_freq is not None:
+        out = track_modes(out, np.asarray(freqs), plane.steps, spec.track_freq)
     return plane, out
+
+
+def track_modes(modes: list[Modes], freqs: np.ndarray, steps: PlaneSteps, start: str) -> list[Modes]:
+    """``modes`` (one per frequency) reordered so that each index follows one mode: the
+    order at the ``start`` frequency ("lowest", "central", "highest") is kept, and each
+    neighbouring frequency, walking outwards in frequency, takes the assignment that
+    maximises the total |overlap| with the one before (Hungarian method)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(modes) < 2:
+        return modes
+    order = np.argsort(freqs, kind="stable")
+    at = {"lowest": 0, "central": (len(order) - 1) // 2, "highest": len(order) - 1}[start]
+    out = list(modes)
+    for walk in (range(at + 1, len(order)), range(at - 1, -1, -1)):
+        previous = order[at]
+        for k in walk:
+            current = order[k]
+            overlap = np.abs(_overlaps(out[previous], out[current], steps))
+            _, assignment = linear_sum_assignment(-overlap)
+            out[current] = _reordered(out[current], assignment)
+            previous = current
+    return out
+
+
+def _overlaps(a: Modes, b: Modes, steps: PlaneSteps) -> np.ndarray:
+    """|⟨a_i, b_j⟩| symmetrised, over unit-power modes: near 1 for the same mode."""
+    ab = reciprocal_overlap(a.E[0][:, None], a.E[1][:, None], b.H[0][None], b.H[1][None], steps)
+    ba = reciprocal_overlap(b.E[0][None], b.E[1][None], a.H[0][:, None], a.H[1][:, None], steps)
+    return 0.5 * (ab + ba)
+
+
+def _reordered(modes: Modes, order: np.ndarray) -> Modes:
+    return Modes(
+        n_eff=modes.n_eff[order],
+        beta=modes.beta[order],
+        E=tuple(F[order] for F in modes.E),  # type: ignore[arg-type]
+        H=tuple(F[order] for F in modes.H),  # type: ignore[arg-type]
+        te_fraction=modes.te_fraction[order],
+        n_group=modes.n_group[order],
+    )
 
 
 def _edge_index(eps: tuple[np.ndarray, ...], steps: PlaneSteps, num_pml: tuple[int, int]) -> float:

@@ -1,0 +1,67 @@
+"""Length scales of inverse designs: the measurement (imageruler) on designs whose
+widths and gaps are known by construction, and the robust formulation's objective:
+exactly the worst of the dilated, nominal and eroded designs, gradient included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+import metosim as ms
+from metosim.inverse import measured_length_scales
+
+from .test_inverse import small_bend
+
+
+def bars(widths: list[int], gaps: list[int], height: int = 40) -> np.ndarray:
+    """Vertical solid bars of ``widths`` pixels separated by ``gaps`` pixels, with
+    void margins of 10 pixels."""
+    columns = [0] * 10
+    for i, w in enumerate(widths):
+        columns += [1] * w + ([0] * gaps[i] if i < len(gaps) else [])
+    columns += [0] * 10
+    image = np.zeros((len(columns), height + 20))
+    image[:, 10 : 10 + height] = np.array(columns)[:, None]
+    return image
+
+
+@pytest.mark.parametrize(("widths", "gaps", "expected"), [([6, 9], [4], (6, 4)), ([12, 7, 9], [8, 5], (7, 5)), ([5, 8], [7], (5, 7))])
+def test_widths_and_gaps_are_measured_in_micrometres(widths: list[int], gaps: list[int], expected: tuple[int, int]) -> None:
+    pixel = 0.01
+    design = bars(widths, gaps)[:, :, None]  # a 2D design region (one pixel along z)
+    solid, void = measured_length_scales(design, pixel)
+    assert (solid, void) == pytest.approx((expected[0] * pixel, expected[1] * pixel))
+    # 3D: the narrowest over the layers (a featureless layer measures its whole extent)
+    layers = np.stack([design[:, :, 0], np.zeros_like(design[:, :, 0])], axis=-1)
+    assert measured_length_scales(layers, pixel) == pytest.approx((solid, void))
+    # 1D: the shortest runs
+    line = design[:, 30, 0]
+    assert measured_length_scales(line[:, None, None], pixel) == pytest.approx((expected[0] * pixel, expected[1] * pixel))
+
+
+def test_the_robust_objective_is_the_worst_of_three_designs_with_its_gradient() -> None:
+    plain = small_bend()
+    delta = 0.15
+    robust = plain.model_copy(update={"design": plain.design.model_copy(update={"robust": delta})})
+    rng = np.random.default_rng(3)
+    rho = rng.uniform(0.3, 0.7, plain.shape)
+    beta = 6.0
+    loss, grad, _ = ms.inverse.Evaluator(robust).value_and_grad(rho, beta)
+    branches = []
+    for eta in (0.5 - delta, 0.5, 0.5 + delta):
+        shifted = plain.model_copy(update={"design": plain.design.model_copy(update={"eta": eta})})
+        branches.append(ms.inverse.Evaluator(shifted).value_and_grad(rho, beta))
+    worst = int(np.argmax([b[0] for b in branches]))
+    print(f"losses (dilated, nominal, eroded): {[round(b[0], 6) for b in branches]}; robust {loss:.6f}")
+    assert len({round(b[0], 9) for b in branches}) == 3  # the three designs differ
+    assert loss == pytest.approx(branches[worst][0], rel=1e-12)
+    np.testing.assert_allclose(grad, branches[worst][1], rtol=1e-9, atol=1e-12 * np.abs(grad).max())
+
+
+def test_a_robust_shift_that_leaves_zero_to_one_is_refused_naming_it() -> None:
+    region = small_bend().design
+    with pytest.raises(ValidationError, match="robust"):
+        ms.DesignRegion(**{**region.model_dump(), "robust": 0.6})
+    with pytest.raises(ValidationError, match="robust"):
+        ms.DesignRegion(**{**region.model_dump(), "eta": 0.2, "robust": 0.25})
