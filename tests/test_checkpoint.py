@@ -94,6 +94,8 @@ def test_a_checkpoint_of_anything_else_is_refused_with_the_reason() -> None:
     other = sim.model_copy(update={"run_time": 31e-15})
     with pytest.raises(ck.CheckpointMismatch, match="config_sha256"):
         ck.check(checkpoint, other)
+    with pytest.raises(ck.CheckpointMismatch, match="config_sha256"):
+        solve(other, resume=checkpoint)  # the engine checks before anything runs
     with pytest.raises(ck.CheckpointMismatch, match="precision"):
         ck.check(checkpoint, sim.model_copy(update={"precision": "float32"}))
     with pytest.raises(ck.CheckpointMismatch, match="engine"):

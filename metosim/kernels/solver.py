@@ -28,7 +28,7 @@ from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonito
 from ..simulation import Simulation
 from ..source import ModeSource, PointDipole
 from . import monitors as mon
-from .checkpoint import Checkpoint, CheckpointPolicy, SolveSuspended, metadata, restore
+from .checkpoint import Checkpoint, CheckpointPolicy, SolveSuspended, check, metadata, restore
 from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
@@ -106,9 +106,11 @@ def solve(
     ``checkpoints`` hands the stepping state out now and then (see
     :class:`~.checkpoint.CheckpointPolicy`; a deadline may end the solve with
     :class:`~.checkpoint.SolveSuspended`); ``resume`` goes on from a checkpoint of this
-    very simulation (checked with :func:`~.checkpoint.check` first), giving the
-    uninterrupted run's results."""
+    very simulation (checked with :func:`~.checkpoint.check` first: another one raises
+    :class:`~.checkpoint.CheckpointMismatch`), giving the uninterrupted run's results."""
     sim = check_inputs(sim)
+    if resume is not None:
+        check(resume, sim)
     backend = resolve_backend(backend)
     setup_start = time.perf_counter()
     # Setup (mode solves, compilation) can take a while: report step 0 meanwhile, so
