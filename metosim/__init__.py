@@ -27,7 +27,10 @@ from .resonance import ResonanceFinder
 from .source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
 from . import inverse
 from .inverse import DesignRegion, InverseProblem
+from .warmup import preload_jax
 
+
+preload_jax()
 
 
 def __getattr__(name: str) -> object:
