@@ -28,6 +28,15 @@ class ModeSpec(MetoModel):
     "lowest", "central" (default) or "highest" one and followed from there to the
     others by their profiles' overlap, so ``mode_index`` names the same mode at every
     frequency even where two modes' n_eff cross; None orders each frequency on its own.
+
+    ``interp_freqs``: where a monitor (or source) asks for more frequencies than this,
+    the modes are solved at this many Chebyshev points spanning them and interpolated
+    (barycentric, after aligning each mode's phase from point to point) to the rest,
+    then normalised to unit power again: a 3D monitor of 100 frequencies costs about
+    ``interp_freqs`` mode solves. The modes are tracked across the points whatever
+    ``track_freq`` says. Measured on a silicon strip over 1.5–1.6 µm (±3%): 5 points give
+    errors of 2e-7 in n_eff and 5e-7 of the peak field, 7 points 6e-10 and 1.5e-9, 9
+    points 2e-12 and 4e-12 (``tests/test_modes.py``); a wider band needs more points.
     """
 
     type: Literal["ModeSpec"] = "ModeSpec"
@@ -39,6 +48,7 @@ class ModeSpec(MetoModel):
     bend_axis: Literal[0, 1] | None = None
     precision: Literal["single", "double"] = "double"
     track_freq: Literal["lowest", "central", "highest"] | None = "central"
+    interp_freqs: Annotated[int, Field(ge=3, le=64)] | None = None
 
     @field_validator("num_pml", mode="before")
     @classmethod

@@ -142,6 +142,16 @@ def face_areas(steps: PlaneSteps) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     )
 
 
+def _unit_power(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.ndarray, area_u: np.ndarray, area_v: np.ndarray) -> complex:
+    """The factor that gives a mode unit power |P| = 1 (in a lossy plane a mode may carry
+    net power backwards) and its largest transverse E component real and positive at
+    its peak (the phase convention)."""
+    power = abs(0.5 * np.real(np.sum(Eu * np.conj(Hv) * area_u) - np.sum(Ev * np.conj(Hu) * area_v)))
+    flat = np.concatenate([Eu.ravel(), Ev.ravel()])
+    peak = flat[np.argmax(np.abs(flat))]
+    return np.conj(peak) / abs(peak) / np.sqrt(power)
+
+
 def reciprocal_overlap(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.ndarray, steps: PlaneSteps) -> np.ndarray:
     """Σ (E × H)·n̂ dA = Σ (Eu Hv − Ev Hu) dA over the plane's last two axes (no
     conjugate: the overlap under which the modes of a lossless or lossy guide are
@@ -351,12 +361,7 @@ def solve_modes(
         gu, gv = h[:size], h[size:]
         gn = (Du_f @ fv - Dv_f @ fu) / (1j * omega * mu[2])
         fn = (Du_b @ gv - Dv_b @ gu) / (-1j * omega * en)
-        # |P|: in a lossy plane a mode may carry net power backwards.
-        power = abs(0.5 * np.real(np.sum(fu * np.conj(gv) * area_u) - np.sum(fv * np.conj(gu) * area_v)))
-        # Phase: the largest transverse E component real and positive at its peak.
-        flat = np.concatenate([fu, fv])
-        peak = flat[np.argmax(np.abs(flat))]
-        scale = np.conj(peak) / abs(peak) / np.sqrt(power)
+        scale = _unit_power(fu, fv, gu, gv, area_u, area_v)
         E_u.append(fu * scale), E_v.append(fv * scale), E_n.append(fn * scale)
         H_u.append(gu * scale), H_v.append(gv * scale), H_n.append(gn * scale)
         wu, wv = np.sum(np.abs(fu) ** 2 * area_u), np.sum(np.abs(fv) ** 2 * area_v)
@@ -514,17 +519,17 @@ def simulation_modes(
     num_pml = tuple(reversed(spec.num_pml)) if swap else tuple(spec.num_pml)
     bend_axis = None if spec.bend_axis is None else (1 - spec.bend_axis if swap else spec.bend_axis)
     section = None
-    out = []
+    points = interpolation_points(np.asarray(freqs, dtype=float), spec.interp_freqs)
+    solved = []
     warned = False  # once per plane, not per frequency
-    for f in freqs:
+    for f in freqs if points is None else points:
         if on_frequency is not None:
             on_frequency()
         if frequency_dependent:
             eps = plane_eps(float(f) * C_0 / MICROMETRE)
             section = None
         cladding = _edge_index(eps, plane.steps, num_pml)
-        omega_physical = 2 * np.pi * f
-        omega = grid_omega(omega_physical, dt) if dt is not None else omega_physical
+        omega = grid_omega(2 * np.pi * f, dt) if dt is not None else 2 * np.pi * f
         try:
             if section is None or section.omega is not None:
                 section = cross_section(eps, plane.steps, omega, num_pml, plane.periodic, spec.bend_radius, bend_axis)
@@ -547,19 +552,68 @@ def simulation_modes(
                 f"{guided}…{spec.num_modes - 1} are cladding or PML modes",
                 stacklevel=2,
             )
-        if dt is not None:
-            # The leapfrog's discrete β along the normal, over the step at the plane.
-            dn = float(grid.primal_steps(plane.normal)[plane.index])
-            beta = grid_beta(modes.beta, dn)
-            # Unit power as the grid carries it: the Yee H of a mode sits half a cell
-            # either side of the plane, so the discrete flux of a continuum-normalised
-            # mode is cos(βΔn/2); scaled by 1/√ of it, |amp|² is the power on every grid.
-            carried = np.sqrt(np.cos(np.real(beta) * dn / 2))[:, None, None]
-            modes = replace(modes, beta=beta, n_eff=beta / omega_physical, E=tuple(F / carried for F in modes.E), H=tuple(F / carried for F in modes.H))
-        out.append(modes)
-    if spec.track_freq is not None:
-        out = track_modes(out, np.asarray(freqs), plane.steps, spec.track_freq)
+        solved.append(modes)
+    if points is not None:
+        solved = interpolate_modes(track_modes(solved, points, plane.steps, "central"), points, np.asarray(freqs, dtype=float), plane.steps)
+    elif spec.track_freq is not None:
+        solved = track_modes(solved, np.asarray(freqs), plane.steps, spec.track_freq)
+    if dt is None:
+        return plane, solved
+    # The leapfrog's discrete β along the normal, over the step at the plane.
+    dn = float(grid.primal_steps(plane.normal)[plane.index])
+    out = []
+    for f, modes in zip(freqs, solved):
+        beta = grid_beta(modes.beta, dn)
+        # Unit power as the grid carries it: the Yee H of a mode sits half a cell
+        # either side of the plane, so the discrete flux of a continuum-normalised
+        # mode is cos(βΔn/2); scaled by 1/√ of it, |amp|² is the power on every grid.
+        carried = np.sqrt(np.cos(np.real(beta) * dn / 2))[:, None, None]
+        out.append(replace(modes, beta=beta, n_eff=beta / (2 * np.pi * f), E=tuple(F / carried for F in modes.E), H=tuple(F / carried for F in modes.H)))
     return plane, out
+
+
+def interpolation_points(freqs: np.ndarray, count: int | None) -> np.ndarray | None:
+    """``count`` Chebyshev–Lobatto points (ascending) spanning ``freqs``, or None where
+    solving at every frequency costs no more (``ModeSpec.interp_freqs``)."""
+    if count is None or np.unique(freqs).size <= count:
+        return None
+    lo, hi = float(freqs.min()), float(freqs.max())
+    return (lo + hi) / 2 - (hi - lo) / 2 * np.cos(np.pi * np.arange(count) / (count - 1))
+
+
+def interpolate_modes(modes: list[Modes], points: np.ndarray, freqs: np.ndarray, steps: PlaneSteps) -> list[Modes]:
+    """Modes solved at ``points`` (ascending, tracked: index m is one mode throughout)
+    interpolated to ``freqs``: each mode's phase aligned to the previous point's by
+    their overlap, every quantity interpolated (barycentric, along the points), then
+    each mode brought back to unit power and the phase convention of :func:`solve_modes`."""
+    from scipy.interpolate import BarycentricInterpolator
+
+    aligned = [modes[0]]
+    for current in modes[1:]:
+        overlap = np.diagonal(_overlaps(aligned[-1], current, steps))
+        aligned.append(_phased(current, np.conj(overlap) / np.abs(overlap)))
+
+    def at_freqs(values: list[np.ndarray]) -> np.ndarray:
+        return BarycentricInterpolator(points, np.stack(values), axis=0)(freqs)
+
+    n_eff = at_freqs([m.n_eff for m in aligned])
+    beta = at_freqs([m.beta for m in aligned])
+    te = np.real(at_freqs([m.te_fraction for m in aligned]))
+    n_group = np.real(at_freqs([m.n_group for m in aligned]))
+    E = [at_freqs([m.E[i] for m in aligned]) for i in range(3)]
+    H = [at_freqs([m.H[i] for m in aligned]) for i in range(3)]
+    area_u, area_v, _, _ = face_areas(steps)
+    out = []
+    for k in range(freqs.size):
+        scale = np.array([_unit_power(E[0][k][m], E[1][k][m], H[0][k][m], H[1][k][m], area_u, area_v) for m in range(beta.shape[1])])[:, None, None]
+        out.append(Modes(n_eff=n_eff[k], beta=beta[k], E=tuple(F[k] * scale for F in E), H=tuple(F[k] * scale for F in H), te_fraction=te[k], n_group=n_group[k]))
+    return out
+
+
+def _phased(modes: Modes, phase: np.ndarray) -> Modes:
+    """``modes`` with mode m's fields times ``phase[m]``."""
+    p = phase[:, None, None]
+    return Modes(n_eff=modes.n_eff, beta=modes.beta, E=tuple(F * p for F in modes.E), H=tuple(F * p for F in modes.H), te_fraction=modes.te_fraction, n_group=modes.n_group)  # type: ignore[arg-type]
 
 
 def track_modes(modes: list[Modes], freqs: np.ndarray, steps: PlaneSteps, start: str) -> list[Modes]:
