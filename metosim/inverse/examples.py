@@ -62,3 +62,55 @@ def waveguide_bend(
     design = DesignRegion(geometry=Box(size=(region, region, float("inf"))), eps_min=SILICA, eps_max=SILICON, pixel_size=pixel_size, filter_radius=filter_radius)
     objective = Objective(terms=(ModeTerm(monitor="out", direction="+"),), aggregate="worst")
     return InverseProblem(simulation=sim, design=design, objective=objective, optimizer=optimizer or Optimizer())
+
+
+#: The photonics-opt-testbed's mode converter (Chen et al., JOSA B 2024; Schubert et al.,
+#: ACS Photonics 2022): its six wavelengths (µm) and its best published design's figures
+#: (worst-case reflection and transmission, dB; minimum length scale, µm).
+TESTBED_WAVELENGTHS = (1.265, 1.270, 1.275, 1.285, 1.290, 1.295)
+TESTBED_BEST = {"reflection_db": -41.95, "transmission_db": -0.04, "length_scale": 0.0586}
+
+
+def mode_converter(
+    dl: float = 0.01,
+    pixel_size: float = 0.01,
+    filter_radius: float = 0.06,
+    robust: float = 0.0,
+    reflection_weight: float = 10.0,
+    run_time: float = 400e-15,
+    optimizer: Optimizer | None = None,
+    precision: str = "float32",
+) -> InverseProblem:
+    """The photonics-opt-testbed's 2D waveguide mode converter: a 1.6 × 1.6 µm design
+    square between two 0.4 µm silicon guides (ε 12.25 in oxide, ε 2.25), E out of plane
+    (Ez). The fundamental mode enters from −x; the objective is, worst over the six
+    wavelengths (1.265–1.295 µm), the power converted into the output guide's second
+    mode minus ``reflection_weight`` × the power reflected into the input's fundamental
+    mode. ``dl``: the grid step (the testbed's 10 nm); ``pixel_size``: design pixels (the
+    testbed's 10 nm, 160 × 160)."""
+    guide, design, lead, pad, pml = 0.4, 1.6, 0.7, 0.6, 12
+    sx = design + 2 * lead + 2 * pml * dl
+    sy = design + 2 * pad + 2 * pml * dl
+    freqs = tuple(C_0 / (w * 1e-6) for w in TESTBED_WAVELENGTHS)
+    f_lo, f_hi = C_0 / 1.30e-6, C_0 / 1.26e-6
+    modes = ModeSpec(num_modes=2, filter_pol="tm")
+    port = (0, design + pad, float("inf"))
+    x_in = -design / 2 - lead / 2
+    sim = Simulation(
+        size=(sx, sy, 0),
+        grid_spec=GridSpec.uniform(dl),
+        run_time=run_time,
+        medium=Medium(permittivity=2.25),
+        structures=[Structure(name="guide", geometry=Box(size=(float("inf"), guide, float("inf"))), medium=Medium(permittivity=12.25))],
+        sources=[ModeSource(center=(x_in - 0.15, 0, 0), size=port, mode_spec=ModeSpec(num_modes=1, filter_pol="tm"), source_time=GaussianPulse(freq0=(f_lo + f_hi) / 2, fwidth=f_hi - f_lo), num_freqs=3)],
+        monitors=[
+            ModeMonitor(name="in", center=(x_in + 0.15, 0, 0), size=port, freqs=freqs, mode_spec=modes),
+            ModeMonitor(name="out", center=(design / 2 + lead / 2, 0, 0), size=port, freqs=freqs, mode_spec=modes),
+        ],
+        boundary_spec=BoundarySpec.all_sides(PML(num_layers=pml)),
+        precision=precision,
+        shutoff=0,
+    )
+    region = DesignRegion(geometry=Box(size=(design, design, float("inf"))), eps_min=2.25, eps_max=12.25, pixel_size=pixel_size, filter_radius=filter_radius, robust=robust)
+    objective = Objective(terms=(ModeTerm(monitor="out", mode_index=1, direction="+"), ModeTerm(monitor="in", mode_index=0, direction="-", weight=-reflection_weight)), aggregate="worst")
+    return InverseProblem(simulation=sim, design=region, objective=objective, optimizer=optimizer or Optimizer(steps=100, learning_rate=0.05, beta=4, beta_every=15, beta_max=256))

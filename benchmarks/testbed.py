@@ -1,0 +1,102 @@
+"""The photonics-opt-testbed's waveguide mode converter, with ``ms.inverse``.
+
+The problem (``metosim.inverse.examples.mode_converter``): a 1.6 × 1.6 µm design square
+between two 0.4 µm silicon guides in oxide, Ez, TE0 in → TE1 out, six wavelengths
+1.265–1.295 µm. The testbed scores a design by its worst-case reflection into the input's
+fundamental mode and worst-case transmission into the output's second mode (dB), and its
+minimum length scale; its best published design: −41.95 dB / −0.04 dB at 58.6 nm
+(``TESTBED_BEST``).
+
+- ``optimize``: run the optimisation (``--steps``, ``--dl`` grid, ``--pixel`` design
+  pixels, ``--filter`` radius, ``--robust`` δ), threshold the final design, write it in the
+  testbed's CSV format (rows along x, 0/1) and ``evaluate`` it.
+- ``evaluate CSV``: a plain solve (energy shutoff, no fixed step count) of a design in
+  the testbed's format on ``--dl`` (the testbed's 10 nm, and half of it with ``--fine``),
+  then its scores and measured minimum solid width and void spacing beside the best
+  published ones.
+
+    python benchmarks/testbed.py optimize --steps 100 --out converter.csv
+    python benchmarks/testbed.py evaluate converter.csv --fine
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+import metosim as ms
+from metosim.inverse.examples import TESTBED_BEST, mode_converter
+
+
+def scores(design: np.ndarray, dl: float) -> dict[str, float]:
+    """Worst-case reflection and transmission (dB) of a thresholded design (pixels over
+    the 1.6 µm square, rows along x) from a plain solve on a ``dl`` grid."""
+    problem = mode_converter(dl=dl, pixel_size=1.6 / design.shape[0])
+    eps = problem.permittivity(design.reshape(problem.shape), math.inf)
+    sim = problem.simulation_with(eps).updated_copy(shutoff=1e-6, run_time=3e-12)
+    start = time.perf_counter()
+    data = ms.solve(sim)
+    reflection = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
+    transmission = np.abs(data["out"].amps.sel(direction="+", mode_index=1).values) ** 2
+    solid, void = ms.inverse.measured_length_scales(design.reshape(problem.shape), 1.6 / design.shape[0])
+    return {
+        "reflection_db": float(10 * np.log10(reflection.max())),
+        "transmission_db": float(10 * np.log10(transmission.min())),
+        "solid_um": solid,
+        "void_um": void,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def report(name: str, design: np.ndarray, dls: list[float]) -> None:
+    best = TESTBED_BEST
+    print(f"testbed best: reflection {best['reflection_db']:.2f} dB, transmission {best['transmission_db']:.2f} dB, length scale {best['length_scale'] * 1000:.1f} nm")
+    for dl in dls:
+        s = scores(design, dl)
+        print(
+            f"{name} on {dl * 1000:.0f} nm cells: reflection {s['reflection_db']:.2f} dB, transmission {s['transmission_db']:.2f} dB, "
+            f"min solid {s['solid_um'] * 1000:.0f} nm, min void {s['void_um'] * 1000:.0f} nm ({s['seconds']:.1f} s)",
+            flush=True,
+        )
+
+
+def optimize(args: argparse.Namespace) -> None:
+    problem = mode_converter(dl=args.dl, pixel_size=args.pixel, filter_radius=args.filter, robust=args.robust)
+    problem = problem.model_copy(update={"optimizer": problem.optimizer.model_copy(update={"steps": args.steps})})
+    print(f"design pixels {problem.shape[:2]}, {problem.simulation.estimate()['cells']} cells, {problem.simulation.grid.num_time_steps} steps, {args.steps} iterations")
+    start = time.perf_counter()
+    result = ms.inverse.optimize(problem)
+    print(f"optimised in {time.perf_counter() - start:.0f} s; objective {result.objective[-1]:.4f}, binarisation {result.binarisation:.3f}")
+    design = (result.rho_hat(math.inf)[:, :, 0] > 0.5).astype(float)
+    np.savetxt(args.out, design, delimiter=",", fmt="%.2f")
+    report(args.out, design, [args.dl, args.dl / 2] if args.fine else [args.dl])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("optimize")
+    run.add_argument("--steps", type=int, default=100)
+    run.add_argument("--dl", type=float, default=0.01)
+    run.add_argument("--pixel", type=float, default=0.01)
+    run.add_argument("--filter", type=float, default=0.06)
+    run.add_argument("--robust", type=float, default=0.0)
+    run.add_argument("--out", default="converter.csv")
+    run.add_argument("--fine", action="store_true", help="also evaluate on cells of half the step")
+    check = sub.add_parser("evaluate")
+    check.add_argument("designs", nargs="+")
+    check.add_argument("--dl", type=float, default=0.01)
+    check.add_argument("--fine", action="store_true")
+    args = parser.parse_args()
+    if args.command == "optimize":
+        optimize(args)
+    else:
+        for path in args.designs:
+            report(path, np.loadtxt(path, delimiter=","), [args.dl, args.dl / 2] if args.fine else [args.dl])
+
+
+if __name__ == "__main__":
+    main()
