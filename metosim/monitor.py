@@ -81,11 +81,18 @@ class ModeMonitor(_Monitor):
     plane; move a reference plane by a distance L along a guide by multiplying by
     exp(−i·2π·n_eff·f·L/c). For other sources the amplitude is relative to the
     source's power only (no phase reference).
+
+    ``store_fields``: also keep the modes themselves — ``n_complex``, ``te_fraction``,
+    ``n_group`` on (mode_index, f) and the six field components on (mode_index, f and
+    the plane's two axes), as ``ms.ModeSolver`` returns them, but the modes the
+    amplitudes project on: solved at the time step's ω̃, at unit power as the grid
+    carries it (the continuum power is 1/cos(βΔn/2), Δn the step along the normal).
     """
 
     type: Literal["ModeMonitor"] = "ModeMonitor"
     freqs: Frequencies
     mode_spec: ModeSpec = ModeSpec()
+    store_fields: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "ModeMonitor":

@@ -18,7 +18,7 @@ import xarray as xr
 
 from ..grid import Grid
 from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
-from .modes import Modes, Plane, reciprocal_overlap
+from .modes import Modes, Plane, modes_dataset, reciprocal_overlap
 from .sampling import Region, colocate, interior_node, snapped_edges
 from .units import TIME_UNIT, to_normalised_frequency
 
@@ -117,7 +117,7 @@ def mode_recording(plane: Plane, where: str) -> tuple[tuple[str, tuple[slice, sl
     return tuple((f"{kind}{'xyz'[a]}", tuple(e_window if kind == "E" else h_window)) for kind in "EH" for a in (u, v))  # type: ignore[misc]
 
 
-def mode_dataset(monitor: ModeMonitor, plane: Plane, modes: list[Modes], recorded: dict[str, np.ndarray], reference: np.ndarray, dn: float) -> xr.Dataset:
+def mode_dataset(monitor: ModeMonitor, grid: Grid, plane: Plane, modes: list[Modes], recorded: dict[str, np.ndarray], reference: np.ndarray, dn: float) -> xr.Dataset:
     """Forward/backward amplitudes of each mode from the recorded DFT fields.
 
     With E = (a₊ + a₋)e and H = (a₊ − a₋)h on the plane (the backward mode of a guide
@@ -125,15 +125,19 @@ def mode_dataset(monitor: ModeMonitor, plane: Plane, modes: list[Modes], recorde
     overlaps give a± = (⟨E, h⟩ ± ⟨e, H⟩) / (2⟨e, h⟩); the H recorded half a cell either
     side of the plane averages to cos(βΔn/2)·H(i0) for each mode, divided out again.
     ``reference``: per frequency, the injected amplitude (complex for a mode source,
-    √power otherwise).
+    √power otherwise). With ``monitor.store_fields`` the modes' indices and profiles
+    join them (:func:`.modes.modes_dataset`).
     """
     amps = mode_amplitudes(plane, modes, recorded, dn) / reference[None, None, :]
     n_eff = np.stack([m.n_eff for m in modes], axis=1)
-    return xr.Dataset(
+    data = xr.Dataset(
         {"amps": (("direction", "mode_index", "f"), amps), "n_eff": (("mode_index", "f"), np.real(n_eff))},
         coords={"direction": ["+", "-"], "mode_index": np.arange(amps.shape[1]), "f": np.asarray(monitor.freqs)},
         attrs={"monitor_type": monitor.type, "normal": "xyz"[plane.normal]},
     )
+    if monitor.store_fields:
+        data = data.merge(modes_dataset(grid, plane, modes, np.asarray(monitor.freqs)))
+    return data
 
 
 def mode_amplitudes(plane: Plane, modes: list[Modes], recorded: dict[str, Any], dn: float, xp: ModuleType = np) -> Any:

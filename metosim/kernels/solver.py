@@ -539,7 +539,7 @@ def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dic
             plane, modes = region
             # The H planes either side sit half a cell away each: the dual step apart.
             dn = float(grid.dual_steps(plane.normal)[plane.index])
-            out[m.name] = mon.mode_dataset(m, plane, modes, dft, mode_reference(problem, freqs), dn)
+            out[m.name] = mon.mode_dataset(m, grid, plane, modes, dft, mode_reference(problem, freqs), dn)
         else:
             taken = problem.snapshot_steps[m.name]
             out[m.name] = mon.time_dataset(m, region, grid, state["snap"][m.name], taken[taken <= steps])
