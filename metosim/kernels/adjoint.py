@@ -67,10 +67,13 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
         return out
 
     def derivative_t(g: Array, a: int, forward: bool, key: str, ct_psi: dict, new_ct_psi: dict, params: dict) -> Array:
+        kind = "h" if forward else "e"
+        # The forward derivative scales the raw difference by 1/step per node (a graded
+        # axis) or by one scalar: its transpose scales before the transposed difference.
+        inv = params["inv_steps"][f"{kind}{a}"] if layout.graded[a] else layout.inv_dl[a]
         slabs = pml_slabs(layout, a)
         if not slabs:
-            return difference_t(g, a, forward) * layout.inv_dl[a]
-        kind = "h" if forward else "e"
+            return difference_t(g * inv, a, forward)
         ct_d = g * params["pml_inv_kappa"][f"{kind}{a}"]
         for side, lo, hi in slabs:
             b, c = params["pml"][f"{kind}{a}{side}"]
@@ -78,7 +81,7 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
             total = ct_psi[name] + _take(g, a, lo, hi)  # ψ' feeds the next step and this derivative
             new_ct_psi[name] = b * total
             ct_d = ct_d + jnp.pad(c * total, slab_padding(layout, a, lo, hi))
-        return difference_t(ct_d, a, forward) * layout.inv_dl[a]
+        return difference_t(ct_d * inv, a, forward)
 
     def curl_t(ct_curl: list[Array | None], forward: bool, prefix: str, ct_psi: dict, new_ct_psi: dict, params: dict) -> list[Array | None]:
         """Transpose of :func:`.yee.make_step`'s curl: cotangents of the curled field."""

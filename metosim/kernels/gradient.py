@@ -110,8 +110,6 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     sim = check_inputs(sim)
     if sim.is_complex:
         raise EngineInputError("a differentiable solve steps real fields: Bloch boundaries with a phase are not available in it")
-    if not all(sim.grid.is_uniform(a) for a in range(3)):
-        raise EngineInputError("a differentiable solve needs a uniform grid (GridSpec.uniform): its adjoint is written for equal steps")
     structure = sim.structures[design_structure(sim, design)]
     problem = _setup(sim, paint_custom=False)
     layout = problem.layout
@@ -204,7 +202,7 @@ def _adjoint_march(layout: Layout, total: int, segment: int, box: tuple[slice, s
 
         def replay(s: dict, n: Any) -> tuple[dict, list]:
             s = replay_step(s, params, n)
-            return s, [window_drive(s["H"], polarisation_change(s, p), p, window, layout) for p, window in layout.design]
+            return s, [window_drive(s["H"], polarisation_change(s, p), p, window, layout, params.get("inv_steps")) for p, window in layout.design]
 
         drives = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)[1]
         return jax.lax.scan(lambda c, x: (back_step(c, *x, ct_dft, params), None), carry, (steps, drives), reverse=True)[0]

@@ -41,10 +41,10 @@ def _overlaps(box: tuple[slice, ...], index: tuple[Any, ...]) -> bool:
 
 def reversal_box(layout: Layout, params: dict[str, Any]) -> tuple[slice, slice, slice] | None:
     """The box B (grid node slices) over which the step of ``layout`` inverts around
-    its design windows, or None: B must lie in the grid, and its interior must be
-    off the PML, without conductivity (ca = 1) or dispersive poles (c₃ = 0), and
+    its design windows, or None: the grid must be uniform, B must lie in the grid, and
+    its interior must be off the PML, without conductivity (ca = 1) or dispersive poles (c₃ = 0), and
     without point or plane sources."""
-    if not layout.design:
+    if not layout.design or any(layout.graded):  # the reversal is written for equal steps
         return None
     interior = tuple(
         slice(min(w[a].start for _, w in layout.design), max(w[a].stop for _, w in layout.design)) if layout.active[a] else slice(0, 1)

@@ -170,21 +170,28 @@ def slab_padding(layout: Layout, a: int, lo: int, hi: int) -> list[tuple[int, in
     return [(lo, layout.shape[a] - hi) if k == a else (0, 0) for k in range(3)]
 
 
-def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout, forward: bool = False) -> Array:
+def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout, forward: bool = False, inv_steps: dict[str, Array] | None = None) -> Array:
     """(∇×F)ₚ on an interior window (off the PML and the faces; the callers check):
-    plain backward differences (∇×H, driving E) or ``forward`` ones (∇×E, driving H)."""
+    plain backward differences (∇×H, driving E) or ``forward`` ones (∇×E, driving H).
+    A graded axis takes its 1/step per node from ``inv_steps`` (``params["inv_steps"]``)."""
     total = 0.0
     for a, b, sign in window_terms(p, window, layout):
         difference = F[b][_shifted(window, a, 1)] - F[b][window] if forward else F[b][window] - F[b][_shifted(window, a, -1)]
-        total = total + sign * difference * layout.inv_dl[a]
+        if layout.graded[a]:
+            if inv_steps is None:
+                raise ValueError("window_curl on a graded axis needs inv_steps")
+            inv = _take(inv_steps[f"{'h' if forward else 'e'}{a}"], a, window[a].start, window[a].stop)
+        else:
+            inv = layout.inv_dl[a]
+        total = total + sign * difference * inv
     return total
 
 
-def window_drive(H: list[Array], delta_p: Array | None, p: int, window: tuple[slice, slice, slice], layout: Layout) -> Array:
+def window_drive(H: list[Array], delta_p: Array | None, p: int, window: tuple[slice, slice, slice], layout: Layout, inv_steps: dict[str, Array] | None = None) -> Array:
     """What cb multiplies in the E update, (∇×H − ΔP/Δt)ₚ, on a design window;
     ``delta_p`` is the step's summed polarisation change of component p (None
     without dispersive media)."""
-    drive = window_curl(H, p, window, layout)
+    drive = window_curl(H, p, window, layout, inv_steps=inv_steps)
     return drive if delta_p is None else drive - delta_p[window] / layout.dt
 
 
@@ -360,7 +367,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         # ∇×H recomputed there: the whole-grid update stays one fused loop, and under
         # jax.grad each step keeps only that window of the drive for the backward pass.
         for (p, window), dcb in zip(layout.design, params.get("design_dcb", ())):
-            E[p] = ops.add_at(E[p], window, dcb * window_drive(H, delta_p[p], p, window, layout))
+            E[p] = ops.add_at(E[p], window, dcb * window_drive(H, delta_p[p], p, window, layout, params.get("inv_steps")))
         inject(E, "E", params, n)
 
         # ---- monitors
