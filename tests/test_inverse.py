@@ -391,3 +391,16 @@ def test_gradient_on_a_graded_grid_matches_central_differences() -> None:
         # The differentiable outputs are the plain engine's on the same graded grid.
         plain = ms.solve(sim.updated_copy(structures=[design.updated_copy(medium=ms.CustomMedium.from_array(eps))]))["T"].values
         np.testing.assert_allclose(np.asarray(solve(eps)["T"]), plain, rtol=1e-9)
+
+
+def test_a_mode_term_in_db_is_floored_and_round_trips() -> None:
+    """ModeTerm(db=True): 10·log₁₀(|a|² + floor) per frequency, finite (gradient too)
+    where the mode carries nothing; the objective stays JSON for the service."""
+    term = ms.inverse.ModeTerm(monitor="in", direction="-", db=True, floor=1e-5)
+    amps = np.zeros((2, 1, 3), dtype=complex)
+    amps[1, 0] = [0.1, 1e-3, 0.0]
+    np.testing.assert_allclose(term.value({"in": amps}, np), 10 * np.log10(np.array([1e-2, 1e-6, 0.0]) + 1e-5))
+    gradient = jax.grad(lambda a: term.value({"in": jnp.zeros((2, 1, 1), complex).at[1, 0, 0].set(a)}, jnp)[0])(0.0)
+    assert np.isfinite(gradient)
+    objective = ms.inverse.Objective(terms=[term], goal="minimize")
+    assert ms.inverse.Objective.model_validate_json(objective.model_dump_json()) == objective

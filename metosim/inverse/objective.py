@@ -24,17 +24,23 @@ from ..simulation import Simulation
 
 class ModeTerm(MetoModel):
     """|a|² of mode ``mode_index`` travelling ``direction`` through a ``ModeMonitor``:
-    the power in that mode over the source's."""
+    the power in that mode over the source's. ``db``: 10·log₁₀(|a|² + ``floor``)
+    instead — for targets like −40 dB of reflection, where a linear penalty is too
+    weak near the goal and too strong far from it; ``floor`` keeps it (and its
+    gradient) finite where the power vanishes."""
 
     type: Literal["mode"] = "mode"
     monitor: str
     mode_index: Annotated[int, Field(ge=0)] = 0
     direction: Literal["+", "-"] = "+"
     weight: Finite = 1.0
+    db: bool = False
+    floor: Annotated[Finite, Field(gt=0.0)] = 1e-6
 
     def value(self, outputs: dict[str, Any], xp: ModuleType) -> Any:
         amps = outputs[self.monitor][0 if self.direction == "+" else 1, self.mode_index]
-        return xp.abs(amps) ** 2
+        power = xp.abs(amps) ** 2
+        return 10 * xp.log10(power + self.floor) if self.db else power
 
 
 class FluxTerm(MetoModel):
