@@ -31,6 +31,7 @@ from ..simulation import Simulation, Structure
 from ..kernels.gradient import DifferentiableSolve, differentiable_solve
 from ..kernels.shapes import pixel_centres, shape_fill, shape_parameters
 from ..kernels.solver import EngineInputError, precision_context
+from .problem import _boxes_overlap
 
 Parameters = dict[str, dict[str, Any]]
 
@@ -159,7 +160,7 @@ def shape_solve(sim: Simulation, structures: Sequence[str], pixel_size: float, r
     background = np.full(shape, _permittivity_of(sim.medium, "the simulation's medium"))
     layers = []
     for k, s in enumerate(sim.structures):
-        if not _overlaps(region, s.geometry, active):
+        if not _boxes_overlap(region.bounds(), s.geometry.bounds(), active):
             continue
         value = _permittivity_of(s.medium, f"structure {s.name or k!r}")
         layers.append((s.name, value, None) if s.name in names else (None, value, _subsampled_share(s.geometry, centres, steps, active)))
@@ -171,8 +172,3 @@ def shape_solve(sim: Simulation, structures: Sequence[str], pixel_size: float, r
         probe = Structure(name="shapes", geometry=region, medium=CustomMedium.from_array(np.ones(shape)))
         solve = differentiable_solve(rest.updated_copy(structures=(*rest.structures, probe)), "shapes", segment_steps)
     return ShapeSolve(solve, rest, region, {n: shape_parameters(by_name[n].geometry) for n in names}, background, tuple(layers), {n: by_name[n].geometry for n in names}, centres, steps, active)
-
-
-def _overlaps(region: Box, geometry: Any, active: tuple[bool, bool, bool]) -> bool:
-    (lo, hi), (glo, ghi) = region.bounds(), geometry.bounds()
-    return all(glo[a] < hi[a] and lo[a] < ghi[a] for a in range(3) if active[a])

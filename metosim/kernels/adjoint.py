@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .yee import Array, Layout, State, _take, jax_ops, pml_slabs, slab_padding, step_times, zero_pmc_walls
+from .yee import Array, Layout, State, _take, inverse_step, jax_ops, pml_slabs, slab_padding, step_times, zero_pmc_walls
 
 
 def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], Array, list[Array]], tuple[State, list[Array]]]:
@@ -70,7 +70,7 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
         kind = "h" if forward else "e"
         # The forward derivative scales the raw difference by 1/step per node (a graded
         # axis) or by one scalar: its transpose scales before the transposed difference.
-        inv = params["inv_steps"][f"{kind}{a}"] if layout.graded[a] else layout.inv_dl[a]
+        inv = inverse_step(layout, params.get("inv_steps"), kind, a)
         slabs = pml_slabs(layout, a)
         if not slabs:
             return difference_t(g * inv, a, forward)

@@ -170,6 +170,17 @@ def slab_padding(layout: Layout, a: int, lo: int, hi: int) -> list[tuple[int, in
     return [(lo, layout.shape[a] - hi) if k == a else (0, 0) for k in range(3)]
 
 
+def inverse_step(layout: Layout, inv_steps: dict[str, Array] | None, kind: str, a: int) -> Array | float:
+    """1/step along ``a`` for the derivative feeding the ``kind`` ("e" or "h") update: a
+    per-node profile from ``inv_steps`` (``params["inv_steps"]``) on a graded axis, the
+    scalar ``layout.inv_dl[a]`` on a uniform one."""
+    if not layout.graded[a]:
+        return layout.inv_dl[a]
+    if inv_steps is None:
+        raise ValueError(f"a graded axis ({'xyz'[a]}) needs params['inv_steps']")
+    return inv_steps[f"{kind}{a}"]
+
+
 def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout, forward: bool = False, inv_steps: dict[str, Array] | None = None) -> Array:
     """(∇×F)ₚ on an interior window (off the PML and the faces; the callers check):
     plain backward differences (∇×H, driving E) or ``forward`` ones (∇×E, driving H).
@@ -177,12 +188,9 @@ def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layo
     total = 0.0
     for a, b, sign in window_terms(p, window, layout):
         difference = F[b][_shifted(window, a, 1)] - F[b][window] if forward else F[b][window] - F[b][_shifted(window, a, -1)]
+        inv = inverse_step(layout, inv_steps, "h" if forward else "e", a)
         if layout.graded[a]:
-            if inv_steps is None:
-                raise ValueError("window_curl on a graded axis needs inv_steps")
-            inv = _take(inv_steps[f"{'h' if forward else 'e'}{a}"], a, window[a].start, window[a].stop)
-        else:
-            inv = layout.inv_dl[a]
+            inv = _take(inv, a, window[a].start, window[a].stop)
         total = total + sign * difference * inv
     return total
 
@@ -272,7 +280,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
 
     def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
         kind = "h" if forward else "e"  # which update the derivative feeds
-        inv = params["inv_steps"][f"{kind}{a}"] if layout.graded[a] else layout.inv_dl[a]
+        inv = inverse_step(layout, params.get("inv_steps"), kind, a)
         d = difference(F, a, forward, 0, N[a]) * inv
         slabs = pml_slabs(layout, a)
         if not slabs:
