@@ -29,25 +29,28 @@ class Client(Session):
     optimisations."""
 
     # ------------------------------------------------------------ simulations
-    def submit(self, sim: Simulation, idempotency_key: str | None = None, checkpoint_interval: float | None = None) -> Job:
+    def submit(self, sim: Simulation, idempotency_key: str | None = None, checkpoint_interval: float | None = None, devices: int = 1) -> Job:
         """Submit ``sim``; returns its :class:`Job` (QUEUED).
 
         ``checkpoint_interval``: seconds of stepping between checkpoints of the solve
         (the service's default, 10 minutes, when None); a solve whose worker is lost
-        goes on from its newest checkpoint."""
-        params = {"checkpoint_interval": str(checkpoint_interval)} if checkpoint_interval is not None else None
-        return Job(self, self.post(Job.collection, sim.model_dump_json(), idempotency_key, params)["id"])
+        goes on from its newest checkpoint. ``devices``: split the solve's grid over
+        that many devices of one node (see :func:`metosim.solve`)."""
+        params = {"checkpoint_interval": str(checkpoint_interval)} if checkpoint_interval is not None else {}
+        if devices != 1:
+            params["devices"] = str(devices)
+        return Job(self, self.post(Job.collection, sim.model_dump_json(), idempotency_key, params or None)["id"])
 
-    def run(self, sim: Simulation, progress: bool = True, wait_for_slot: bool = False, timeout: float | None = None, checkpoint_interval: float | None = None) -> SimulationData:
+    def run(self, sim: Simulation, progress: bool = True, wait_for_slot: bool = False, timeout: float | None = None, checkpoint_interval: float | None = None, devices: int = 1) -> SimulationData:
         """Submit, wait (with a live progress display) and download the result.
 
         ``wait_for_slot``: when the key already has an active job, wait for it
-        instead of raising :class:`QuotaExceeded`. ``checkpoint_interval``: as for
-        :meth:`submit`."""
+        instead of raising :class:`QuotaExceeded`. ``checkpoint_interval`` and
+        ``devices``: as for :meth:`submit`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                job = self.submit(sim, checkpoint_interval=checkpoint_interval)
+                job = self.submit(sim, checkpoint_interval=checkpoint_interval, devices=devices)
                 break
             except QuotaExceeded as e:
                 if not wait_for_slot or (deadline is not None and time.monotonic() + e.retry_after > deadline):

@@ -162,6 +162,7 @@ def solve(
     progress: Callable[[int, int], None] | None = None,
     checkpoints: CheckpointPolicy | None = None,
     resume: Checkpoint | None = None,
+    devices: int = 1,
 ) -> SimulationData:
     """Run ``sim`` in this process and return its :class:`SimulationData`.
 
@@ -169,12 +170,15 @@ def solve(
     ``progress(step, total_steps)`` is called after each chunk of steps.
     ``checkpoints`` hands the stepping state out every ``interval_s`` seconds of
     stepping and ``resume`` goes on from one (see :mod:`metosim.kernels.checkpoint`).
+    ``devices`` > 1 splits the grid into slabs over that many JAX devices (GPUs, or
+    host CPU devices forced with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``)
+    with the one-device results (see :mod:`metosim.kernels.sharding`).
     """
     from .kernels import solve as run
 
     if backend != "numpy":
         compilation_cache()
-    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume)
+    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices)
     return SimulationData(sim, result.monitors, result.info)
 
 

@@ -239,9 +239,14 @@ class Simulation(MetoModel):
         live = coupled_components(self.grid.active, injected)
         return [c for c in FIELD_COMPONENTS if c in live]
 
-    def estimate(self) -> dict[str, Any]:
+    def estimate(self, devices: int = 1) -> dict[str, Any]:
         """Cells, time steps, the engine's memory (bytes) and the field components it
-        steps (:meth:`stepped_components`) for this simulation."""
+        steps (:meth:`stepped_components`) for this simulation. With ``devices`` > 1
+        (a run split into slabs, ``ms.solve(sim, devices=N)``) also the memory per
+        device: the grid's arrays divided among them, the monitors' recordings counted
+        whole on each (an upper bound: recordings that span the cut are split too)."""
+        if not isinstance(devices, int) or devices < 1:
+            raise ValueError(f"devices must be a positive integer, not {devices!r}")
         g = self.grid
         item = 4 if self.precision == "float32" else 8
         cells = g.total_cells
@@ -265,7 +270,11 @@ class Simulation(MetoModel):
             else:
                 comps = 4 if isinstance(m, (FluxMonitor, ModeMonitor, FieldProjectionAngleMonitor)) else len(m.fields)
                 monitors += points * comps * len(m.freqs) * 2 * item
-        return {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors, "stepped_components": self.stepped_components()}
+        estimate = {"cells": cells, "time_steps": g.num_time_steps, "memory_bytes": fields + coefficients + pml + monitors, "stepped_components": self.stepped_components()}
+        if devices > 1:
+            estimate["devices"] = devices
+            estimate["memory_per_device_bytes"] = math.ceil((fields + coefficients + pml) / devices) + monitors
+        return estimate
 
     @property
     def _has_conductivity(self) -> bool:

@@ -33,6 +33,7 @@ from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
+from .sharding import ShardingError, halo_bytes, shardings, slab_psi, split_axis, stepped_shape, whole_axis_psi
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
@@ -78,6 +79,25 @@ def precision_context(precision: str, backend: str = "jax") -> AbstractContextMa
     return jax.enable_x64(precision == "float64")
 
 
+def check_devices(sim: Simulation, devices: int, backend: str) -> None:
+    """Refuse a device count this process cannot run or ``sim`` cannot be split
+    over, naming ``devices``."""
+    if not isinstance(devices, int) or devices < 1:
+        raise EngineInputError(f"devices must be a positive integer, not {devices!r}")
+    if devices == 1:
+        return
+    if backend != "jax":
+        raise EngineInputError(f"devices={devices} needs the JAX backend, not {backend!r}")
+    import jax
+
+    if devices > jax.device_count():
+        raise EngineInputError(f"devices={devices} but this process sees {jax.device_count()} JAX device(s) ({jax.devices()[0].platform})")
+    try:
+        split_axis(stepped_shape(sim), sim.grid.active, devices)
+    except ShardingError as exc:
+        raise EngineInputError(str(exc)) from None
+
+
 def check_inputs(sim: Simulation) -> Simulation:
     """Re-validate ``sim`` (it may have been built with ``model_construct``) and check
     the engine's own limits. Raises before anything is allocated."""
@@ -98,6 +118,7 @@ def solve(
     all_components: bool = False,
     checkpoints: CheckpointPolicy | None = None,
     resume: Checkpoint | None = None,
+    devices: int = 1,
 ) -> SolveResult:
     """Run ``sim`` to its ``run_time`` (or the energy shutoff) and return monitor data.
     A 2D run whose sources excite one polarisation steps its three components only;
@@ -107,18 +128,22 @@ def solve(
     :class:`~.checkpoint.CheckpointPolicy`; a deadline may end the solve with
     :class:`~.checkpoint.SolveSuspended`); ``resume`` goes on from a checkpoint of this
     very simulation (checked with :func:`~.checkpoint.check` first: another one raises
-    :class:`~.checkpoint.CheckpointMismatch`), giving the uninterrupted run's results."""
+    :class:`~.checkpoint.CheckpointMismatch`), giving the uninterrupted run's results.
+
+    ``devices`` > 1 splits the grid into that many slabs over the first JAX devices
+    (:mod:`.sharding`), with the one-device run's results."""
     sim = check_inputs(sim)
+    backend = resolve_backend(backend)
+    check_devices(sim, devices, backend)
     if resume is not None:
         check(resume, sim)
-    backend = resolve_backend(backend)
     setup_start = time.perf_counter()
     # Setup (mode solves, compilation) can take a while: report step 0 meanwhile, so
     # a service sees a live worker.
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
     problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
     with precision_context(sim.precision, backend):
-        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume)
+        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices)
         state = unfold_state(_to_numpy(state), halvings)
     monitors = _collect(sim, problem, state, steps)
     total = time.perf_counter() - setup_start
@@ -138,7 +163,12 @@ def solve(
         # Cells per second of this process's own stepping (not the resumed steps').
         "cells_per_second": stepped * (steps - (resume.step if resume else 0)) / loop_seconds if loop_seconds > 0 else 0.0,
         "resumed_step": resume.step if resume else 0,
+        "devices": devices,
     }
+    if devices > 1:
+        axis = split_axis(layout.shape, layout.active, devices)
+        info["split_axis"] = "xyz"[axis]
+        info["halo_bytes_per_step"] = halo_bytes(layout, axis)
     return SolveResult(monitors=monitors, info=info)
 
 
@@ -405,6 +435,7 @@ def _run(
     all_components: bool = False,
     checkpoints: CheckpointPolicy | None = None,
     resume: Checkpoint | None = None,
+    devices: int = 1,
 ) -> tuple[dict, int, str, float, Layout]:
     layout = problem.layout if all_components else single_polarisation(problem.layout)
     total = problem.num_steps if total is None else total
@@ -416,18 +447,26 @@ def _run(
         import jax
         import jax.numpy as jnp
 
-        ops = jax_ops()
-        step = make_step(layout, ops)
+        state, params, eps = problem.state, problem.params, problem.eps
+        if devices > 1:
+            axis = split_axis(layout.shape, layout.active, devices)
+            layout, state, params = whole_axis_psi(layout, state, params, axis)
+            placed = shardings(state, layout, axis, devices)
+            state = jax.device_put(state, placed)
+            params = jax.device_put(params, shardings(params, layout, axis, devices))
+            eps = jax.device_put(eps, shardings(eps, layout, axis, devices))
+            device = f"{devices} × {jax.devices()[0]} (slabs along {'xyz'[axis]})"
+        else:
+            state, params, eps = jax.device_put(state), jax.device_put(params), jax.device_put(eps)
+            device = str(jax.devices()[0])
+        step = make_step(layout, jax_ops())
 
         def run_chunk(state: dict, params: dict, n0: Any, n1: Any) -> dict:
             return jax.lax.fori_loop(n0, n1, lambda n, s: step(s, params, n), state)
 
-        run = jax.jit(run_chunk, donate_argnums=0)
+        # A split state keeps its slabs from chunk to chunk (donated in place).
+        run = jax.jit(run_chunk, donate_argnums=0, out_shardings=placed if devices > 1 else None)
         energy = jax.jit(lambda s, eps: field_energy(s, eps, jnp))
-        device = str(jax.devices()[0])
-        state = jax.device_put(problem.state)
-        params = jax.device_put(problem.params)
-        eps = jax.device_put(problem.eps)
         # Compile before the clock starts: setup is not time stepping.
         if progress is not None:
             progress(0, total)
@@ -440,7 +479,8 @@ def _run(
             return float(energy(state, eps))
 
         def host(state: dict) -> dict:
-            return _to_numpy(state)
+            """The state as one device holds it: NumPy, the CPML ψ in slabs."""
+            return slab_psi(layout, _to_numpy(state), axis) if devices > 1 else _to_numpy(state)
 
         def settle(state: dict) -> None:
             jax.block_until_ready(state)
@@ -494,9 +534,9 @@ def _run(
                 save_seconds = last_saved - now
             if stopping:
                 raise SolveSuspended(n, total)
-    if backend == "jax":
-        jax.block_until_ready(state)
-    return state, n, device, time.perf_counter() - start, layout
+    settle(state)
+    elapsed = time.perf_counter() - start
+    return host(state), n, device, elapsed, layout
 
 
 def _to_numpy(state: dict) -> dict:

@@ -129,6 +129,10 @@ class Layout:
     #: Which of Ex, Ey, Ez, Hx, Hy, Hz the step updates; the others stay zero (a 2D run
     #: whose sources excite one polarisation steps three: :func:`single_polarisation`).
     live: tuple[bool, bool, bool, bool, bool, bool] = (True,) * 6
+    #: Axes whose CPML ψ spans the whole axis, with b = c = 0 off the slabs
+    #: (``params["pml_whole"]``): a grid split along such an axis updates ψ
+    #: elementwise on each device's slab, with no slicing across devices (:mod:`.sharding`).
+    whole_axis_psi: tuple[bool, bool, bool] = (False, False, False)
 
     @property
     def curled(self) -> tuple[bool, bool, bool]:
@@ -267,11 +271,17 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         start, stop = lo + offset, hi + offset
         if 0 <= start and stop <= N[a]:
             return _take(F, a, start, stop)
+        # The zero ghost enters by padding, not by concatenating a zero plane: XLA's SPMD
+        # partitioner keeps a pad along an unsplit axis local, but reshuffles a
+        # concatenate across devices (all-to-all) when the grid is split (.sharding).
+        ghost = [(0, 0)] * F.ndim
         if offset > 0:  # stop == N + 1
-            return xp.concatenate([_take(F, a, start, N[a]), xp.zeros_like(_take(F, a, 0, 1))], axis=a)
-        edge = _take(F, a, 0, 1)
-        edge = -edge if layout.pmc_minus[a] else xp.zeros_like(edge)
-        return xp.concatenate([edge, _take(F, a, 0, stop)], axis=a)
+            ghost[a] = (0, 1)
+            return xp.pad(_take(F, a, start, N[a]), ghost)
+        if layout.pmc_minus[a]:
+            return xp.concatenate([-_take(F, a, 0, 1), _take(F, a, 0, stop)], axis=a)
+        ghost[a] = (1, 0)
+        return xp.pad(_take(F, a, 0, stop), ghost)
 
     def difference(F: Array, a: int, forward: bool, lo: int, hi: int) -> Array:
         """Forward (F[i+1] − F[i]) or backward (F[i] − F[i−1]) difference on nodes lo…hi−1."""
@@ -292,6 +302,10 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         # the CPU materialise the whole-axis derivative instead of fusing it into the
         # update (2.4x slower on the standard problem; benchmarks/engine.py --guard).
         out = d * params["pml_inv_kappa"][f"{kind}{a}"]
+        if layout.whole_axis_psi[a]:
+            b, c = params["pml_whole"][f"{kind}{a}"]
+            new_psi[key] = b * psi[key] + c * d
+            return out + new_psi[key]
         for side, lo, hi in slabs:
             b, c = params["pml"][f"{kind}{a}{side}"]
             name = f"{key}{side}"

@@ -75,6 +75,13 @@ class Settings:
     #: checkpoint and hands the job back to go on elsewhere. Modal workers get their
     #: function's timeout less ten minutes when this is 0.
     solve_time_limit_s: float = 0.0
+    #: Most devices one solve may be split over on a cluster without GPUs (forced host
+    #: CPU devices: a correctness and overhead check, not a speed-up); with GPUs the
+    #: limit is the largest node's GPU count.
+    max_devices: int = 8
+    #: Memory (bytes) of one device, which each device's share of a split solve must
+    #: fit; 0: the engine's host limit (METOSIM_MAX_MEMORY, default 80% of RAM).
+    device_memory_bytes: float = 0.0
     #: How long (s) a request waits for a database connection before it fails.
     db_timeout_s: float = 10.0
     #: Sentry DSN: errors and FAILED jobs become events (secrets scrubbed).
@@ -111,6 +118,8 @@ class Settings:
             "checkpoint_interval_s": _env("CHECKPOINT_INTERVAL_S"),
             "checkpoint_floor_s": _env("CHECKPOINT_FLOOR_S"),
             "solve_time_limit_s": _env("SOLVE_TIME_LIMIT_S"),
+            "max_devices": _env("MAX_DEVICES"),
+            "device_memory_bytes": _env("DEVICE_MEMORY_BYTES"),
             "sentry_dsn": _env("SENTRY_DSN"),
             "sentry_environment": _env("SENTRY_ENVIRONMENT"),
         }

@@ -45,7 +45,7 @@ class Reporter(Protocol):
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None: ...
 
 
-def execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, request_id: str | None = None) -> str:
+def execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, request_id: str | None = None, devices: int = 1) -> str:
     """Run one job to an uploaded, checksummed result; returns the result key.
 
     Exceptions propagate: the dispatcher turns them into FAILED with the reason."""
@@ -53,7 +53,7 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
     if sentry.init(settings, "worker"):
         sentry.tag(job_id=job_id, request_id=request_id)
     try:
-        return _execute(job_id, token, config_json, settings, reporter, extra)
+        return _execute(job_id, token, config_json, settings, reporter, extra, devices)
     except Exception:
         import sentry_sdk
 
@@ -62,7 +62,7 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
         raise
 
 
-def _execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, extra: dict[str, Any]) -> str:
+def _execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, extra: dict[str, Any], devices: int = 1) -> str:
     begun = time.monotonic()
     node, accelerator = where_am_i()
     start = reporter.started(job_id, token, node, accelerator, os.getpid())
@@ -92,10 +92,10 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     log.info(f"solving from step {resume.step}" if resume else "solving", extra=extra)
     try:
         try:
-            data = solve(sim, progress=progress, checkpoints=policy, resume=resume)
+            data = solve(sim, progress=progress, checkpoints=policy, resume=resume, devices=devices)
         except ck.CheckpointMismatch as e:  # it passed check() but not the state's layout
             log.warning(f"checkpoint not used: {e}", extra=extra)
-            data = solve(sim, progress=progress, checkpoints=policy)
+            data = solve(sim, progress=progress, checkpoints=policy, devices=devices)
     except ck.SolveSuspended as e:
         log.info(f"time limit: handing the job back at step {e.step}", extra=extra)
         reporter.suspended(job_id, token, e.step)

@@ -26,7 +26,7 @@ from .records import Dispatched, ExportRun, IterationRun
 RECONCILE_EVERY_S = 2.0
 INSERT_JOB = (
     "INSERT INTO jobs (id, key_id, status, config, body_sha256, idempotency_key, request_id, total_steps, requested_accelerator, "
-    "checkpoint_interval_s) VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s) RETURNING *"
+    "checkpoint_interval_s, devices) VALUES (%s, %s, 'QUEUED', %s::jsonb, %s, %s, %s, %s, %s, %s, %s) RETURNING *"
 )
 
 log = get_logger("jobs")
@@ -80,12 +80,13 @@ class JobState(Admission, Dispatch, Checkpoints, Batches, Optimizations):
         request_id: str | None,
         accelerator: str | None = None,
         checkpoint_interval_s: float | None = None,
+        devices: int = 1,
     ) -> dict[str, Any]:
         """Record a QUEUED job and dispatch it. The key's row lock serialises its
         submissions, so the quota check cannot race. Returns ``{"refused": None, "row",
         "created"}``, or ``{"refused": "quota" | "idempotency", "detail", "retry_after"}``."""
         total_steps = Simulation.model_validate_json(config_json).grid.num_time_steps
-        values = (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator, checkpoint_interval_s)
+        values = (uuid.uuid4(), key_id, config_json, body_sha256, idempotency_key, request_id, total_steps, accelerator, checkpoint_interval_s, devices)
         outcome = self._admit_and_insert("jobs", key_id, quota, body_sha256, idempotency_key, lambda conn: conn.execute(INSERT_JOB, values).fetchone())
         if outcome["refused"] is None and outcome["created"]:
             log.info("queued", extra={"request_id": request_id, "job_id": str(outcome["row"]["id"])})

@@ -31,7 +31,7 @@ COMPLETED = (
 DISPATCH = (
     "UPDATE jobs SET dispatches = dispatches + 1, provider = %s, callback_token_sha256 = %s, "
     "dispatch_node = %s WHERE id = %s AND status = 'QUEUED' RETURNING dispatches, config::text AS config, "
-    "request_id, requested_accelerator, checkpoint_step"
+    "request_id, requested_accelerator, checkpoint_step, devices"
 )
 STARTED = (
     "UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now()), heartbeat_at = now(), "
@@ -45,10 +45,24 @@ FAILED = (
 JOB_STATUS = "SELECT status FROM jobs WHERE id = %s"
 
 
-def solve_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None) -> str:
+def solve_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int = 1) -> str:
     """The Ray task body: run the shared worker entry point, reporting to the actor."""
     actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
-    return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id)
+    return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id, devices)
+
+
+def solve_options(devices: int, accelerator: str | None, max_retries: int) -> dict[str, Any]:
+    """Ray task options of a solve over ``devices``: that many GPUs (of the type
+    asked for) on a cluster with GPUs; else one CPU, with ``devices`` > 1 forced host
+    CPU devices in a worker process of its own (XLA reads its device count at start)."""
+    options: dict[str, Any] = {"num_cpus": 1, "max_retries": max_retries, "retry_exceptions": False}
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        options["num_gpus"] = devices
+        if accelerator:
+            options["accelerator_type"] = accelerator
+    elif devices > 1:
+        options["runtime_env"] = {"env_vars": {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}}
+    return options
 
 
 def export_task(batch_id: str, members: list[dict[str, Any]], monitors: list[str] | None, settings: Settings) -> tuple[str, str, int]:
@@ -95,8 +109,8 @@ class Dispatch:
     """Starting jobs and recording their workers' reports (guarded by the dispatch token)."""
 
     def dispatch(self, job_id: str, provider: str = "ray") -> None:
-        """Start a QUEUED job: a Ray task (one GPU, of the requested type if any, when
-        the cluster has GPUs; CPU otherwise), or the overflow provider."""
+        """Start a QUEUED job: a Ray task (:func:`solve_options`), or the overflow
+        provider."""
         callback = secrets.token_urlsafe(32) if provider != "ray" else None
         with self.pool.connection() as conn:
             row = conn.execute(
@@ -106,28 +120,25 @@ class Dispatch:
         if row is None:
             return
         if provider == "ray":
-            options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.settings.max_retries, "retry_exceptions": False}
-            if ray.cluster_resources().get("GPU", 0) > 0:
-                options["num_gpus"] = 1
-                if row["requested_accelerator"]:
-                    options["accelerator_type"] = row["requested_accelerator"]
-            handle = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"])
+            options = solve_options(row["devices"], row["requested_accelerator"], self.settings.max_retries)
+            handle = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"], row["devices"])
         else:
             job = payload(self.settings, job_id, row["dispatches"], row["config"], callback, row["request_id"], provider)  # type: ignore[arg-type]
             handle = spawn(provider, job)
             log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
-            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic(), row["checkpoint_step"] or 0)
+            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic(), row["checkpoint_step"] or 0, row["devices"])
 
     def _overflow(self) -> None:
         """Send Ray-queued jobs elsewhere when the cluster has had no free GPU for
-        ``overflow_wait_s``."""
+        ``overflow_wait_s``. A split solve waits for its devices: the overflow
+        provider runs one GPU per job."""
         provider = self.settings.overflow_provider
         if not provider or ray.cluster_resources().get("GPU", 0) == 0 or ray.available_resources().get("GPU", 0) >= 1:
             return
         now = time.monotonic()
         with self.lock:
-            waiting = [(job_id, entry) for job_id, entry in self.refs.items() if entry.provider == "ray" and now - entry.at > self.settings.overflow_wait_s]
+            waiting = [(job_id, entry) for job_id, entry in self.refs.items() if entry.provider == "ray" and entry.devices == 1 and now - entry.at > self.settings.overflow_wait_s]
         for job_id, entry in waiting:
             with self.pool.connection() as conn:
                 status = conn.execute(JOB_STATUS, (job_id,)).fetchone()["status"]

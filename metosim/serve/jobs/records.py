@@ -13,6 +13,7 @@ class Dispatched(NamedTuple):
     provider: str  # "ray", "subprocess" or "modal"
     at: float  # when it was dispatched (time.monotonic(), s)
     checkpoint_step: int  # the newest checkpoint's step then (0: none): did the run get further?
+    devices: int = 1  # devices the solve is split over
 
 
 class ExportRun(NamedTuple):

@@ -147,6 +147,7 @@ def job_view(api: Replica, job: dict[str, Any]) -> dict[str, Any]:
         "node": job["node"],
         "accelerator": job["accelerator"],
         "requested_accelerator": job["requested_accelerator"],
+        "devices": job["devices"],
         "batch_id": str(job["batch_id"]) if job["batch_id"] else None,
         "name": job["member"],
         "parameters": job["parameters"],
@@ -170,6 +171,55 @@ def too_large(api: Replica, sim: Simulation, loc: str = "") -> dict[str, Any] | 
 def check_accelerator(accelerator: str | None) -> None:
     if accelerator is not None and not ACCELERATOR.fullmatch(accelerator):
         raise Problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
+
+
+def most_devices(settings: Settings) -> tuple[int, str]:
+    """(devices, what they are) one split solve may use: the largest live node's GPU
+    count on a cluster with GPUs, else ``settings.max_devices`` forced host CPU devices."""
+    import ray
+
+    gpus = max((int(node["Resources"].get("GPU", 0)) for node in ray.nodes() if node["Alive"]), default=0)
+    return (gpus, "GPUs on the largest node") if gpus else (settings.max_devices, "CPU devices (METOSIM_MAX_DEVICES)")
+
+
+def check_devices(value: str | None, sim: Simulation, settings: Settings) -> int:
+    """The ``devices`` query value (1 without one): how many devices the solve is split
+    over. Problem 422 naming ``query.devices`` when it is not a positive integer or does
+    not cut the grid into equal slabs; 413 when no node holds that many devices, or when
+    a device's share of the memory exceeds ``settings.device_memory_bytes`` (naming
+    ``devices`` when more devices would fit it, else ``grid_spec``)."""
+    from ...kernels.sharding import ShardingError, split_axis, stepped_shape
+    from ...kernels.solver import max_memory_bytes
+
+    if value is None:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        reason = f"must be a positive integer, not {value!r}"
+        raise Problem(422, "Invalid devices", f"devices {reason}", errors=[{"loc": "query.devices", "msg": reason, "type": "value_error"}])
+    devices = int(value)
+    if devices == 1:
+        return 1
+    most, kind = most_devices(settings)
+    if devices > most:
+        reason = f"devices={devices} but this cluster offers at most {most} {kind}"
+        raise Problem(413, "Too many devices", reason, errors=[{"loc": "query.devices", "msg": reason, "type": "limit"}])
+    try:
+        split_axis(stepped_shape(sim), sim.grid.active, devices)
+    except ShardingError as exc:
+        raise Problem(422, "Invalid devices", str(exc), errors=[{"loc": "query.devices", "msg": str(exc), "type": "value_error"}]) from None
+
+    def share(n: int) -> int:
+        return sim.estimate(n)["memory_per_device_bytes"]
+
+    # Without a stated device memory, forced CPU devices share the host's memory.
+    limit = settings.device_memory_bytes or max_memory_bytes() / devices
+    if share(devices) > limit:
+        more = most > devices and share(most) <= (settings.device_memory_bytes or max_memory_bytes() / most)
+        reason = f"{share(devices) / 2**30:.2f} GiB per device over {devices} devices exceeds the {limit / 2**30:.2f} GiB of one device"
+        reason += f"; ask for up to {most} devices" if more else "; coarsen grid_spec or shrink the domain"
+        loc = "query.devices" if more else "grid_spec"
+        raise Problem(413, "Simulation too large", reason, errors=[{"loc": loc, "msg": reason, "type": "limit"}])
+    return devices
 
 
 def check_checkpoint_interval(value: str | None, floor_s: float) -> float | None:

@@ -14,7 +14,7 @@ from ...simulation import Simulation
 from ..events import sse_stream
 from ..problems import admitted, errors_of, invalid, problem
 from ..states import TERMINAL
-from .common import KEEPALIVE_S, Limit, Offset, Replica, body, check_accelerator, check_checkpoint_interval, created, guard, idempotency_key, iso, job_view, listed, owned, page, replica, too_large
+from .common import KEEPALIVE_S, Limit, Offset, Replica, body, check_accelerator, check_checkpoint_interval, check_devices, created, guard, idempotency_key, iso, job_view, listed, owned, page, replica, too_large
 
 router = APIRouter(prefix="/v1/simulations")
 JOB = "SELECT * FROM jobs WHERE id = %s AND key_id = %s"
@@ -35,8 +35,8 @@ async def watched_rows(api: Replica, job_ids: list[str]) -> list[dict[str, Any]]
         return await cur.fetchall()
 
 
-@router.post("", status_code=201, summary="Submit a simulation (body: the Simulation JSON; ?accelerator=A100 asks for a GPU type; ?checkpoint_interval=300 checkpoints every 300 s of stepping)")
-async def submit(request: Request, accelerator: str | None = None, checkpoint_interval: str | None = None, api: Replica = Depends(replica)) -> Response:
+@router.post("", status_code=201, summary="Submit a simulation (body: the Simulation JSON; ?accelerator=A100 asks for a GPU type; ?checkpoint_interval=300 checkpoints every 300 s of stepping; ?devices=4 splits the solve over 4 devices)")
+async def submit(request: Request, accelerator: str | None = None, checkpoint_interval: str | None = None, devices: str | None = None, api: Replica = Depends(replica)) -> Response:
     key = await guard(api, request)
     check_accelerator(accelerator)
     interval = check_checkpoint_interval(checkpoint_interval, api.settings.checkpoint_floor_s)
@@ -48,9 +48,10 @@ async def submit(request: Request, accelerator: str | None = None, checkpoint_in
     over = too_large(api, sim)
     if over:
         return problem(422, "Simulation too large", over["msg"], errors=[over])
+    split = check_devices(devices, sim, api.settings)
     config_json = sim.model_dump_json()
     digest = hashlib.sha256(config_json.encode()).hexdigest()
-    outcome = admitted(await api.jobs.submit.remote(str(key["id"]), key["quota"], config_json, digest, idempotency_key(request), request.state.request_id, accelerator, interval))
+    outcome = admitted(await api.jobs.submit.remote(str(key["id"]), key["quota"], config_json, digest, idempotency_key(request), request.state.request_id, accelerator, interval, split))
     job = outcome["row"]
     return created({"id": str(job["id"]), "status": job["status"], "created_at": iso(job["created_at"])}, outcome, f"/v1/simulations/{job['id']}")
 

@@ -1,0 +1,136 @@
+"""One simulation split over several devices (``ms.solve(sim, devices=N)``): equal to
+the one-device run on 3D cases where every monitor kind, the sources, the CPML,
+dispersive media, the Bloch wrap and the mirror walls cross slab faces (four forced host
+CPU devices, in a process of their own), and the refusals that name ``devices``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import pytest
+
+import metosim as ms
+from metosim.kernels.sharding import ShardingError, leaf_spec, split_axis
+from metosim.kernels.solver import EngineInputError
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def sharded() -> dict[str, dict]:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, str(HERE / "sharded_runs.py")], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {case["case"]: case for case in map(json.loads, out.stdout.splitlines())}
+
+
+@pytest.mark.parametrize(("case", "axis", "halo"), [
+    # Halo: the four components transverse to the cut, one plane each, float64 (complex for Bloch).
+    ("guide", "y", 4 * 32 * 32 * 8),
+    ("bloch", "x", 4 * 24 * 8 * 16),
+    ("symmetric", "z", 4 * 24 * 24 * 8),
+])
+def test_split_run_equals_one_device_run(sharded: dict[str, dict], case: str, axis: str, halo: int) -> None:
+    run = sharded[case]
+    print(case, run["device"], max(run["differences"].values()))
+    assert run["split_axis"] == axis and run["device"].startswith("4 × ")
+    assert run["halo_bytes_per_step"] == halo
+    assert run["steps_equal"]  # the shutoff stopped both at the same step
+    # Measured ≤ 4.8e-14 (a near-zero component); 0 for the Bloch case. Resumed: ≤ 8.5e-14.
+    assert len(run["differences"]) >= 8
+    assert max(run["differences"].values()) < 1e-12, run["differences"]
+
+
+@pytest.mark.parametrize("direction", ["resumed_on_one", "resumed_split"])
+def test_checkpoints_resume_across_device_counts(sharded: dict[str, dict], direction: str) -> None:
+    """A split run's checkpoint goes on on one device and a one-device run's over four:
+    checkpoints hold the one-device state (the split axis's CPML ψ back in slabs)."""
+    again = sharded["guide"][direction]
+    print("resumed from step", again["from_step"], max(again["differences"].values()))
+    assert 0 < again["from_step"] < sharded["guide"]["time_steps"] and again["steps_equal"]
+    assert max(again["differences"].values()) < 1e-12, again["differences"]
+
+
+def test_split_axis_takes_the_longest_axis_the_count_divides() -> None:
+    assert split_axis((32, 48, 32), (True, True, True), 4) == 1
+    assert split_axis((30, 48, 32), (True, True, True), 3) == 1
+    assert split_axis((30, 50, 32), (True, True, True), 4) == 2
+    assert split_axis((64, 64, 1), (True, True, False), 4) == 0  # ties: the first axis
+    with pytest.raises(ShardingError, match=r"devices=4 divides none of the stepped cell counts \(x 30, y 50\)"):
+        split_axis((30, 50, 1), (True, True, False), 4)
+
+
+def test_arrays_split_along_the_grid_axis_only_where_they_span_it() -> None:
+    grid = (32, 48, 32)
+    assert leaf_spec((32, 48, 32), grid, 1) == (None, "slabs", None)  # a field
+    assert leaf_spec((3, 1, 48, 32), grid, 1) == (None, None, "slabs", None)  # a whole-grid DFT plane
+    assert leaf_spec((6, 32, 32), grid, 1) == (None, None, None)  # a CPML slab along y
+    assert leaf_spec((1, 48, 1), grid, 1) == (None, "slabs", None)  # 1/κ along y
+    assert leaf_spec((420, 2), grid, 1) == (None, None)  # a waveform
+
+
+def test_devices_are_refused_with_the_reason() -> None:
+    sim = ms.Simulation(size=(2, 2, 0), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-15,
+                        sources=[ms.PointDipole(center=(0, 0, 0), source_time=ms.GaussianPulse(freq0=3e14, fwidth=1e14))])
+    with pytest.raises(EngineInputError, match=r"devices=2 but this process sees 1 JAX device\(s\) \(cpu\)"):
+        ms.solve(sim, devices=2)
+    with pytest.raises(EngineInputError, match="devices must be a positive integer, not 0"):
+        ms.solve(sim, devices=0)
+    with pytest.raises(EngineInputError, match="devices=2 needs the JAX backend, not 'numpy'"):
+        ms.solve(sim, backend="numpy", devices=2)
+
+
+# ------------------------------------------------------------------ over the service
+def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -> None:
+    """``?devices=2`` on the real Ray Serve API: the Ray task starts a worker process with
+    two forced host CPU devices; its result equals a one-device solve here."""
+    from .conftest import issue_key
+    from .test_service import auth, submit, tiny, wait_for
+
+    key = issue_key(service, "split")
+    sim = tiny(precision="float64")
+
+    def post(devices: str) -> Any:
+        return service["client"].post("/v1/simulations", params={"devices": devices}, content=sim.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
+
+    for value, status, words in (("two", 422, "devices must be a positive integer"), ("0", 422, "positive integer"),
+                                 ("64", 413, "devices=64 but this cluster offers at most 8 CPU devices"),
+                                 ("3", 422, "devices=3 divides none of the stepped cell counts (x 200)")):
+        response = post(value)
+        assert response.status_code == status, response.text
+        assert response.json()["errors"][0]["loc"] == "query.devices" and words in response.json()["detail"]
+    response = post("2")
+    assert response.status_code == 201, response.text
+    job = wait_for(service, key, response.json()["id"], ("COMPLETED",), timeout=180)
+    assert job["devices"] == 2
+    data = ms.SimulationData.from_hdf5(io.BytesIO(httpx.get(job["result"]["url"]).content))
+    assert data.info["devices"] == 2 and data.info["device"].startswith("2 × cpu")
+    here = ms.solve(sim)
+    assert abs(float(data["T"].values[0]) - float(here["T"].values[0])) < 1e-12 * abs(float(here["T"].values[0]))
+    assert submit(service, key, sim).status_code == 201  # and one device stays the default
+
+
+def test_a_device_share_over_its_memory_is_413_naming_what_helps(service: dict) -> None:
+    from metosim.serve.problems import Problem
+    from metosim.serve.routes.common import check_devices
+    from metosim.serve.settings import Settings
+
+    sim = ms.Simulation(size=(4, 4, 4), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-15, boundary_spec=ms.BoundarySpec.all_sides(ms.Periodic()))
+    need = sim.estimate(2)["memory_per_device_bytes"]
+    assert need == pytest.approx(sim.estimate()["memory_bytes"] / 2, rel=1e-6)  # no monitors: the grid's arrays halve
+    with pytest.raises(Problem) as refused:
+        check_devices("2", sim, Settings(device_memory_bytes=need / 2))
+    assert refused.value.response.status_code == 413
+    assert b'"loc":"query.devices"' in refused.value.response.body and b"ask for up to 8 devices" in refused.value.response.body
+    with pytest.raises(Problem) as refused:
+        check_devices("2", sim, Settings(device_memory_bytes=need / 10))
+    assert b'"loc":"grid_spec"' in refused.value.response.body
+    assert check_devices("2", sim, Settings(device_memory_bytes=need)) == 2
