@@ -41,7 +41,7 @@ def sharded() -> dict[str, dict]:
 def test_split_run_equals_one_device_run(sharded: dict[str, dict], case: str, axis: str, halo: int) -> None:
     run = sharded[case]
     print(case, run["device"], max(run["differences"].values()))
-    assert run["split_axis"] == axis and run["device"].startswith("4 × ")
+    assert run["split_axis"] == axis and run["device"] == f"4 × cpu (slabs along {axis})"
     assert run["halo_bytes_per_step"] == halo
     assert run["steps_equal"]  # the shutoff stopped both at the same step
     # Measured ≤ 4.8e-14 (a near-zero component); 0 for the Bloch case. Resumed: ≤ 8.5e-14.
@@ -134,3 +134,21 @@ def test_a_device_share_over_its_memory_is_413_naming_what_helps(service: dict) 
         check_devices("2", sim, Settings(device_memory_bytes=need / 10))
     assert b'"loc":"grid_spec"' in refused.value.response.body
     assert check_devices("2", sim, Settings(device_memory_bytes=need)) == 2
+
+
+def test_two_jax_processes_started_by_ray_equal_one_device(service: dict) -> None:
+    """The multi-host path on one machine: a placement group of two bundles, one JAX
+    process each (one CPU device, gloo collectives), joined through Ray."""
+    import ray
+
+    from metosim.serve.multihost import solve_across_processes
+
+    from .sharded_runs import differences, guide
+
+    assert ray.is_initialized()
+    sim = guide()
+    split = solve_across_processes(sim, processes=2, devices_per_process=1, timeout=300)
+    assert split.info["device"] == "2 × cpu in 2 processes (slabs along y)"
+    found = differences(ms.solve(sim), split)
+    print("two processes:", max(found.values()))
+    assert len(found) >= 15 and max(found.values()) < 1e-12, found  # measured 9.1e-14

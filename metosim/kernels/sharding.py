@@ -66,14 +66,62 @@ def leaf_spec(shape: tuple[int, ...], grid_shape: tuple[int, int, int], axis: in
     return tuple(spec)
 
 
+def _mesh(devices: int) -> Any:
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.devices()[:devices]), (SLABS,))
+
+
 def shardings(tree: Any, layout: Layout, axis: int, devices: int) -> Any:
     """A ``NamedSharding`` for every array in ``tree`` (state or params) on a mesh of the
     first ``devices`` JAX devices, split as :func:`leaf_spec` says."""
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jax.sharding import NamedSharding, PartitionSpec
 
-    mesh = Mesh(np.array(jax.devices()[:devices]), (SLABS,))
+    mesh = _mesh(devices)
     return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, PartitionSpec(*leaf_spec(np.shape(x), layout.shape, axis))), tree)
+
+
+def replicated(devices: int) -> Any:
+    """A copy on each of the first ``devices`` devices (a sum over the grid, which every
+    process reads)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return NamedSharding(_mesh(devices), PartitionSpec())
+
+
+def multi_process() -> bool:
+    """Whether JAX runs as one of several processes (``jax.distributed``), each holding
+    some of the devices: arrays are then placed and gathered shard by shard."""
+    import jax
+
+    return jax.process_count() > 1
+
+
+def place(tree: Any, placements: Any) -> Any:
+    """``tree``'s NumPy arrays as JAX arrays laid out by ``placements``
+    (:func:`shardings`). Every process holds the whole problem and hands each of its
+    own devices its slab, so this works in one process and across several."""
+    import jax
+
+    def one(x: Any, placement: Any) -> Any:
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, placement, lambda index: x[index], dtype=x.dtype)
+
+    return jax.tree_util.tree_map(one, tree, placements)
+
+
+def gather(tree: Any) -> Any:
+    """``tree``'s split JAX arrays as whole NumPy arrays, in every process (a collective
+    across processes: all of them must call it)."""
+    import jax
+
+    if multi_process():
+        from jax.experimental import multihost_utils
+
+        return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.tree_util.tree_map(np.asarray, tree)
 
 
 def halo_bytes(layout: Layout, axis: int) -> int:

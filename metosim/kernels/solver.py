@@ -33,7 +33,7 @@ from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
-from .sharding import ShardingError, halo_bytes, shardings, slab_psi, split_axis, stepped_shape, whole_axis_psi
+from .sharding import ShardingError, gather, halo_bytes, multi_process, place, replicated, shardings, slab_psi, split_axis, stepped_shape, whole_axis_psi
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
@@ -79,7 +79,7 @@ def precision_context(precision: str, backend: str = "jax") -> AbstractContextMa
     return jax.enable_x64(precision == "float64")
 
 
-def check_devices(sim: Simulation, devices: int, backend: str) -> None:
+def check_devices(sim: Simulation, devices: int, backend: str, checkpoints: CheckpointPolicy | None = None) -> None:
     """Refuse a device count this process cannot run or ``sim`` cannot be split
     over, naming ``devices``."""
     if not isinstance(devices, int) or devices < 1:
@@ -92,6 +92,11 @@ def check_devices(sim: Simulation, devices: int, backend: str) -> None:
 
     if devices > jax.device_count():
         raise EngineInputError(f"devices={devices} but this process sees {jax.device_count()} JAX device(s) ({jax.devices()[0].platform})")
+    if multi_process():
+        if devices != jax.device_count():
+            raise EngineInputError(f"devices={devices} across {jax.process_count()} processes must be all {jax.device_count()} of their devices")
+        if checkpoints is not None:
+            raise EngineInputError(f"devices={devices} across processes takes no checkpoints yet (every process would have to agree when)")
     try:
         split_axis(stepped_shape(sim), sim.grid.active, devices)
     except ShardingError as exc:
@@ -134,7 +139,7 @@ def solve(
     (:mod:`.sharding`), with the one-device run's results."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
-    check_devices(sim, devices, backend)
+    check_devices(sim, devices, backend, checkpoints)
     if resume is not None:
         check(resume, sim)
     setup_start = time.perf_counter()
@@ -452,10 +457,11 @@ def _run(
             axis = split_axis(layout.shape, layout.active, devices)
             layout, state, params = whole_axis_psi(layout, state, params, axis)
             placed = shardings(state, layout, axis, devices)
-            state = jax.device_put(state, placed)
-            params = jax.device_put(params, shardings(params, layout, axis, devices))
-            eps = jax.device_put(eps, shardings(eps, layout, axis, devices))
-            device = f"{devices} × {jax.devices()[0]} (slabs along {'xyz'[axis]})"
+            state = place(state, placed)
+            params = place(params, shardings(params, layout, axis, devices))
+            eps = place(eps, shardings(eps, layout, axis, devices))
+            processes = f" in {jax.process_count()} processes" if multi_process() else ""
+            device = f"{devices} × {jax.devices()[0].platform}{processes} (slabs along {'xyz'[axis]})"
         else:
             state, params, eps = jax.device_put(state), jax.device_put(params), jax.device_put(eps)
             device = str(jax.devices()[0])
@@ -466,7 +472,7 @@ def _run(
 
         # A split state keeps its slabs from chunk to chunk (donated in place).
         run = jax.jit(run_chunk, donate_argnums=0, out_shardings=placed if devices > 1 else None)
-        energy = jax.jit(lambda s, eps: field_energy(s, eps, jnp))
+        energy = jax.jit(lambda s, eps: field_energy(s, eps, jnp), out_shardings=replicated(devices) if devices > 1 else None)
         # Compile before the clock starts: setup is not time stepping.
         if progress is not None:
             progress(0, total)
@@ -476,11 +482,13 @@ def _run(
             return run(state, params, jnp.int32(n0), jnp.int32(n1))
 
         def measure(state: dict) -> float:
-            return float(energy(state, eps))
+            # The sum is replicated: read this process's copy (across processes the
+            # whole array is not addressable here).
+            return float(energy(state, eps).addressable_data(0))
 
         def host(state: dict) -> dict:
             """The state as one device holds it: NumPy, the CPML ψ in slabs."""
-            return slab_psi(layout, _to_numpy(state), axis) if devices > 1 else _to_numpy(state)
+            return slab_psi(layout, gather(state), axis) if devices > 1 else _to_numpy(state)
 
         def settle(state: dict) -> None:
             jax.block_until_ready(state)
