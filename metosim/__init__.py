@@ -14,6 +14,7 @@ from .batch import Batch, BatchData
 from .batch_spec import BatchSpec, Sweep, sweep
 from .dataset import open_dataset, verify_dataset
 from .smatrix import Port, SMatrix
+from .components import ComponentDevice, from_gdsfactory
 from .boundary import PML, BlochBoundary, Boundary, BoundarySpec, PECBoundary, PMCBoundary, Periodic
 from .geometry import Box, Cylinder, PolySlab, Sphere
 from .grid import C_0, Grid, GridSpec, MeshOverride
@@ -47,6 +48,8 @@ __all__ = [
     "BatchData",
     "Port",
     "SMatrix",
+    "ComponentDevice",
+    "from_gdsfactory",
     "BatchSpec",
     "Sweep",
     "open_dataset",

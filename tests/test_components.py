@@ -1,0 +1,86 @@
+"""gdsfactory components to S-matrices (``ms.from_gdsfactory``): a 3D silicon straight
+transmits everything, a 2D MMI 1×2 splits evenly, passively and reciprocally, and the
+refusals name the component, layer, level or port."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import metosim as ms
+
+gf = pytest.importorskip("gdsfactory")  # in the test extra: never skipped in CI
+gf.gpdk.PDK.activate()
+
+LAMBDA = np.array([1.5, 1.55, 1.6])  # µm
+FREQS = ms.C_0 / (LAMBDA * 1e-6)
+
+
+def test_a_3d_straight_transmits_everything() -> None:
+    """gdsfactory's generic stack: a 0.5 × 0.22 µm silicon core in oxide."""
+    device = ms.from_gdsfactory(gf.components.straight(length=1.0))
+    assert [p.name for p in device.ports] == ["o1", "o2"] and [p.direction for p in device.ports] == ["+", "-"]
+    assert device.ports[0].center == (0.0, 0.0, 0.11)  # the component's edge, mid-core
+    sim = device.simulation(grid_spec=ms.GridSpec.uniform(0.04), run_time=3e-13, boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=10)))
+    s = ms.SMatrix(sim, device.ports, FREQS).run_local()
+    sax = device.sax(s)
+    through, back = np.abs(sax[("o2", "o1")]) ** 2, np.abs(sax[("o1", "o1")]) ** 2
+    print("|S21|²", np.round(through, 4), "|S11|²", np.round(back, 5))
+    assert np.all(np.abs(through - 1) < 0.005)  # measured 0.9969–0.9977
+    assert np.all(back < 1e-3)  # measured 2e-4
+    # Reciprocal: measured 0.0086 (0.5° of phase: each port's plane snaps to its own grid node)
+    assert np.max(np.abs(sax[("o2", "o1")] - sax[("o1", "o2")])) < 0.02
+    assert np.allclose(device.sax_wavelengths(s), LAMBDA)
+
+
+def test_a_2d_mmi_splits_evenly_passively_and_reciprocally() -> None:
+    """gdsfactory's mmi1x2 in 2D: the silicon as a slab of effective index 2.85 in oxide."""
+    device = ms.from_gdsfactory(gf.components.mmi1x2(), two_d=True, materials={"si": ms.Medium(permittivity=2.85**2)}, background=ms.Medium(permittivity=1.444**2))
+    outputs = {p.name: p for p in device.ports}
+    assert outputs["o2"].size[1] == pytest.approx(0.5 + 0.75)  # the planes stop half way to the neighbour
+    sim = device.simulation(grid_spec=ms.GridSpec.uniform(0.03), run_time=1e-12)
+    s = ms.SMatrix(sim, device.ports, ms.C_0 / (np.linspace(1.5, 1.6, 5) * 1e-6)).run_local()
+    sax = device.sax(s)
+    upper, lower = np.abs(sax[("o2", "o1")]) ** 2, np.abs(sax[("o3", "o1")]) ** 2
+    print("upper", np.round(upper, 4), "lower", np.round(lower, 4))
+    assert np.all(np.abs(upper - lower) < 0.005)  # measured ≤ 0.0013: the device is mirror-symmetric
+    assert np.all((upper > 0.42) & (upper < 0.5))  # measured 0.44–0.47 (its design is for 3D: 88–94% through)
+    for i in ("o1", "o2", "o3"):
+        out = sum(np.abs(sax[(o, i)]) ** 2 for o in ("o1", "o2", "o3"))
+        assert np.all(out < 1.005), (i, out)  # passive
+    for a in ("o1", "o2", "o3"):
+        for b in ("o1", "o2", "o3"):
+            assert np.max(np.abs(sax[(a, b)] - sax[(b, a)])) < 5e-3  # reciprocal; measured ≤ 5e-4
+
+
+def test_refusals_name_the_component_layer_level_or_port() -> None:
+    bare = gf.Component("bare")
+    bare.add_polygon([(0, 0), (1, 0), (1, 1)], layer=(1, 0))
+    with pytest.raises(ValueError, match="component 'bare' has no optical ports"):
+        ms.from_gdsfactory(bare)
+
+    stray = gf.Component("stray")
+    stray << gf.components.straight(length=1.0)
+    stray.add_polygon([(0, 2), (1, 2), (1, 3)], layer=(99, 0))
+    stray.add_ports(gf.components.straight(length=1.0).ports)
+    with pytest.raises(ValueError, match=r"component 'stray': layer \(99, 0\) has shapes but no level of the layer stack draws it"):
+        ms.from_gdsfactory(stray)
+
+    from gdsfactory.technology import LayerLevel, LayerStack
+
+    clash = LayerStack(layers={
+        "core": LayerLevel(layer=(1, 0), thickness=0.22, zmin=0.0, material="si"),
+        "nitride": LayerLevel(layer=(1, 0), thickness=0.3, zmin=0.1, material="sin"),
+    })
+    with pytest.raises(ValueError, match="layer_stack levels 'core' and 'nitride' overlap with different materials"):
+        ms.from_gdsfactory(gf.components.straight(length=1.0), layer_stack=clash)
+
+    unknown = LayerStack(layers={"core": LayerLevel(layer=(1, 0), thickness=0.22, zmin=0.0, material="unobtainium")})
+    with pytest.raises(ValueError, match="level 'core': no medium for material 'unobtainium'"):
+        ms.from_gdsfactory(gf.components.straight(length=1.0), layer_stack=unknown)
+
+    tilted = gf.Component("tilted")
+    tilted << gf.components.straight(length=1.0)
+    tilted.add_port("o1", center=(0, 0), width=0.5, orientation=45, layer=(1, 0))
+    with pytest.raises(ValueError, match=r"port 'o1': orientation 45.0° is not along x or y"):
+        ms.from_gdsfactory(tilted)
