@@ -174,17 +174,17 @@ class SMatrix:
     # ------------------------------------------------------------ export
     def network(self, s: xr.DataArray | None = None) -> Any:
         """A ``skrf.Network`` with one network port per (port, mode), in port then mode
-        order, named ``"<port>@<mode>"``; reference impedance 50 Ω (S is a
-        power-wave matrix, so the impedance only labels the file)."""
+        order, named ``"<port>@<mode>"``, frequencies ascending; reference impedance
+        50 Ω (S is a power-wave matrix, so the impedance only labels the file)."""
         import skrf
 
-        s = self._computed(s)
+        s = self._computed(s).sortby("f")  # Touchstone lists frequencies ascending
         pairs = [(p.name, m) for p in self.ports for m in range(p.mode_spec.num_modes)]
         matrix = np.stack(
             [np.stack([s.sel(port_out=po, mode_out=mo, port_in=pi, mode_in=mi).values for pi, mi in pairs], axis=-1) for po, mo in pairs],
             axis=-2,
         )  # (f, out, in)
-        network = skrf.Network(frequency=skrf.Frequency.from_f(self.freqs, unit="hz"), s=matrix, z0=50, name="metosim")
+        network = skrf.Network(frequency=skrf.Frequency.from_f(s["f"].values, unit="hz"), s=matrix, z0=50, name="metosim")
         network.port_names = [f"{p}@{m}" for p, m in pairs]
         return network
 

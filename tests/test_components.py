@@ -33,13 +33,14 @@ def test_a_3d_straight_transmits_everything() -> None:
     assert np.allclose(device.sax_wavelengths(s), LAMBDA)
 
 
-def test_a_2d_mmi_splits_evenly_passively_and_reciprocally() -> None:
+def test_a_2d_mmi_splits_evenly_passively_and_reciprocally(tmp_path) -> None:
     """gdsfactory's mmi1x2 in 2D: the silicon as a slab of effective index 2.85 in oxide."""
     device = ms.from_gdsfactory(gf.components.mmi1x2(), two_d=True, materials={"si": ms.Medium(permittivity=2.85**2)}, background=ms.Medium(permittivity=1.444**2))
     outputs = {p.name: p for p in device.ports}
     assert outputs["o2"].size[1] == pytest.approx(0.5 + 0.75)  # the planes stop half way to the neighbour
     sim = device.simulation(grid_spec=ms.GridSpec.uniform(0.03), run_time=1e-12)
-    s = ms.SMatrix(sim, device.ports, ms.C_0 / (np.linspace(1.5, 1.6, 5) * 1e-6)).run_local()
+    smatrix = ms.SMatrix(sim, device.ports, ms.C_0 / (np.linspace(1.5, 1.6, 5) * 1e-6))  # frequencies descending
+    s = smatrix.run_local()
     sax = device.sax(s)
     upper, lower = np.abs(sax[("o2", "o1")]) ** 2, np.abs(sax[("o3", "o1")]) ** 2
     print("upper", np.round(upper, 4), "lower", np.round(lower, 4))
@@ -51,6 +52,11 @@ def test_a_2d_mmi_splits_evenly_passively_and_reciprocally() -> None:
     for a in ("o1", "o2", "o3"):
         for b in ("o1", "o2", "o3"):
             assert np.max(np.abs(sax[(a, b)] - sax[(b, a)])) < 5e-3  # reciprocal; measured ≤ 5e-4
+    import skrf
+
+    network = skrf.Network(smatrix.to_touchstone(str(tmp_path / "mmi.s3p")))  # Touchstone: f ascending
+    assert np.all(np.diff(network.f) > 0)
+    np.testing.assert_allclose(network.s[:, 1, 0], sax[("o2", "o1")][::-1], atol=1e-6)  # sax: λ ascending
 
 
 def test_refusals_name_the_component_layer_level_or_port() -> None:
