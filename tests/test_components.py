@@ -1,6 +1,7 @@
 """gdsfactory components to S-matrices (``ms.from_gdsfactory``): a 3D silicon straight
-transmits everything, a 2D MMI 1×2 splits evenly, passively and reciprocally, and the
-refusals name the component, layer, level or port."""
+transmits everything, a 2D MMI 1×2 splits evenly, passively and reciprocally, a 2D
+directional coupler couples at the rate coupled-mode theory gives, and the refusals
+name the component, layer, level or port."""
 
 from __future__ import annotations
 
@@ -57,6 +58,36 @@ def test_a_2d_mmi_splits_evenly_passively_and_reciprocally(tmp_path) -> None:
     network = skrf.Network(smatrix.to_touchstone(str(tmp_path / "mmi.s3p")))  # Touchstone: f ascending
     assert np.all(np.diff(network.f) > 0)
     np.testing.assert_allclose(network.s[:, 1, 0], sax[("o2", "o1")][::-1], atol=1e-6)  # sax: λ ascending
+
+
+def test_a_2d_directional_coupler_couples_at_the_coupled_mode_rate() -> None:
+    """gdsfactory's coupler (S-bends into a straight section of length L, gap 0.3 µm) in
+    2D. Coupled-mode theory: the cross-coupled fraction is sin²(κL + φ₀), κ = π Δn/λ from
+    the even and odd supermodes (the mode solver on the straight section), φ₀ what the
+    bends couple. Two lengths cancel φ₀: κ = Δ arcsin √X / ΔL."""
+    silicon, oxide = ms.Medium(permittivity=2.85**2), ms.Medium(permittivity=1.444**2)
+    wavelength = 1.55
+    f0 = ms.C_0 / (wavelength * 1e-6)
+    phase = {}
+    for length in (1.0, 9.0):
+        component = gf.components.coupler(gap=0.3, length=length, dx=5.0, dy=4.0, allow_min_radius_violation=True)
+        device = ms.from_gdsfactory(component, two_d=True, materials={"si": silicon}, background=oxide)
+        sim = device.simulation(grid_spec=ms.GridSpec.uniform(0.03), run_time=8e-13)
+        # Only o1 (the lower input) is excited: one member of the S-matrix's batch.
+        data = ms.solve(ms.SMatrix(sim, device.ports, [f0]).member("o1@0"))
+        power = {p: float(np.abs(data[f"port.{p}"].amps.sel(direction="+", mode_index=0).values[0]) ** 2) for p in ("o3", "o4")}
+        cross = power["o3"] / (power["o3"] + power["o4"])  # o3: the upper output
+        phase[length] = np.arcsin(np.sqrt(cross))
+        if length == 1.0:
+            ports = {p.name: p for p in device.ports}
+            # The straight section: midway along x, centred between the two guides.
+            centre = (0.5 * (component.dbbox().left + component.dbbox().right), 0.5 * (ports["o1"].center[1] + ports["o2"].center[1]), 0)
+            modes = ms.ModeSolver(sim, ms.Box(center=centre, size=(0, 3.0, ms.inf)), ms.ModeSpec(num_modes=2), [f0]).solve()
+            n_even, n_odd = modes.n_eff.values.ravel()
+    kappa = (phase[9.0] - phase[1.0]) / 8.0
+    kappa_cmt = np.pi * (n_even - n_odd) / wavelength
+    print(f"κ: FDTD {kappa:.5f} /µm, coupled modes {kappa_cmt:.5f} /µm (n_eff {n_even:.5f}, {n_odd:.5f})")
+    assert abs(kappa / kappa_cmt - 1) < 0.03  # measured 1.25%
 
 
 def test_refusals_name_the_component_layer_level_or_port() -> None:
