@@ -152,3 +152,7 @@ def test_two_jax_processes_started_by_ray_equal_one_device(service: dict) -> Non
     found = differences(ms.solve(sim), split)
     print("two processes:", max(found.values()))
     assert len(found) >= 15 and max(found.values()) < 1e-12, found  # measured 9.1e-14
+    # A refusal in the processes ends the run with its reason (not a hang in a collective).
+    odd = ms.Simulation(size=(1.05, 1.05, 1.05), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-15, boundary_spec=ms.BoundarySpec.all_sides(ms.Periodic()))
+    with pytest.raises(Exception, match=r"devices=2 divides none of the stepped cell counts \(x 21, y 21, z 21\)"):
+        solve_across_processes(odd, processes=2, devices_per_process=1, timeout=300)

@@ -136,10 +136,11 @@ def halo_bytes(layout: Layout, axis: int) -> int:
     return crossing * plane * item
 
 
-def _psi_keys(layout: Layout, axis: int) -> list[tuple[str, str, str]]:
-    """(whole-axis key, kind, slab key prefix) of each ψ of the CPML along ``axis``:
-    the derivative along ``axis`` of one component, feeding H ("h") or E ("e")."""
-    return [(f"{kind}{p}{axis}", kind, f"{kind}{p}{axis}") for kind in ("h", "e") for p in range(3) if p != axis]
+def _psi_keys(axis: int) -> list[str]:
+    """The state keys of the CPML ψ along ``axis`` (one per component derivative along
+    it, feeding H, "h", or E, "e"): the whole-axis array's key, and the prefix of its
+    slabs' keys (``+ "minus"`` / ``+ "plus"``)."""
+    return [f"{kind}{p}{axis}" for kind in ("h", "e") for p in range(3) if p != axis]
 
 
 def whole_axis_psi(layout: Layout, state: dict, params: dict, axis: int) -> tuple[Layout, dict, dict]:
@@ -159,8 +160,8 @@ def whole_axis_psi(layout: Layout, state: dict, params: dict, axis: int) -> tupl
             b[lo:hi], c[lo:hi] = np.ravel(b_slab), np.ravel(c_slab)
         whole[f"{kind}{axis}"] = (b.reshape(shape), c.reshape(shape))
     psi = dict(state["psi"])
-    for key, _, prefix in _psi_keys(layout, axis):
-        parts = [(lo, hi, psi.pop(f"{prefix}{side}")) for side, lo, hi in slabs if f"{prefix}{side}" in psi]
+    for key in _psi_keys(axis):
+        parts = [(lo, hi, psi.pop(f"{key}{side}")) for side, lo, hi in slabs if f"{key}{side}" in psi]
         if not parts:
             continue  # a component the step does not update
         full_shape = list(np.shape(parts[0][2]))
@@ -177,10 +178,10 @@ def slab_psi(layout: Layout, state: dict, axis: int) -> dict:
     """``state`` with the whole-axis ψ along ``axis`` cut back to the CPML slabs (the
     inverse of :func:`whole_axis_psi`): what checkpoints and one-device runs hold."""
     psi = dict(state["psi"])
-    for key, _, prefix in _psi_keys(layout, axis):
+    for key in _psi_keys(axis):
         if key not in psi:
             continue
         full = np.asarray(psi.pop(key))
         for side, lo, hi in pml_slabs(layout, axis):
-            psi[f"{prefix}{side}"] = full[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(3))]
+            psi[f"{key}{side}"] = full[tuple(slice(lo, hi) if b == axis else slice(None) for b in range(3))]
     return {**state, "psi": psi}

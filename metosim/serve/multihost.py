@@ -88,6 +88,7 @@ def solve_across_processes(sim: Simulation, processes: int, devices_per_process:
     bundle = {"CPU": 1, "GPU": devices_per_process} if gpu else {"CPU": 1}
     group = placement_group([bundle] * processes, strategy="STRICT_SPREAD" if gpu else "SPREAD")
     rendezvous = Rendezvous.remote()
+    refs: list[Any] = []
     try:
         ray.get(group.ready(), timeout=START_TIMEOUT_S)
         env = {} if gpu else {"env_vars": {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}}
@@ -102,8 +103,19 @@ def solve_across_processes(sim: Simulation, processes: int, devices_per_process:
             ).remote(rank, processes, rendezvous, sim.model_dump_json(), processes * devices_per_process, gpu)
             for rank in range(processes)
         ]
-        results = ray.get(refs, timeout=timeout)
+        # The first process to fail ends the run: the others would wait in their
+        # collectives for it.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=None if deadline is None else max(deadline - time.monotonic(), 0.0))
+            if not done:
+                raise TimeoutError(f"the {processes} JAX processes did not finish in {timeout} s")
+            ray.get(done[0])
+        results = ray.get(refs)
     finally:
+        for ref in refs:  # no-ops for finished ones
+            ray.cancel(ref, force=True)
         ray.kill(rendezvous)
         remove_placement_group(group)
     return SimulationData.from_hdf5(io.BytesIO(results[0]))
