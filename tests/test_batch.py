@@ -175,8 +175,9 @@ def test_service_side_dataset_export_reads_lazily(service: dict, finished: dict,
         value = tree["E"]["Ey"].isel(sample=1).values
         chunk_read = server.sent - opened
         assert "T" not in tree.children and value.shape == (200, 1, 1, 1)
-        # One sample of one of six components of three samples: one small chunk.
-        assert 0 < chunk_read < 0.1 * len(payload), (chunk_read, len(payload))
+        # One sample of one of six components of three samples: one small chunk (or no
+        # more bytes, when it lay in a block the open already fetched: seen once).
+        assert chunk_read < 0.1 * len(payload), (chunk_read, len(payload))
     finally:
         server.close()
     # Opening the pre-signed S3 link directly gives the same values.
