@@ -21,11 +21,19 @@ guard needs no stored speed.
 dipole, a DFT plane) stepping its one polarisation's three components against all six
 (``all_components``), alternately in one process.
 
+``--gpu`` times the fused Pallas kernels (``kernel="fused"``) against the XLA step on the
+standard problem scaled to 256³ and 512³ cells (float32; the sphere, dipole and monitor
+plane scaled with the box) and prints GCUPS (10⁹ cell updates/s) and the fraction of
+the device's memory-bandwidth bound: the fused step moves at least
+:func:`fused_bytes_per_cell` bytes per cell update. Without a GPU it says so and stops
+(``--sizes 32`` runs the same path here, the kernels in Pallas's interpreter).
+
 ``--compare fdtdx`` also times fdtdx on the same problem (``benchmarks/fdtdx_standard.py``,
 run by ``--fdtdx-python``, an interpreter with fdtdx installed) between MetoSim's runs.
 
     python benchmarks/engine.py [--steps 500] [--repeat 3] [--skip-numpy] [--graded]
     python benchmarks/engine.py --guard
+    python benchmarks/engine.py --gpu [--sizes 256 512] [--steps 200] [--hbm-tbps 4.8]
     python benchmarks/engine.py --compare fdtdx --fdtdx-python /opt/fdtdx-venv/bin/python
 """
 
@@ -149,6 +157,47 @@ def guard(steps: int, repeat: int) -> int:
     return 0 if ratio >= GUARD_FLOOR else 1
 
 
+#: Memory bandwidth (TB/s) of GPUs by the name JAX gives them (vendors' figures).
+HBM_TBPS = {"H200": 4.8, "H100": 3.35, "B200": 8.0, "A100": 2.0, "L40S": 0.864, "RTX 4090": 1.0}
+
+
+def fused_bytes_per_cell(itemsize: int = 4) -> int:
+    """Bytes the fused step must move per cell update, once each: the H kernel reads E
+    and H and writes H (9 values), the E kernel reads H, E and cb and writes E (12).
+    Neighbours come from cache; CPML ψ only in the slabs (not counted)."""
+    return 21 * itemsize
+
+
+def scaled_standard_problem(cells: int, steps: int) -> ms.Simulation:
+    """The standard problem on ``cells``³ cells of 0.02 µm, body and dipole scaled with the box."""
+    scale = cells / 100
+    return dipole_problem((2 * scale,) * 3, ms.Sphere(radius=0.4 * scale), (0.3 * scale, 0.2 * scale, 0.1 * scale), "Ez", steps)
+
+
+def gpu(sizes: list[int], steps: int, repeat: int, hbm_tbps: float | None) -> int:
+    """GCUPS of the XLA step and the fused kernels per size; 0, or 1 without a GPU
+    unless sizes are given (then the interpreter runs them here, for a check)."""
+    import jax
+
+    device = jax.devices()[0]
+    on_gpu = device.platform == "gpu"
+    print(f"machine: {machine()}")
+    if not on_gpu and sizes == [256, 512]:
+        print("no GPU here: nothing measured. On a GPU machine run: python benchmarks/engine.py --gpu")
+        return 1
+    kind = getattr(device, "device_kind", "")
+    tbps = hbm_tbps or next((v for k, v in HBM_TBPS.items() if k in kind), None)
+    bound = tbps * 1e12 / fused_bytes_per_cell() / 1e9 if tbps else None
+    print(f"device: {kind or device.platform}; HBM {tbps or '?'} TB/s -> fused bound {bound and round(bound)} GCUPS at {fused_bytes_per_cell()} B/cell")
+    for n in sizes:
+        sim = scaled_standard_problem(n, steps)
+        for kernel in ("xla", "fused"):
+            rates = [ms.solve(sim, backend="jax", kernel=kernel).info["cells_per_second"] / 1e9 for _ in range(repeat)]
+            share = f", {max(rates) / bound:.0%} of the bound" if bound else ""
+            print(f"{n}³ {kernel:5s}: best {max(rates):7.2f} GCUPS, median {float(np.median(rates)):7.2f} (best of {repeat}, {steps} steps){share}")
+    return 0
+
+
 def fdtdx_mcells(python: str, steps: int) -> float:
     """fdtdx's Mcells/s on the standard problem, from ``fdtdx_standard.py`` under ``python``."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fdtdx_standard.py")
@@ -176,12 +225,17 @@ def main() -> None:
     parser.add_argument("--graded", action="store_true", help="also time the problem on a graded grid")
     parser.add_argument("--guard", action="store_true", help="exit 1 if the ratio to the bare kernel is below GUARD_FLOOR")
     parser.add_argument("--two-d", action="store_true", help="2D: one polarisation's three components against six")
+    parser.add_argument("--gpu", action="store_true", help="GCUPS of the fused kernels and the XLA step at 256³ and 512³")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="cells per axis for --gpu")
+    parser.add_argument("--hbm-tbps", type=float, help="the GPU's memory bandwidth, TB/s (default: by its name)")
     parser.add_argument("--compare", choices=["fdtdx"], help="also time another engine on the same problem")
     parser.add_argument("--fdtdx-python", default="python", help="an interpreter with fdtdx 0.6.3 installed")
     args = parser.parse_args()
 
     if args.guard:
         sys.exit(guard(args.steps, args.repeat))
+    if args.gpu:
+        sys.exit(gpu(args.sizes, args.steps if args.steps != 500 else 200, args.repeat, args.hbm_tbps))
     if args.two_d:
         return two_d(4 * args.steps, args.repeat)
     if args.compare == "fdtdx":

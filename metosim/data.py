@@ -163,6 +163,7 @@ def solve(
     checkpoints: CheckpointPolicy | None = None,
     resume: Checkpoint | None = None,
     devices: int = 1,
+    kernel: str = "xla",
 ) -> SimulationData:
     """Run ``sim`` in this process and return its :class:`SimulationData`.
 
@@ -173,12 +174,14 @@ def solve(
     ``devices`` > 1 splits the grid into slabs over that many JAX devices (GPUs, or
     host CPU devices forced with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``)
     with the one-device results (see :mod:`metosim.kernels.sharding`).
+    ``kernel``: "xla" (the default) or "fused", each half step as one Pallas kernel
+    (see :mod:`metosim.kernels.fused`; off a GPU it runs in Pallas's slow interpreter).
     """
     from .kernels import solve as run
 
     if backend != "numpy":
         compilation_cache()
-    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices)
+    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
     return SimulationData(sim, result.monitors, result.info)
 
 

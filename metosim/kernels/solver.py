@@ -27,6 +27,7 @@ from ..medium import DISPERSIVE
 from ..monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 from ..source import ModeSource, PointDipole
+from . import fused
 from . import monitors as mon
 from .checkpoint import Checkpoint, CheckpointPolicy, SolveSuspended, check, metadata, restore
 from .cpml import slab_profile
@@ -124,6 +125,7 @@ def solve(
     checkpoints: CheckpointPolicy | None = None,
     resume: Checkpoint | None = None,
     devices: int = 1,
+    kernel: str = "xla",
 ) -> SolveResult:
     """Run ``sim`` to its ``run_time`` (or the energy shutoff) and return monitor data.
     A 2D run whose sources excite one polarisation steps its three components only;
@@ -136,10 +138,17 @@ def solve(
     :class:`~.checkpoint.CheckpointMismatch`), giving the uninterrupted run's results.
 
     ``devices`` > 1 splits the grid into that many slabs over the first JAX devices
-    (:mod:`.sharding`), with the one-device run's results."""
+    (:mod:`.sharding`), with the one-device run's results.
+
+    ``kernel`` "fused" steps with the Pallas kernels of :mod:`.fused` (on a GPU; off
+    one, in Pallas's interpreter, for checks) instead of the XLA step ("xla")."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
     check_devices(sim, devices, backend, checkpoints)
+    if kernel not in ("xla", "fused"):
+        raise EngineInputError(f"kernel must be 'xla' or 'fused', not {kernel!r}")
+    if kernel == "fused" and backend != "jax":
+        raise EngineInputError(f"kernel='fused' needs the JAX backend, not {backend!r}")
     if resume is not None:
         check(resume, sim)
     setup_start = time.perf_counter()
@@ -148,7 +157,7 @@ def solve(
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
     problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
     with precision_context(sim.precision, backend):
-        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices)
+        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
         state = unfold_state(_to_numpy(state), halvings)
     monitors = _collect(sim, problem, state, steps)
     total = time.perf_counter() - setup_start
@@ -169,6 +178,7 @@ def solve(
         "cells_per_second": stepped * (steps - (resume.step if resume else 0)) / loop_seconds if loop_seconds > 0 else 0.0,
         "resumed_step": resume.step if resume else 0,
         "devices": devices,
+        "kernel": kernel,
     }
     if devices > 1:
         axis = split_axis(layout.shape, layout.active, devices)
@@ -441,8 +451,11 @@ def _run(
     checkpoints: CheckpointPolicy | None = None,
     resume: Checkpoint | None = None,
     devices: int = 1,
+    kernel: str = "xla",
 ) -> tuple[dict, int, str, float, Layout]:
     layout = problem.layout if all_components else single_polarisation(problem.layout)
+    if kernel == "fused" and (why := fused.unsupported(layout, devices)):
+        raise EngineInputError(f"kernel='fused' cannot step this simulation yet ({why}); use kernel='xla'")
     total = problem.num_steps if total is None else total
     n, peak = 0, 0.0
     if resume is not None:
@@ -463,9 +476,12 @@ def _run(
             processes = f" in {jax.process_count()} processes" if multi_process() else ""
             device = f"{devices} × {jax.devices()[0].platform}{processes} (slabs along {'xyz'[axis]})"
         else:
+            if kernel == "fused":
+                layout, state, params, eps = fused.prepare(layout, state, params, eps)
             state, params, eps = jax.device_put(state), jax.device_put(params), jax.device_put(eps)
             device = str(jax.devices()[0])
-        step = make_step(layout, jax_ops())
+        # Off a GPU the Pallas kernels run in the interpreter.
+        step = fused.make_step(layout, interpret=jax.devices()[0].platform != "gpu") if kernel == "fused" else make_step(layout, jax_ops())
 
         def run_chunk(state: dict, params: dict, n0: Any, n1: Any) -> dict:
             return jax.lax.fori_loop(n0, n1, lambda n, s: step(s, params, n), state)
@@ -488,6 +504,8 @@ def _run(
 
         def host(state: dict) -> dict:
             """The state as one device holds it: NumPy, the CPML ψ in slabs."""
+            if kernel == "fused":
+                return fused.restore(layout, _to_numpy(state))
             return slab_psi(layout, gather(state), axis) if devices > 1 else _to_numpy(state)
 
         def settle(state: dict) -> None:

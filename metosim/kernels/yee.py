@@ -251,6 +251,42 @@ def step_times(layout: Layout, n: Array) -> tuple[Array, Array]:
     return (n + 1).astype(layout.dtype) * layout.dt, (n.astype(layout.dtype) + 0.5) * layout.dt
 
 
+def inject_sources(layout: Layout, ops: ArrayOps, F: list[Array], kind: str, params: dict[str, Any], n: Array) -> None:
+    """Add the step-n point currents and TFSF sheet terms that drive the ``kind``
+    ("E" or "H") fields, in place in the list ``F``."""
+    for (field, index), (amp, wave) in zip(layout.points, params["points"]):
+        if field[0] == kind:
+            p = "xyz".index(field[1])
+            F[p] = ops.add_at(F[p], index, amp * wave[n])
+    for (e_field, h_field, e_slices, h_slices), sheet in zip(layout.sheets, params["sheets"]):
+        field, slices, prefix = (e_field, e_slices, "e") if kind == "E" else (h_field, h_slices, "h")
+        p = "xyz".index(field[1])
+        # Σₖ waveform[n, k]·profile[k]: one update however many profiles a sheet has.
+        # (a dot: measured 2× faster per step than a broadcast multiply and sum on XLA CPU)
+        F[p] = ops.add_at(F[p], slices, ops.xp.tensordot(sheet[f"{prefix}_waveform"][n], sheet[f"{prefix}_profile"], axes=1))
+
+
+def record_monitors(layout: Layout, ops: ArrayOps, state: State, E: list[Array], H: list[Array], params: dict[str, Any], n: Array) -> tuple[dict, dict]:
+    """The DFT sums and time-monitor slots after step n, from its fields E^{n+1}, H^{n+½}."""
+    xp = ops.xp
+    t_e, t_h = step_times(layout, n)
+    fields = {"Ex": E[0], "Ey": E[1], "Ez": E[2], "Hx": H[0], "Hy": H[1], "Hz": H[2]}
+    dft = {}
+    for name, components in layout.dft:
+        omega = params["omega"][name]
+        phase = {"E": xp.exp(1j * omega * t_e), "H": xp.exp(1j * omega * t_h)}
+        acc = state["dft"][name]
+        dft[name] = {
+            comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1) if layout.live[FIELD_COMPONENTS.index(comp)] else acc[comp]
+            for comp, slices in components
+        }
+    snaps = {}
+    for name, components, start, interval, slots in layout.snapshots:
+        slot = xp.clip((n + 1 - start + interval - 1) // interval, 0, slots)
+        snaps[name] = {comp: ops.set_at(state["snap"][name][comp], slot, fields[comp][slices]) for comp, slices in components}
+    return dft, snaps
+
+
 def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any], Array], State]:
     """Build the time-step function for ``layout`` on the array namespace ``ops``."""
     xp = ops.xp
@@ -333,32 +369,17 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
             out.append(total)
         return out
 
-    def inject(F: list[Array], kind: str, params: dict, n: Array) -> None:
-        """Add the step-n point currents and TFSF sheet terms that drive the ``kind``
-        ("E" or "H") fields, in place in the list ``F``."""
-        for (field, index), (amp, wave) in zip(layout.points, params["points"]):
-            if field[0] == kind:
-                p = "xyz".index(field[1])
-                F[p] = ops.add_at(F[p], index, amp * wave[n])
-        for (e_field, h_field, e_slices, h_slices), sheet in zip(layout.sheets, params["sheets"]):
-            field, slices, prefix = (e_field, e_slices, "e") if kind == "E" else (h_field, h_slices, "h")
-            p = "xyz".index(field[1])
-            # Σₖ waveform[n, k]·profile[k]: one update however many profiles a sheet has.
-            # (a dot: measured 2× faster per step than a broadcast multiply and sum on XLA CPU)
-            F[p] = ops.add_at(F[p], slices, xp.tensordot(sheet[f"{prefix}_waveform"][n], sheet[f"{prefix}_profile"], axes=1))
-
     def step(state: State, params: dict[str, Any], n: Array) -> State:
         E, H, psi = list(state["E"]), list(state["H"]), state["psi"]
         new_psi: dict[str, Array] = {}
         dt = layout.dt
-        t_e, t_h = step_times(layout, n)
 
         # ---- H^{n-1/2} -> H^{n+1/2}
         curl_e = curl(E, True, "h", psi, new_psi, params)
         for p in range(3):
             if curl_e[p] is not None:
                 H[p] = H[p] - dt * curl_e[p]
-        inject(H, "H", params, n)
+        inject_sources(layout, ops, H, "H", params, n)
         H = zero_pmc_walls(H, layout, ops)
 
         # ---- dispersive polarisation P^{n+1} from E^n
@@ -390,24 +411,9 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         # jax.grad each step keeps only that window of the drive for the backward pass.
         for (p, window), dcb in zip(layout.design, params.get("design_dcb", ())):
             E[p] = ops.add_at(E[p], window, dcb * window_drive(H, delta_p[p], p, window, layout, params.get("inv_steps")))
-        inject(E, "E", params, n)
+        inject_sources(layout, ops, E, "E", params, n)
 
-        # ---- monitors
-        fields = {"Ex": E[0], "Ey": E[1], "Ez": E[2], "Hx": H[0], "Hy": H[1], "Hz": H[2]}
-        dft = {}
-        for name, components in layout.dft:
-            omega = params["omega"][name]
-            phase = {"E": xp.exp(1j * omega * t_e), "H": xp.exp(1j * omega * t_h)}
-            acc = state["dft"][name]
-            dft[name] = {
-                comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1) if layout.live[FIELD_COMPONENTS.index(comp)] else acc[comp]
-                for comp, slices in components
-            }
-        snaps = {}
-        for name, components, start, interval, slots in layout.snapshots:
-            slot = xp.clip((n + 1 - start + interval - 1) // interval, 0, slots)
-            snaps[name] = {comp: ops.set_at(state["snap"][name][comp], slot, fields[comp][slices]) for comp, slices in components}
-
+        dft, snaps = record_monitors(layout, ops, state, E, H, params, n)
         return {"E": E, "H": H, "psi": {**psi, **new_psi}, "P": P_next, "P_prev": list(P), "dft": dft, "snap": snaps}
 
     return step
