@@ -205,6 +205,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         upload_backoff_s=0.3,
         # Checkpoints every second of stepping in tests (10 s minimum in service).
         checkpoint_floor_s=0.5,
+        # Two forced CPU devices per process: ?devices=4 runs as two JAX processes.
+        max_devices=2,
         sentry_dsn=sentry.dsn,
         sentry_environment="test",
     )

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +103,14 @@ def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -
         return service["client"].post("/v1/simulations", params={"devices": devices}, content=sim.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
 
     for value, status, words in (("two", 422, "devices must be a positive integer"), ("0", 422, "positive integer"),
-                                 ("64", 413, "devices=64 but this cluster offers at most 8 CPU devices"),
-                                 ("3", 422, "devices=3 divides none of the stepped cell counts (x 200)")):
+                                 ("64", 413, "devices=64 but this cluster offers at most 4: 2 processes of 2 CPU devices per process"),
+                                 ("3", 422, "devices=3 does not split evenly over 2 processes of at most 2")):
         response = post(value)
         assert response.status_code == status, response.text
         assert response.json()["errors"][0]["loc"] == "query.devices" and words in response.json()["detail"]
+    odd = tiny(size=(4.02, 0, 0))  # 201 cells
+    response = service["client"].post("/v1/simulations", params={"devices": "2"}, content=odd.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
+    assert response.status_code == 422 and "devices=2 divides none of the stepped cell counts (x 201)" in response.json()["detail"]
     response = post("2")
     assert response.status_code == 201, response.text
     job = wait_for(service, key, response.json()["id"], ("COMPLETED",), timeout=180)
@@ -115,6 +119,29 @@ def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -
     assert data.info["devices"] == 2 and data.info["device"].startswith("2 × cpu")
     here = ms.solve(sim)
     assert abs(float(data["T"].values[0]) - float(here["T"].values[0])) < 1e-12 * abs(float(here["T"].values[0]))
+    # Over the two processes a node of 2 devices each allows: the job's lead process
+    # reports and uploads, the other steps its half.
+    response = post("4")
+    assert response.status_code == 201, response.text
+    job = wait_for(service, key, response.json()["id"], ("COMPLETED",), timeout=240)
+    assert job["devices"] == 4
+    data = ms.SimulationData.from_hdf5(io.BytesIO(httpx.get(job["result"]["url"]).content))
+    assert data.info["device"] == "4 × cpu in 2 processes (slabs along x)"
+    assert abs(float(data["T"].values[0]) - float(here["T"].values[0])) < 1e-12 * abs(float(here["T"].values[0]))
+    # Cancelled while running across processes: the placement group goes with it.
+    import ray
+
+    from .test_service import slow
+
+    response = service["client"].post("/v1/simulations", params={"devices": "4"}, content=slow(20.0).model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
+    job_id = response.json()["id"]
+    wait_for(service, key, job_id, ("RUNNING",), timeout=240, predicate=lambda j: j["progress"]["step"] > 0)
+    assert service["client"].delete(f"/v1/simulations/{job_id}", headers=auth(key)).json()["status"] == "CANCELLED"
+    live = lambda: [g for g in ray.util.placement_group_table().values() if g["name"].startswith(f"metosim-{job_id}") and g["state"] != "REMOVED"]  # noqa: E731
+    deadline = time.monotonic() + 30
+    while live() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not live()
     assert submit(service, key, sim).status_code == 201  # and one device stays the default
 
 
@@ -129,7 +156,8 @@ def test_a_device_share_over_its_memory_is_413_naming_what_helps(service: dict) 
     with pytest.raises(Problem) as refused:
         check_devices("2", sim, Settings(device_memory_bytes=need / 2))
     assert refused.value.response.status_code == 413
-    assert b'"loc":"query.devices"' in refused.value.response.body and b"ask for up to 8 devices" in refused.value.response.body
+    # Default settings: 8 forced CPU devices per process, one process per CPU (2 here).
+    assert b'"loc":"query.devices"' in refused.value.response.body and b"ask for up to 16 devices" in refused.value.response.body
     with pytest.raises(Problem) as refused:
         check_devices("2", sim, Settings(device_memory_bytes=need / 10))
     assert b'"loc":"grid_spec"' in refused.value.response.body

@@ -1,34 +1,43 @@
 """One simulation over the devices of several JAX processes, one per node, started by Ray.
 
 Ray reserves the processes' resources together (a placement group: one bundle per
-process, on distinct nodes when the cluster has GPUs), starts one task per bundle in a
-fresh worker process, and hands the first process's coordinator address to the others
-through a small actor. Each process calls ``jax.distributed.initialize`` and then the
+process, on distinct nodes when the cluster has GPUs) and starts one task per bundle in
+a fresh worker process. The first process (the lead) decides whether the run goes ahead
+(the service's lead reports the job started first), then hands its coordinator address
+to the others through a small actor; each calls ``jax.distributed.initialize`` and the
 same ``solve(sim, devices=N)`` over all N devices of all processes (CPU collectives
-through gloo where there is no GPU); the engine places every array shard by shard
-(:mod:`metosim.kernels.sharding`) and gathers the monitors to every process, and the
-first process returns the results.
+through gloo where there is no GPU). The engine places every array shard by shard
+(:mod:`metosim.kernels.sharding`) and gathers the monitors to every process; the lead
+returns what it made of them.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from ..data import SimulationData, solve
 from ..simulation import Simulation
+from .settings import Settings
 
 #: How long the processes wait for each other (placement, the coordinator's address).
 START_TIMEOUT_S = 120.0
+#: Published instead of an address when the lead will not run (a stale dispatch).
+STOP = "stop"
+
+Join = Callable[[bool], None]
 
 
 @ray.remote(num_cpus=0)
 class Rendezvous:
-    """Holds the first process's coordinator address (host:port) for the others."""
+    """Holds the lead's coordinator address (host:port), or STOP, for the others."""
 
     def __init__(self) -> None:
         self.address: str | None = None
@@ -40,6 +49,29 @@ class Rendezvous:
         return self.address
 
 
+def node_capacity(settings: Settings) -> tuple[int, str]:
+    """(devices, what they are) one JAX process of a split solve holds: the largest live
+    node's GPU count on a cluster with GPUs, else ``settings.max_devices`` forced host
+    CPU devices."""
+    gpus = max((int(node["Resources"].get("GPU", 0)) for node in ray.nodes() if node["Alive"]), default=0)
+    return (gpus, "GPUs on the largest node") if gpus else (settings.max_devices, "CPU devices per process (METOSIM_MAX_DEVICES)")
+
+
+def max_processes(per_process: int) -> int:
+    """How many JAX processes of ``per_process`` devices the cluster can hold at once:
+    nodes with that many GPUs each, else (forced CPU devices) one per CPU core."""
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if any(r.get("GPU", 0) for r in nodes):
+        return sum(1 for r in nodes if r.get("GPU", 0) >= per_process)
+    return int(sum(r.get("CPU", 0) for r in nodes))
+
+
+def processes_for(devices: int, per_node: int) -> int:
+    """JAX processes for ``devices``: one while a node holds them, else the fewest that
+    hold ``per_node`` or fewer each."""
+    return max(1, math.ceil(devices / per_node))
+
+
 def _free_address() -> str:
     """This node's address with a free TCP port, for the JAX coordinator."""
     with socket.socket() as s:
@@ -48,59 +80,72 @@ def _free_address() -> str:
     return f"{ray.util.get_node_ip_address()}:{port}"
 
 
-def jax_process(rank: int, processes: int, rendezvous: Any, config_json: str, devices: int, gpu: bool) -> bytes | None:
-    """The body of one JAX process: join the others, solve, and (rank 0) return the
-    results file's bytes."""
+def _initialize(address: str, processes: int, rank: int) -> None:
     import jax
 
-    if rank == 0:
-        address = _free_address()
-        ray.get(rendezvous.publish.remote(address))
-    else:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while (address := ray.get(rendezvous.lookup.remote())) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"process {rank}: no coordinator address after {START_TIMEOUT_S:.0f} s")
-            time.sleep(0.1)
-    if not gpu:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # the CPU client's; GPUs use NCCL
     jax.distributed.initialize(address, num_processes=processes, process_id=rank, initialization_timeout=int(START_TIMEOUT_S))
-    try:
-        data = solve(Simulation.model_validate_json(config_json), devices=devices)
-    finally:
-        jax.distributed.shutdown()
-    if rank:
-        return None
-    buffer = io.BytesIO()
-    data.to_hdf5(buffer)
-    return buffer.getvalue()
 
 
-def solve_across_processes(sim: Simulation, processes: int, devices_per_process: int, timeout: float | None = None) -> SimulationData:
-    """Run ``sim`` split over ``processes`` × ``devices_per_process`` devices, one JAX
-    process per placement-group bundle: the GPUs of distinct nodes on a cluster with
-    GPUs, else forced host CPU devices (a test of the same code path on one machine).
-    Raises what a process raised (a refused ``devices`` included)."""
+def jax_process(rank: int, processes: int, rendezvous: Any, lead: Callable[[Join], Any], follow: Callable[[], None]) -> Any:
+    """The body of one JAX process: the lead (rank 0) gets a ``join(go)`` to call once it
+    knows whether the run goes ahead; the others wait for its address (or STOP), join
+    and run ``follow``. Each runs in a worker of its own (``max_calls=1``), which exits
+    after it."""
+    if rank == 0:
+
+        def join(go: bool) -> None:
+            address = _free_address() if go else STOP
+            ray.get(rendezvous.publish.remote(address))
+            if go:
+                _initialize(address, processes, 0)
+
+        return lead(join)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while (address := ray.get(rendezvous.lookup.remote())) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {rank}: no coordinator address after {START_TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
+    if address != STOP:
+        _initialize(address, processes, rank)
+        follow()
+    return None
+
+
+def across_processes(processes: int, devices_per_process: int, lead: Callable[[Join], Any], follow: Callable[[], None], timeout: float | None = None, name: str = "", placement_timeout: float | None = START_TIMEOUT_S) -> Any:
+    """Run ``lead`` in the first of ``processes`` JAX processes and ``follow`` in the
+    others (see :func:`jax_process`), each holding ``devices_per_process`` devices: GPUs
+    of distinct nodes on a cluster with GPUs, else forced host CPU devices. Returns the
+    lead's result; the first process to fail ends the run with its error. ``name``
+    names the placement group, so whoever cancels the run can remove it
+    (:func:`release`). ``placement_timeout``: how long to wait for the processes'
+    resources (None: until they are free, as a queued job does).
+
+    Each process of a GPU cluster holds one CPU and its GPUs; on a cluster without GPUs
+    (forced host devices: the same code path, for tests and small runs) the processes
+    share one CPU between them, which is what a one-device CPU job holds."""
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     gpu = ray.cluster_resources().get("GPU", 0) > 0
-    bundle = {"CPU": 1, "GPU": devices_per_process} if gpu else {"CPU": 1}
-    group = placement_group([bundle] * processes, strategy="STRICT_SPREAD" if gpu else "SPREAD")
+    cpus = 1.0 if gpu else 1.0 / processes
+    bundle = {"CPU": cpus, "GPU": devices_per_process} if gpu else {"CPU": cpus}
+    group = placement_group([bundle] * processes, strategy="STRICT_SPREAD" if gpu else "SPREAD", name=name)
     rendezvous = Rendezvous.remote()
     refs: list[Any] = []
     try:
-        ray.get(group.ready(), timeout=START_TIMEOUT_S)
-        env = {} if gpu else {"env_vars": {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}}
-        # jax.distributed initialises once per process: a fresh worker for each task.
+        ray.get(group.ready(), timeout=placement_timeout)
+        # jax.distributed must start before JAX's backend: a worker of its own for each
+        # process (an environment no other task has, so Ray starts one), gone after it.
+        env = {"METOSIM_JAX_PROCESS": "1"} if gpu else {"METOSIM_JAX_PROCESS": "1", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
         task = ray.remote(max_calls=1)(jax_process)
         refs = [
             task.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
-                num_cpus=1,
+                num_cpus=cpus,
                 num_gpus=devices_per_process if gpu else 0,
-                runtime_env=env,
-            ).remote(rank, processes, rendezvous, sim.model_dump_json(), processes * devices_per_process, gpu)
+                runtime_env={"env_vars": env},
+            ).remote(rank, processes, rendezvous, lead, follow)
             for rank in range(processes)
         ]
         # The first process to fail ends the run: the others would wait in their
@@ -112,10 +157,41 @@ def solve_across_processes(sim: Simulation, processes: int, devices_per_process:
             if not done:
                 raise TimeoutError(f"the {processes} JAX processes did not finish in {timeout} s")
             ray.get(done[0])
-        results = ray.get(refs)
+        return ray.get(refs[0])
     finally:
         for ref in refs:  # no-ops for finished ones
             ray.cancel(ref, force=True)
         ray.kill(rendezvous)
         remove_placement_group(group)
-    return SimulationData.from_hdf5(io.BytesIO(results[0]))
+
+
+def release(name: str) -> None:
+    """Remove the placement group ``name`` if it is still there: a run cancelled by force
+    never reaches its own clean-up, and would hold its devices."""
+    from ray.util.placement_group import get_placement_group, remove_placement_group
+
+    try:
+        remove_placement_group(get_placement_group(name))
+    except ValueError:  # already removed
+        pass
+
+
+def follow_solve(config_json: str, devices: int) -> None:
+    """A follower's part of a split solve: the same solve, its results dropped."""
+    solve(Simulation.model_validate_json(config_json), devices=devices)
+
+
+def _lead_solve(config_json: str, devices: int, join: Join) -> bytes:
+    join(True)
+    buffer = io.BytesIO()
+    solve(Simulation.model_validate_json(config_json), devices=devices).to_hdf5(buffer)
+    return buffer.getvalue()
+
+
+def solve_across_processes(sim: Simulation, processes: int, devices_per_process: int, timeout: float | None = None) -> SimulationData:
+    """Run ``sim`` split over ``processes`` × ``devices_per_process`` devices, one JAX
+    process each (:func:`across_processes`), and return the results. Raises what a
+    process raised (a refused ``devices`` included)."""
+    config, devices = sim.model_dump_json(), processes * devices_per_process
+    results = across_processes(processes, devices_per_process, functools.partial(_lead_solve, config, devices), functools.partial(follow_solve, config, devices), timeout)
+    return SimulationData.from_hdf5(io.BytesIO(results))

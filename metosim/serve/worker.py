@@ -11,6 +11,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..data import SimulationData, compilation_cache, solve
@@ -45,7 +46,7 @@ class Reporter(Protocol):
     def completed(self, job_id: str, token: int, key: str, sha256: str, size: int, info: dict[str, Any]) -> None: ...
 
 
-def execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, request_id: str | None = None, devices: int = 1) -> str:
+def execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, request_id: str | None = None, devices: int = 1, join: Callable[[bool], None] | None = None) -> str:
     """Run one job to an uploaded, checksummed result; returns the result key.
 
     Exceptions propagate: the dispatcher turns them into FAILED with the reason."""
@@ -53,7 +54,7 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
     if sentry.init(settings, "worker"):
         sentry.tag(job_id=job_id, request_id=request_id)
     try:
-        return _execute(job_id, token, config_json, settings, reporter, extra, devices)
+        return _execute(job_id, token, config_json, settings, reporter, extra, devices, join)
     except Exception:
         import sentry_sdk
 
@@ -62,10 +63,12 @@ def execute(job_id: str, token: int, config_json: str, settings: Settings, repor
         raise
 
 
-def _execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, extra: dict[str, Any], devices: int = 1) -> str:
+def _execute(job_id: str, token: int, config_json: str, settings: Settings, reporter: Reporter, extra: dict[str, Any], devices: int = 1, join: Callable[[bool], None] | None = None) -> str:
     begun = time.monotonic()
-    node, accelerator = where_am_i()
+    node, accelerator = where_am_i(probe_jax=join is None)
     start = reporter.started(job_id, token, node, accelerator, os.getpid())
+    if join is not None:  # the lead of a solve across processes: the others go ahead, or stop
+        join(start is not None)
     if start is None:
         log.info("stale dispatch; not running", extra=extra)
         return ""
@@ -74,7 +77,9 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     sim = Simulation.model_validate_json(config_json)
     store = make_store(settings)
     cells = sim.grid.total_cells
-    resume = fetch_checkpoint(store, start["checkpoint"], sim, extra)
+    # Across processes every process would have to take a checkpoint at the same step
+    # and resume from the same one: such a solve takes none.
+    resume = fetch_checkpoint(store, start["checkpoint"], sim, extra) if join is None else None
     first = resume.step if resume else 0  # this worker's speed counts its own steps only
     last, stepping = [0.0], time.perf_counter()
 
@@ -88,7 +93,7 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
         save=CheckpointUploader(job_id, token, sim, settings, store, reporter, extra),
         interval_s=start["checkpoint_interval_s"],
         deadline=begun + settings.solve_time_limit_s if settings.solve_time_limit_s > 0 else None,
-    )
+    ) if join is None else None
     log.info(f"solving from step {resume.step}" if resume else "solving", extra=extra)
     try:
         try:
@@ -207,10 +212,12 @@ def optimization_iteration(optimization_id: str, problem_json: str, checkpoint: 
     return {**record, "checkpoint_key": key, "checkpoint_sha256": sha256}
 
 
-def where_am_i() -> tuple[str, str]:
+def where_am_i(probe_jax: bool = True) -> tuple[str, str]:
     """(node, accelerator) of this process: the Ray node id and its
     ``accelerator_type:*`` resource inside Ray, else the host name; otherwise the
-    device JAX computes on (e.g. "NVIDIA B200", or "cpu")."""
+    device JAX computes on (e.g. "NVIDIA B200", or "cpu"). Without ``probe_jax`` (a
+    process that must not start JAX's backend yet: the lead of a solve across
+    processes) the node's Ray resources say "GPU" or "cpu"."""
     try:
         import ray
 
@@ -221,6 +228,8 @@ def where_am_i() -> tuple[str, str]:
                     kinds = [k.split(":", 1)[1] for k in info["Resources"] if k.startswith("accelerator_type:")]
                     if kinds:
                         return node, kinds[0]
+                    if not probe_jax:
+                        return node, "GPU" if info["Resources"].get("GPU") else "cpu"
             return node, _jax_device()
     except ImportError:
         pass

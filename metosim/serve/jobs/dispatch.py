@@ -3,6 +3,7 @@ and recording what its worker reports."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
@@ -10,6 +11,7 @@ from typing import Any
 
 import ray
 
+from ..multihost import Join, across_processes, follow_solve, node_capacity, processes_for, release
 from ..providers import payload, spawn
 from ..sentry import job_failed
 from ..logs import get_logger
@@ -49,6 +51,20 @@ def solve_task(job_id: str, token: int, config_json: str, settings: Settings, re
     """The Ray task body: run the shared worker entry point, reporting to the actor."""
     actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
     return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id, devices)
+
+
+def split_job_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, processes: int, group: str) -> str:
+    """The Ray task body of a job split across nodes: one JAX process per node
+    (:mod:`..multihost`); the lead runs the worker entry point (reports, upload), the
+    others the same solve."""
+    lead = functools.partial(_lead_job, job_id, token, config_json, settings, request_id, devices)
+    # Queued until the processes' resources are free, as a one-device job's task is.
+    return across_processes(processes, devices // processes, lead, functools.partial(follow_solve, config_json, devices), name=group, placement_timeout=None)
+
+
+def _lead_job(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, join: Join) -> str:
+    actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
+    return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id, devices, join=join)
 
 
 def solve_options(devices: int, accelerator: str | None, max_retries: int) -> dict[str, Any]:
@@ -99,6 +115,8 @@ def stop(entry: Dispatched) -> None:
     handle, provider = entry.handle, entry.provider
     if provider == "ray":
         ray.cancel(handle, force=True)
+        if entry.group:
+            release(entry.group)
     elif provider == "subprocess":
         handle.kill()
     elif provider == "modal":
@@ -119,7 +137,13 @@ class Dispatch:
             ).fetchone()
         if row is None:
             return
-        if provider == "ray":
+        processes = processes_for(row["devices"], node_capacity(self.settings)[0]) if provider == "ray" else 1
+        group = f"metosim-{job_id}-{row['dispatches']}" if processes > 1 else ""
+        if processes > 1:
+            # A driver holding no resources; the placement group holds the processes'.
+            # Not retried by Ray: a lost process fails the job with its reason.
+            handle = ray.remote(split_job_task).options(num_cpus=0, max_retries=0).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"], row["devices"], processes, group)
+        elif provider == "ray":
             options = solve_options(row["devices"], row["requested_accelerator"], self.settings.max_retries)
             handle = ray.remote(solve_task).options(**options).remote(job_id, row["dispatches"], row["config"], self.settings, row["request_id"], row["devices"])
         else:
@@ -127,7 +151,7 @@ class Dispatch:
             handle = spawn(provider, job)
             log.info(f"overflow to {provider}", extra={"job_id": job_id})
         with self.lock:
-            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic(), row["checkpoint_step"] or 0, row["devices"])
+            self.refs[job_id] = Dispatched(handle, row["dispatches"], provider, time.monotonic(), row["checkpoint_step"] or 0, row["devices"], group)
 
     def _overflow(self) -> None:
         """Send Ray-queued jobs elsewhere when the cluster has had no free GPU for

@@ -14,6 +14,7 @@ class Dispatched(NamedTuple):
     at: float  # when it was dispatched (time.monotonic(), s)
     checkpoint_step: int  # the newest checkpoint's step then (0: none): did the run get further?
     devices: int = 1  # devices the solve is split over
+    group: str = ""  # the placement group of a solve across processes ("": none)
 
 
 class ExportRun(NamedTuple):

@@ -173,23 +173,17 @@ def check_accelerator(accelerator: str | None) -> None:
         raise Problem(422, "Invalid accelerator", "accelerator must be a GPU type such as A100 or B200", errors=[{"loc": "query.accelerator", "msg": "1–32 letters, digits, - or _", "type": "value_error"}])
 
 
-def most_devices(settings: Settings) -> tuple[int, str]:
-    """(devices, what they are) one split solve may use: the largest live node's GPU
-    count on a cluster with GPUs, else ``settings.max_devices`` forced host CPU devices."""
-    import ray
-
-    gpus = max((int(node["Resources"].get("GPU", 0)) for node in ray.nodes() if node["Alive"]), default=0)
-    return (gpus, "GPUs on the largest node") if gpus else (settings.max_devices, "CPU devices (METOSIM_MAX_DEVICES)")
-
-
 def check_devices(value: str | None, sim: Simulation, settings: Settings) -> int:
     """The ``devices`` query value (1 without one): how many devices the solve is split
-    over. Problem 422 naming ``query.devices`` when it is not a positive integer or does
-    not cut the grid into equal slabs; 413 when no node holds that many devices, or when
-    a device's share of the memory exceeds ``settings.device_memory_bytes`` (naming
-    ``devices`` when more devices would fit it, else ``grid_spec``)."""
+    over, in one JAX process while a node holds them, else one per node
+    (:mod:`..multihost`). Problem 422 naming ``query.devices`` when it is not a positive
+    integer, does not split evenly over the processes, or does not cut the grid into
+    equal slabs; 413 when the cluster cannot hold the processes, or when a device's
+    share of the memory exceeds ``settings.device_memory_bytes`` (naming ``devices``
+    when more devices would fit it, else ``grid_spec``)."""
     from ...kernels.sharding import ShardingError, split_axis, stepped_shape
     from ...kernels.solver import max_memory_bytes
+    from ..multihost import max_processes, node_capacity, processes_for
 
     if value is None:
         return 1
@@ -199,9 +193,15 @@ def check_devices(value: str | None, sim: Simulation, settings: Settings) -> int
     devices = int(value)
     if devices == 1:
         return 1
-    most, kind = most_devices(settings)
-    if devices > most:
-        reason = f"devices={devices} but this cluster offers at most {most} {kind}"
+    per_node, kind = node_capacity(settings)
+    processes = processes_for(devices, per_node)
+    if devices % processes:
+        reason = f"devices={devices} does not split evenly over {processes} processes of at most {per_node} {kind}"
+        raise Problem(422, "Invalid devices", reason, errors=[{"loc": "query.devices", "msg": reason, "type": "value_error"}])
+    room = max_processes(devices // processes)
+    most = per_node * room
+    if processes > room:
+        reason = f"devices={devices} but this cluster offers at most {most}: {room} processes of {per_node} {kind}"
         raise Problem(413, "Too many devices", reason, errors=[{"loc": "query.devices", "msg": reason, "type": "limit"}])
     try:
         split_axis(stepped_shape(sim), sim.grid.active, devices)
