@@ -21,8 +21,8 @@ from metosim.kernels.solver import EngineInputError, _setup, solve
 from metosim.kernels.yee import single_polarisation
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sharded_runs import differences, guide  # noqa: E402
-from test_polarisation import PULSE, TE, TM, scatterer  # noqa: E402
+from sharded_runs import FREQS, OXIDE, PULSE, bloch, differences, guide  # noqa: E402
+from test_polarisation import PULSE as PULSE_2D, TE, TM, scatterer  # noqa: E402
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -61,9 +61,36 @@ def test_fused_equals_xla_on_the_standard_problem_in_float32() -> None:
 
 @pytest.mark.parametrize(("polarization", "stepped"), [("Ez", TM), ("Hz", TE)])
 def test_fused_steps_one_polarisation_in_2d(polarization: str, stepped: list[str]) -> None:
-    sim = scatterer([ms.PointDipole(center=(0.1, 0.13, 0), polarization=polarization, source_time=PULSE)]).model_copy(update={"precision": "float64"})
+    sim = scatterer([ms.PointDipole(center=(0.1, 0.13, 0), polarization=polarization, source_time=PULSE_2D)]).model_copy(update={"precision": "float64"})
     diffs, _, info = compare(sim)
     assert info["stepped_components"] == stepped
+    assert max(diffs.values()) < 1e-12, diffs
+
+
+def test_fused_equals_xla_with_periodic_faces() -> None:
+    """A plane wave at normal incidence onto glass with a Drude block, periodic in x and
+    z: the wrap reads the opposite face; x periodic needs 6 ghost planes here (a block
+    of 1024 cells over planes of 24 × 8)."""
+    source = ms.PlaneWave(center=(0, -0.4, 0), size=(ms.inf, 0, ms.inf), direction="+y", polarization="Ez", source_time=PULSE)
+    periodic = ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic())
+    sim = ms.Simulation(
+        size=(0.8, 1.2, 0.4), grid_spec=ms.GridSpec.uniform(0.05), run_time=30e-15, precision="float64",
+        structures=[
+            ms.Structure(geometry=ms.Box(center=(0, 1, 0), size=(ms.inf, 2, ms.inf)), medium=OXIDE),
+            ms.Structure(geometry=ms.Box(center=(0.1, 0.3, 0), size=(0.3, 0.2, ms.inf)), medium=ms.Drude(poles=[(1.5 * ms.C_0 / 1.55e-6, 0.05 * ms.C_0 / 1.55e-6)])),
+        ],
+        sources=[source],
+        monitors=[
+            ms.FluxMonitor(name="R", center=(0, -0.5, 0), size=(ms.inf, 0, ms.inf), freqs=FREQS, normal_dir="-"),
+            ms.FluxMonitor(name="T", center=(0, 0.45, 0), size=(ms.inf, 0, ms.inf), freqs=FREQS),
+            ms.FieldMonitor(name="plane", center=(0, 0, 0), size=(ms.inf, ms.inf, 0), freqs=[FREQS[1]]),
+        ],
+        boundary_spec=ms.BoundarySpec(x=periodic, y=ms.Boundary(minus=ms.PML(num_layers=8), plus=ms.PML(num_layers=8)), z=periodic),
+    )
+    layout = _setup(sim).layout
+    assert fused.plan(layout, interpret=True) == fused.Plan(block=1024, planes=6)
+    diffs, _, _ = compare(sim)
+    print(max(diffs.values()), diffs)
     assert max(diffs.values()) < 1e-12, diffs
 
 
@@ -73,8 +100,9 @@ def test_fused_kernels_lower_to_triton_for_cuda() -> None:
     IR, e.g. power-of-two block shapes, run at this lowering)."""
     problem = _setup(guide().model_copy(update={"precision": "float32"}))
     layout = single_polarisation(problem.layout)
-    layout, state, params, _ = fused.prepare(layout, problem.state, problem.params, problem.eps)
-    step = fused.make_step(layout, interpret=False)
+    plan = fused.plan(layout, interpret=False)
+    layout, state, params, _ = fused.prepare(layout, problem.state, problem.params, problem.eps, plan)
+    step = fused.make_step(layout, plan, interpret=False)
     lowered = jax.jit(lambda s, p: step(s, p, jnp.int32(0))).trace(state, params).lower(lowering_platforms=("cuda",))
     assert lowered.as_text().count("__gpu$xla.gpu.triton") == 2
 
@@ -84,9 +112,10 @@ def test_fused_state_converts_back_exactly() -> None:
     problem = _setup(standard_small())
     rng = np.random.default_rng(0)
     state = {**problem.state, "psi": {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in problem.state["psi"].items()}}
-    layout, fused_state, _, _ = fused.prepare(problem.layout, state, problem.params, problem.eps)
-    assert fused_state["E"][0].shape == (31, 30, 30)
-    back = fused.restore(layout, fused_state)
+    plan = fused.Plan(block=1024, planes=2)
+    layout, fused_state, _, _ = fused.prepare(problem.layout, state, problem.params, problem.eps, plan)
+    assert fused_state["E"][0].shape == (32, 30, 30)
+    back = fused.restore(layout, fused_state, plan)
     assert back["psi"].keys() == state["psi"].keys()
     for key in state["psi"]:
         np.testing.assert_array_equal(back["psi"][key], state["psi"][key])
@@ -98,9 +127,8 @@ def test_fused_refusals_name_the_reason() -> None:
         solve(sim, kernel="triton")
     with pytest.raises(EngineInputError, match="needs the JAX backend"):
         solve(sim, backend="numpy", kernel="fused")
-    periodic = sim.model_copy(update={"boundary_spec": ms.BoundarySpec(x=ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()), y=sim.boundary_spec.y, z=sim.boundary_spec.z)})
-    with pytest.raises(EngineInputError, match=r"cannot step this simulation yet \(periodic or Bloch boundaries\); use kernel='xla'"):
-        solve(periodic, kernel="fused")
+    with pytest.raises(EngineInputError, match=r"cannot step this simulation yet \(Bloch boundaries \(complex fields\)\); use kernel='xla'"):
+        solve(bloch(), kernel="fused")
     mirrored = dipole_problem((0.6, 0.6, 0.6), ms.Sphere(radius=0.12), (0.0, 0.06, 0.03), "Ez", 20).model_copy(update={"symmetry": (1, 0, 0)})
     with pytest.raises(EngineInputError, match="PMC boundaries or mirror symmetry"):
         solve(mirrored, kernel="fused")

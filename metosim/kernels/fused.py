@@ -10,16 +10,17 @@ update) or minus (E update) neighbours, and writes the updated field, the CPML �
 polarisation. Point and sheet sources and the monitors stay small XLA operations
 between the kernels (:func:`.yee.inject_sources`, :func:`.yee.record_monitors`).
 
-Layout of the fused state: every field array carries one zero plane before x = 0 (a
-ghost), so a block's minus neighbours never start before the array; reads past a face
-are masked to the zero PEC/PML ghost, as the XLA step's padding does. The CPML ψ spans
+Layout of the fused state: every field array carries zero planes before x = 0 (ghosts:
+one, or as many as a block spans when x is periodic), so no block's neighbour read
+starts before the array; reads past a face are masked to the zero PEC/PML ghost, as
+the XLA step's padding does, or, along a periodic axis, taken from the opposite face. The CPML ψ spans
 the whole axis with b = c = 0 off the slabs (:func:`.sharding.whole_axis_psi`): a
 cell's ψ sits at the cell's own flat index. :func:`prepare` and :func:`restore` convert
 to and from the state checkpoints and results hold.
 
-Supported: uniform grids with PEC or CPML faces, per-cell ca/cb, dispersive poles,
-point and sheet sources, DFT and time monitors, single-polarisation 2D. Not yet:
-periodic and Bloch faces, PMC, graded axes, a design window (differentiable solves),
+Supported: uniform grids with PEC, CPML or periodic faces, per-cell ca/cb, dispersive
+poles, point and sheet sources, DFT and time monitors, single-polarisation 2D. Not yet:
+Bloch faces (complex fields), PMC, graded axes, a design window (differentiable solves),
 split grids — :func:`unsupported` names the first such feature, and the solver then
 steps with XLA. Off a GPU the kernels run in Pallas's interpreter (slow: for checks).
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -43,7 +45,7 @@ GPU_BLOCK = 1024
 def unsupported(layout: Layout, devices: int = 1) -> str | None:
     """Why the fused kernels cannot step ``layout``, or None when they can."""
     reasons = [
-        (any(p and on for p, on in zip(layout.periodic, layout.active)), "periodic or Bloch boundaries"),
+        (any(layout.bloch), "Bloch boundaries (complex fields)"),
         (any(layout.pmc_minus) or any(layout.pmc_plus), "PMC boundaries or mirror symmetry"),
         (any(layout.graded), "graded grid axes"),
         (bool(layout.design), "a design region (differentiable solve)"),
@@ -54,27 +56,43 @@ def unsupported(layout: Layout, devices: int = 1) -> str | None:
     return next((why for bad, why in reasons if bad), None)
 
 
-def _ghost(x: Any) -> np.ndarray:
-    """``x`` with a zero plane before x = 0."""
-    return np.pad(np.asarray(x), [(1, 0), (0, 0), (0, 0)])
+@dataclass(frozen=True)
+class Plan:
+    """How the kernels cover the grid: cells per program, and the zero planes before
+    x = 0 in the field arrays."""
+
+    block: int
+    planes: int
 
 
-def _shift(where: Any) -> Any:
-    """A node index or slices of the grid, moved one plane up x (past the ghost)."""
+def plan(layout: Layout, interpret: bool) -> Plan:
+    """:data:`GPU_BLOCK` cells per program on a GPU; in the interpreter, whose cost grows
+    with the number of programs, a third to a sixth of the grid (still several programs,
+    block edges included). One ghost plane, or, when x is periodic, enough that the wrap
+    from the last x plane back to the first starts within the array for every block."""
+    cells = int(np.prod(layout.shape))
+    block = GPU_BLOCK if not interpret else 1 << max(6, (cells // 3).bit_length() - 1)
+    plane = layout.shape[1] * layout.shape[2]
+    planes = -(-block // plane) if layout.periodic[0] and layout.active[0] else 1
+    return Plan(block, planes)
+
+
+def _shift(where: Any, planes: int) -> Any:
+    """A node index or slices of the grid, moved ``planes`` up x (past the ghosts)."""
     first = where[0]
-    moved = slice(first.start + 1, first.stop + 1, first.step) if isinstance(first, slice) else first + 1
+    moved = slice(first.start + planes, first.stop + planes, first.step) if isinstance(first, slice) else first + planes
     return (moved, *where[1:])
 
 
-def ghosted(layout: Layout) -> Layout:
-    """``layout`` with its sources' and monitors' positions moved past the ghost plane,
+def ghosted(layout: Layout, planes: int) -> Layout:
+    """``layout`` with its sources' and monitors' positions moved past the ghost planes,
     for :func:`.yee.inject_sources` and :func:`.yee.record_monitors` on fused fields."""
     return dataclasses.replace(
         layout,
-        points=tuple((f, _shift(index)) for f, index in layout.points),
-        sheets=tuple((e, h, _shift(es), _shift(hs)) for e, h, es, hs in layout.sheets),
-        dft=tuple((name, tuple((c, _shift(s)) for c, s in comps)) for name, comps in layout.dft),
-        snapshots=tuple((name, tuple((c, _shift(s)) for c, s in comps), *rest) for name, comps, *rest in layout.snapshots),
+        points=tuple((f, _shift(index, planes)) for f, index in layout.points),
+        sheets=tuple((e, h, _shift(es, planes), _shift(hs, planes)) for e, h, es, hs in layout.sheets),
+        dft=tuple((name, tuple((c, _shift(s, planes)) for c, s in comps)) for name, comps in layout.dft),
+        snapshots=tuple((name, tuple((c, _shift(s, planes)) for c, s in comps), *rest) for name, comps, *rest in layout.snapshots),
     )
 
 
@@ -82,9 +100,10 @@ def _pml_axes(layout: Layout) -> list[int]:
     return [a for a in range(3) if pml_slabs(layout, a)]
 
 
-def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any]) -> tuple[Layout, State, dict[str, Any], list[np.ndarray]]:
+def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any], plan: Plan) -> tuple[Layout, State, dict[str, Any], list[np.ndarray]]:
     """The problem in the fused layout: ghost planes on the fields (and on ε, for the
     energy), whole-axis ψ, and the CPML profiles as 1D arrays ``params["fused"]``."""
+    ghost = lambda x: np.pad(np.asarray(x), [(plan.planes, 0), (0, 0), (0, 0)])  # noqa: E731
     for a in _pml_axes(layout):
         layout, state, params = whole_axis_psi(layout, state, params, a)
     profiles = {}
@@ -93,13 +112,13 @@ def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any]
             b, c = params["pml_whole"][f"{kind}{a}"]
             profiles[f"kappa:{kind}{a}"] = np.ravel(params["pml_inv_kappa"][f"{kind}{a}"])
             profiles[f"b:{kind}{a}"], profiles[f"c:{kind}{a}"] = np.ravel(b), np.ravel(c)
-    state = {**state, "E": [_ghost(x) for x in state["E"]], "H": [_ghost(x) for x in state["H"]]}
-    return layout, state, {**params, "fused": profiles}, [_ghost(e) for e in eps]
+    state = {**state, "E": [ghost(x) for x in state["E"]], "H": [ghost(x) for x in state["H"]]}
+    return layout, state, {**params, "fused": profiles}, [ghost(e) for e in eps]
 
 
-def restore(layout: Layout, state: State) -> State:
+def restore(layout: Layout, state: State, plan: Plan) -> State:
     """The fused ``state`` (NumPy) as the XLA step holds it: no ghost planes, ψ in slabs."""
-    state = {**state, "E": [x[1:] for x in state["E"]], "H": [x[1:] for x in state["H"]]}
+    state = {**state, "E": [x[plan.planes :] for x in state["E"]], "H": [x[plan.planes :] for x in state["H"]]}
     for a in _pml_axes(layout):
         state = slab_psi(layout, state, a)
     return state
@@ -112,7 +131,7 @@ def _curl_terms(layout: Layout, p: int) -> list[tuple[int, int, int]]:
     return [t for t, on in (((1, a, b), layout.active[a]), ((-1, b, a), layout.active[b])) if on]
 
 
-def half_step(layout: Layout, kind: str, block: int, interpret: bool) -> Callable[..., dict[str, Any]]:
+def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callable[..., dict[str, Any]]:
     """One half step as a Pallas call: ``kind`` "H" advances H from the forward
     differences of E, "E" advances E (ca, cb, dispersive poles) from the backward
     differences of H. Returns ``call(arrays) -> updated arrays``, both flat 1D arrays
@@ -127,7 +146,7 @@ def half_step(layout: Layout, kind: str, block: int, interpret: bool) -> Callabl
     live = layout.live[3:] if forward else layout.live[:3]
     N = layout.shape
     cells = int(np.prod(N))
-    ghost = N[1] * N[2]
+    block, ghost = plan.block, plan.planes * N[1] * N[2]
     strides = (N[1] * N[2], N[2], 1)
     slabs = {a: pml_slabs(layout, a) for a in _pml_axes(layout)}
     stepped = [p for p in range(3) if live[p] and _curl_terms(layout, p)]
@@ -170,12 +189,21 @@ def half_step(layout: Layout, kind: str, block: int, interpret: bool) -> Callabl
         def scalar(name: str) -> Any:
             return plt.load(ref[name].at[pl.ds(0, 1)])
 
+        def neighbour(name: str, a: int) -> Any:
+            """F at the next node along ``a`` (H update) or the previous one (E update);
+            past the face the periodic image, else the zero ghost. Masked lanes read
+            nothing, so the two reads add to the one that applies."""
+            edge = node[a] == (N[a] - 1 if forward else 0)
+            value = field(name, strides[a] if forward else -strides[a], inside & ~edge)
+            if layout.periodic[a]:
+                wrap = (N[a] - 1) * strides[a]
+                value = value + field(name, -wrap if forward else wrap, inside & edge)
+            return value
+
         def derivative(p: int, a: int, c: int) -> Any:
             """∂ₐ of component c, CPML included, for the update of component p."""
-            if forward:  # F[i+1] − F[i]; past the plus face the zero ghost
-                d = field(f"{curled}{c}", strides[a], inside & (node[a] < N[a] - 1)) - field(f"{curled}{c}")
-            else:  # F[i] − F[i−1]; before the minus face the zero ghost
-                d = field(f"{curled}{c}") - field(f"{curled}{c}", -strides[a], inside & (node[a] > 0))
+            name = f"{curled}{c}"
+            d = (neighbour(name, a) - field(name)) if forward else (field(name) - neighbour(name, a))
             d = d * layout.inv_dl[a]
             if a not in slabs:
                 return d
@@ -223,15 +251,11 @@ def half_step(layout: Layout, kind: str, block: int, interpret: bool) -> Callabl
     return call
 
 
-def make_step(layout: Layout, interpret: bool, block: int | None = None) -> Callable[[State, dict[str, Any], Any], State]:
-    """The time step on the fused layout (:func:`prepare`): two Pallas kernels, the
-    sources and the monitors. ``block``: cells per program (default
-    :data:`GPU_BLOCK`; in the interpreter, whose cost grows with the number of programs,
-    a third to a sixth of the grid: still several programs, block edges included)."""
-    cells = int(np.prod(layout.shape))
-    block = block or (GPU_BLOCK if not interpret else 1 << max(6, (cells // 3).bit_length() - 1))
-    h_update, e_update = half_step(layout, "H", block, interpret), half_step(layout, "E", block, interpret)
-    placed = ghosted(layout)
+def make_step(layout: Layout, plan: Plan, interpret: bool) -> Callable[[State, dict[str, Any], Any], State]:
+    """The time step on the fused layout (:func:`prepare` with the same ``plan``): two
+    Pallas kernels, the sources and the monitors."""
+    h_update, e_update = half_step(layout, "H", plan, interpret), half_step(layout, "E", plan, interpret)
+    placed = ghosted(layout, plan.planes)
     ops = jax_ops()
 
     def flat(state: State, params: dict[str, Any]) -> dict[str, Any]:

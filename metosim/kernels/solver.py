@@ -477,11 +477,13 @@ def _run(
             device = f"{devices} × {jax.devices()[0].platform}{processes} (slabs along {'xyz'[axis]})"
         else:
             if kernel == "fused":
-                layout, state, params, eps = fused.prepare(layout, state, params, eps)
+                # Off a GPU the Pallas kernels run in the interpreter.
+                interpret = jax.devices()[0].platform != "gpu"
+                plan = fused.plan(layout, interpret)
+                layout, state, params, eps = fused.prepare(layout, state, params, eps, plan)
             state, params, eps = jax.device_put(state), jax.device_put(params), jax.device_put(eps)
             device = str(jax.devices()[0])
-        # Off a GPU the Pallas kernels run in the interpreter.
-        step = fused.make_step(layout, interpret=jax.devices()[0].platform != "gpu") if kernel == "fused" else make_step(layout, jax_ops())
+        step = fused.make_step(layout, plan, interpret) if kernel == "fused" else make_step(layout, jax_ops())
 
         def run_chunk(state: dict, params: dict, n0: Any, n1: Any) -> dict:
             return jax.lax.fori_loop(n0, n1, lambda n, s: step(s, params, n), state)
@@ -505,7 +507,7 @@ def _run(
         def host(state: dict) -> dict:
             """The state as one device holds it: NumPy, the CPML ψ in slabs."""
             if kernel == "fused":
-                return fused.restore(layout, _to_numpy(state))
+                return fused.restore(layout, _to_numpy(state), plan)
             return slab_psi(layout, gather(state), axis) if devices > 1 else _to_numpy(state)
 
         def settle(state: dict) -> None:
