@@ -25,6 +25,7 @@ from .mode_spec import ModeSpec
 from .monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
 from .resonance import ResonanceFinder
+from .fibre import fibre_fraction, gaussian_beam_line
 from .source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
 from . import inverse
 from .inverse import DesignRegion, InverseProblem
@@ -97,6 +98,8 @@ __all__ = [
     "Periodic",
     "BlochBoundary",
     "ResonanceFinder",
+    "fibre_fraction",
+    "gaussian_beam_line",
     "PlaneWave",
     "PointDipole",
     "PolySlab",
