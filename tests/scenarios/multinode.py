@@ -28,7 +28,9 @@ PULSE = ms.GaussianPulse(freq0=F0, fwidth=F0 / 4)
 
 
 def long_2d() -> ms.Simulation:
-    return ms.Simulation(size=(6, 6, 0), grid_spec=ms.GridSpec.uniform(0.02), run_time=1e-11, sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ez", source_time=PULSE)], shutoff=0)
+    # Busy for many minutes (it is cancelled at the end): still RUNNING when the overflowed
+    # jobs finish, however slow a loaded machine makes their worker processes' start.
+    return ms.Simulation(size=(6, 6, 0), grid_spec=ms.GridSpec.uniform(0.02), run_time=8e-11, sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ez", source_time=PULSE)], shutoff=0)
 
 
 def tiny() -> ms.Simulation:
