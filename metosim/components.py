@@ -33,7 +33,7 @@ from .geometry import PolySlab
 from .grid import C_0, MICROMETRE
 from .materials import material_library
 from .simulation import Simulation, Structure
-from .smatrix import Port
+from .smatrix import Port, SMatrix
 
 #: gdsfactory's material names → the library's.
 MATERIALS = {"si": "Si", "sio2": "SiO2", "sin": "Si3N4", "si3n4": "Si3N4", "au": "Au", "ag": "Ag", "al": "Al"}
@@ -55,6 +55,12 @@ class ComponentDevice:
         """The device as a :class:`Simulation` (no sources or monitors), the other
         fields (``grid_spec``, ``run_time``, ``boundary_spec`` …) as given."""
         return Simulation(center=self.center, size=self.size, medium=self.background, structures=self.structures, **fields)
+
+    def smatrix(self, wavelengths: Any, **fields: Any) -> SMatrix:
+        """The device's :class:`SMatrix` between all its ports at ``wavelengths`` (µm),
+        on :meth:`simulation` with ``fields`` (``grid_spec``, ``run_time`` …); ``.run(client)``
+        or ``.run_local()`` computes it, :meth:`sax` hands it to a circuit solver."""
+        return SMatrix(self.simulation(**fields), self.ports, C_0 / (np.asarray(wavelengths, float) * MICROMETRE))
 
     def sax(self, s: xr.DataArray, mode_index: int = 0) -> dict[tuple[str, str], np.ndarray]:
         """An S-matrix (``SMatrix`` output) as SAX and gplugins take it:

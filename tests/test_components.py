@@ -39,8 +39,8 @@ def test_a_2d_mmi_splits_evenly_passively_and_reciprocally(tmp_path) -> None:
     device = ms.from_gdsfactory(gf.components.mmi1x2(), two_d=True, materials={"si": ms.Medium(permittivity=2.85**2)}, background=ms.Medium(permittivity=1.444**2))
     outputs = {p.name: p for p in device.ports}
     assert outputs["o2"].size[1] == pytest.approx(0.5 + 0.75)  # the planes stop half way to the neighbour
-    sim = device.simulation(grid_spec=ms.GridSpec.uniform(0.03), run_time=1e-12)
-    smatrix = ms.SMatrix(sim, device.ports, ms.C_0 / (np.linspace(1.5, 1.6, 5) * 1e-6))  # frequencies descending
+    smatrix = device.smatrix(np.linspace(1.5, 1.6, 5), grid_spec=ms.GridSpec.uniform(0.03), run_time=1e-12)  # frequencies descending
+    assert [p.name for p in smatrix.ports] == ["o1", "o2", "o3"] and smatrix.simulation.structures == tuple(device.structures)
     s = smatrix.run_local()
     sax = device.sax(s)
     upper, lower = np.abs(sax[("o2", "o1")]) ** 2, np.abs(sax[("o3", "o1")]) ** 2
