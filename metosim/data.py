@@ -164,7 +164,6 @@ def solve(
     resume: Checkpoint | None = None,
     devices: int = 1,
     kernel: str = "xla",
-    storage: str | None = None,
 ) -> SimulationData:
     """Run ``sim`` in this process and return its :class:`SimulationData`.
 
@@ -176,15 +175,13 @@ def solve(
     host CPU devices forced with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``)
     with the one-device results (see :mod:`metosim.kernels.sharding`).
     ``kernel``: "xla" (the default) or "fused", each half step as one Pallas kernel
-    (see :mod:`metosim.kernels.fused`; off a GPU it runs in Pallas's slow interpreter);
-    with it ``storage="bfloat16"`` or ``"float16"`` stores E and H in 16 bits (float32
-    arithmetic), half the memory traffic, at an accuracy cost measured in RESULTS.md.
+    (see :mod:`metosim.kernels.fused`; off a GPU it runs in Pallas's slow interpreter).
     """
     from .kernels import solve as run
 
     if backend != "numpy":
         compilation_cache()
-    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel, storage=storage)
+    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
     return SimulationData(sim, result.monitors, result.info)
 
 

@@ -63,12 +63,9 @@ class Plan:
 
     block: int
     planes: int
-    #: The dtype E and H are stored in between the kernels ("bfloat16", "float16"), or
-    #: None for the simulation's own; the kernels compute in the simulation's.
-    storage: str | None = None
 
 
-def plan(layout: Layout, interpret: bool, storage: str | None = None) -> Plan:
+def plan(layout: Layout, interpret: bool) -> Plan:
     """:data:`GPU_BLOCK` cells per program on a GPU; in the interpreter, whose cost grows
     with the number of programs, a third to a sixth of the grid (still several programs,
     block edges included). One ghost plane, or, when x is periodic, enough that the wrap
@@ -77,7 +74,7 @@ def plan(layout: Layout, interpret: bool, storage: str | None = None) -> Plan:
     block = GPU_BLOCK if not interpret else 1 << max(6, (cells // 3).bit_length() - 1)
     plane = layout.shape[1] * layout.shape[2]
     planes = -(-block // plane) if layout.periodic[0] and layout.active[0] else 1
-    return Plan(block, planes, storage)
+    return Plan(block, planes)
 
 
 def _shift(where: Any, planes: int) -> Any:
@@ -99,15 +96,6 @@ def ghosted(layout: Layout, planes: int) -> Layout:
     )
 
 
-def _storage_dtype(plan: Plan) -> Any:
-    """The NumPy dtype of stored fields (ml_dtypes' bfloat16, which JAX uses), or None."""
-    if plan.storage is None:
-        return None
-    import ml_dtypes
-
-    return {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}[plan.storage]
-
-
 def _pml_axes(layout: Layout) -> list[int]:
     return [a for a in range(3) if pml_slabs(layout, a)]
 
@@ -115,8 +103,7 @@ def _pml_axes(layout: Layout) -> list[int]:
 def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any], plan: Plan) -> tuple[Layout, State, dict[str, Any], list[np.ndarray]]:
     """The problem in the fused layout: ghost planes on the fields (and on ε, for the
     energy), whole-axis ψ, and the CPML profiles as 1D arrays ``params["fused"]``."""
-    stored = _storage_dtype(plan) or layout.dtype
-    ghost = lambda x: np.pad(np.asarray(x), [(plan.planes, 0), (0, 0), (0, 0)]).astype(stored)  # noqa: E731
+    ghost = lambda x: np.pad(np.asarray(x), [(plan.planes, 0), (0, 0), (0, 0)])  # noqa: E731
     for a in _pml_axes(layout):
         layout, state, params = whole_axis_psi(layout, state, params, a)
     profiles = {}
@@ -131,7 +118,7 @@ def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any]
 
 def restore(layout: Layout, state: State, plan: Plan) -> State:
     """The fused ``state`` (NumPy) as the XLA step holds it: no ghost planes, ψ in slabs."""
-    state = {**state, "E": [x[plan.planes :].astype(layout.dtype) for x in state["E"]], "H": [x[plan.planes :].astype(layout.dtype) for x in state["H"]]}
+    state = {**state, "E": [x[plan.planes :] for x in state["E"]], "H": [x[plan.planes :] for x in state["H"]]}
     for a in _pml_axes(layout):
         state = slab_psi(layout, state, a)
     return state
@@ -189,8 +176,8 @@ def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callabl
         loaded: dict[tuple[str, int], Any] = {}
 
         def field(name: str, shift: int = 0, mask: Any = inside) -> Any:
-            if (name, shift) not in loaded:  # stored fields may be narrower: compute in the simulation's dtype
-                loaded[name, shift] = plt.load(ref[name].at[pl.ds(ghost + start + shift, block)], mask=mask, other=0).astype(layout.dtype)
+            if (name, shift) not in loaded:
+                loaded[name, shift] = plt.load(ref[name].at[pl.ds(ghost + start + shift, block)], mask=mask, other=0)
             return loaded[name, shift]
 
         def cell(name: str, mask: Any = inside) -> Any:
@@ -245,7 +232,7 @@ def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callabl
                 drive = total if change is None else total - change / layout.dt
                 base = cell(f"ca{p}") * here if layout.has_ca else here
                 new = base + cell(f"cb{p}") * drive
-            plt.store(out[f"{updated}{p}"].at[pl.ds(ghost + start, block)], new.astype(out[f"{updated}{p}"].dtype), mask=inside)
+            plt.store(out[f"{updated}{p}"].at[pl.ds(ghost + start, block)], new, mask=inside)
 
     def call(arrays: dict[str, Any]) -> dict[str, Any]:
         args = [arrays[name] for name in inputs]
@@ -269,7 +256,6 @@ def make_step(layout: Layout, plan: Plan, interpret: bool) -> Callable[[State, d
     Pallas kernels, the sources and the monitors."""
     h_update, e_update = half_step(layout, "H", plan, interpret), half_step(layout, "E", plan, interpret)
     placed = ghosted(layout, plan.planes)
-    stored = _storage_dtype(plan) or layout.dtype
     ops = jax_ops()
 
     def flat(state: State, params: dict[str, Any]) -> dict[str, Any]:
@@ -289,12 +275,10 @@ def make_step(layout: Layout, plan: Plan, interpret: bool) -> Callable[[State, d
         arrays |= h_update(arrays)
         H = [arrays[f"H{p}"].reshape(shape["H"]) for p in range(3)]
         inject_sources(placed, ops, H, "H", params, n)
-        H = [h.astype(stored) for h in H]  # a source term added in the simulation's dtype
         arrays |= {f"H{p}": H[p].reshape(-1) for p in range(3)}
         arrays |= e_update(arrays)
         E = [arrays[f"E{p}"].reshape(shape["E"]) for p in range(3)]
         inject_sources(placed, ops, E, "E", params, n)
-        E = [e.astype(stored) for e in E]
         psi = {key: arrays[f"psi:{key}"].reshape(v.shape) for key, v in state["psi"].items()}
         P_next = [arrays[f"Pprev{i}"].reshape(x.shape) for i, x in enumerate(state["P_prev"])]
         dft, snaps = record_monitors(placed, ops, state, E, H, params, n)

@@ -126,7 +126,6 @@ def solve(
     resume: Checkpoint | None = None,
     devices: int = 1,
     kernel: str = "xla",
-    storage: str | None = None,
 ) -> SolveResult:
     """Run ``sim`` to its ``run_time`` (or the energy shutoff) and return monitor data.
     A 2D run whose sources excite one polarisation steps its three components only;
@@ -142,9 +141,7 @@ def solve(
     (:mod:`.sharding`), with the one-device run's results.
 
     ``kernel`` "fused" steps with the Pallas kernels of :mod:`.fused` (on a GPU; off
-    one, in Pallas's interpreter, for checks) instead of the XLA step ("xla");
-    ``storage`` ("bfloat16" or "float16", fused kernel and float32 only) keeps E and H
-    in that narrower type between its kernels, halving their memory traffic."""
+    one, in Pallas's interpreter, for checks) instead of the XLA step ("xla")."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
     check_devices(sim, devices, backend, checkpoints)
@@ -152,8 +149,6 @@ def solve(
         raise EngineInputError(f"kernel must be 'xla' or 'fused', not {kernel!r}")
     if kernel == "fused" and backend != "jax":
         raise EngineInputError(f"kernel='fused' needs the JAX backend, not {backend!r}")
-    if storage is not None and (storage not in ("bfloat16", "float16") or kernel != "fused" or sim.precision != "float32"):
-        raise EngineInputError(f"storage={storage!r}: 'bfloat16' or 'float16', with kernel='fused' and precision 'float32' (the kernels compute in float32)")
     if resume is not None:
         check(resume, sim)
     setup_start = time.perf_counter()
@@ -162,7 +157,7 @@ def solve(
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
     problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
     with precision_context(sim.precision, backend):
-        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel, storage=storage)
+        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
         state = unfold_state(_to_numpy(state), halvings)
     monitors = _collect(sim, problem, state, steps)
     total = time.perf_counter() - setup_start
@@ -184,7 +179,6 @@ def solve(
         "resumed_step": resume.step if resume else 0,
         "devices": devices,
         "kernel": kernel,
-        "storage": storage or sim.precision,
     }
     if devices > 1:
         axis = split_axis(layout.shape, layout.active, devices)
@@ -458,7 +452,6 @@ def _run(
     resume: Checkpoint | None = None,
     devices: int = 1,
     kernel: str = "xla",
-    storage: str | None = None,
 ) -> tuple[dict, int, str, float, Layout]:
     layout = problem.layout if all_components else single_polarisation(problem.layout)
     if kernel == "fused" and (why := fused.unsupported(layout, devices)):
@@ -486,7 +479,7 @@ def _run(
             if kernel == "fused":
                 # Off a GPU the Pallas kernels run in the interpreter.
                 interpret = jax.devices()[0].platform != "gpu"
-                plan = fused.plan(layout, interpret, storage)
+                plan = fused.plan(layout, interpret)
                 layout, state, params, eps = fused.prepare(layout, state, params, eps, plan)
             state, params, eps = jax.device_put(state), jax.device_put(params), jax.device_put(eps)
             device = str(jax.devices()[0])
