@@ -14,14 +14,14 @@ polygon (holes resolved into the outline by zero-width cuts), drawn in the stack
 order (a lower ``mesh_order`` wins where levels overlap). The optical ports' waveguides
 are extended straight out through the padding and the PML (``gf.components.extend_ports``),
 and each port becomes a :class:`~metosim.smatrix.Port` at the component's edge, facing
-in. Sidewall angles are not modelled: a slanted level is drawn vertical at its mask
-width, with a warning naming it.
+in. A level's ``sidewall_angle`` (degrees) becomes the ``PolySlab``'s (radians), the mask
+being its bottom cross-section (as gplugins hands levels to Meep); in 2D there are no
+sidewalls.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -177,8 +177,6 @@ def from_gdsfactory(
         if shapes.is_empty():
             continue
         covered.update(_layers_of(level.layer))
-        if level.sidewall_angle:
-            warnings.warn(f"layer_stack level {name!r}: sidewall angle {level.sidewall_angle}° drawn vertical at the mask width", stacklevel=2)
         # 2D: a slab through z = 0 (the plane the simulation steps).
         bounds = (-1.0, 1.0) if two_d else (float(level.zmin), float(level.zmin) + float(level.thickness))
         drawn.append((level.mesh_order, name, level, shapes, bounds, _medium(level.material, name, materials)))
@@ -193,7 +191,9 @@ def from_gdsfactory(
     # Higher mesh_order first: a lower one, drawn later, wins where levels overlap.
     for _, name, level, shapes, bounds, medium in sorted(drawn, key=lambda d: -d[0]):
         for vertices in _polygons(shapes, dbu):
-            structures.append(Structure(geometry=PolySlab(vertices=vertices, slab_bounds=bounds), medium=medium, name=name))
+            # gdsfactory's angle is in degrees, its mask the bottom cross-section (as gplugins hands it to Meep); a 2D slab has no sidewalls.
+            angle = 0.0 if two_d else math.radians(float(level.sidewall_angle or 0.0))
+            structures.append(Structure(geometry=PolySlab(vertices=vertices, slab_bounds=bounds, sidewall_angle=angle), medium=medium, name=name))
 
     box = component.dbbox()
     xy_lo, xy_hi = (box.left - padding, box.bottom - padding), (box.right + padding, box.top + padding)

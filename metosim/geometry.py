@@ -4,7 +4,7 @@ the mesher each interface's position and normal within a cell."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -34,6 +34,8 @@ def same_shape(first: "Geometry", second: "Geometry", tol: float = 1e-9) -> bool
     if isinstance(first, PolySlab):
         if first.axis != second.axis or not np.allclose(first.slab_bounds, second.slab_bounds, atol=tol):  # type: ignore[union-attr]
             return False
+        if abs(first.inset(first.slab_bounds[0]) - second.inset(second.slab_bounds[0])) > tol or abs(first.sidewall_angle - second.sidewall_angle) > tol:  # type: ignore[union-attr]
+            return False  # the same cross-section at the bottom and the same slope
         a, b = np.asarray(first.vertices), np.asarray(second.vertices)  # type: ignore[union-attr]
         return a.shape == b.shape and any(np.allclose(np.roll(v, k, axis=0), a, atol=tol) for v in (b, b[::-1]) for k in range(len(b)))
     x, y = first.model_dump(), second.model_dump()
@@ -121,12 +123,21 @@ class Cylinder(MetoModel):
 
 class PolySlab(MetoModel):
     """Extruded polygon: ``vertices`` (µm) in the plane normal to ``axis``, listed in the
-    order of the two remaining axes (x, y for axis 2), extruded over ``slab_bounds``."""
+    order of the two remaining axes (x, y for axis 2), extruded over ``slab_bounds``.
+
+    ``sidewall_angle`` (rad, from the axis; Tidy3D's and Meep's name): positive, the
+    cross-section shrinks towards +axis (an etched ridge, narrower at the top);
+    negative, it grows. ``vertices`` are the cross-section on ``reference_plane``
+    ("bottom", "middle" or "top" of the slab); at a distance h above it every edge has
+    moved inwards by h·tan(angle). Where the cross-section grows, convex corners come
+    out rounded (the offset of a polygon by a distance), not mitred."""
 
     type: Literal["PolySlab"] = "PolySlab"
     vertices: Annotated[tuple[tuple[Finite, Finite], ...], Field(min_length=3)]
     slab_bounds: tuple[Finite, Finite]
     axis: Axis = 2
+    sidewall_angle: Annotated[float, Field(gt=-np.pi / 2, lt=np.pi / 2)] = 0.0
+    reference_plane: Literal["bottom", "middle", "top"] = "bottom"
 
     @field_validator("vertices", "slab_bounds", mode="before")
     @classmethod
@@ -158,13 +169,28 @@ class PolySlab(MetoModel):
         lo[a], hi[a] = float(v[:, 0].min()), float(v[:, 0].max())
         lo[b], hi[b] = float(v[:, 1].min()), float(v[:, 1].max())
         lo[self.axis], hi[self.axis] = self.slab_bounds
+        grow = -min(self.inset(z) for z in self.slab_bounds)  # the widest cross-section's offset
+        for i in (a, b):
+            lo[i], hi[i] = lo[i] - max(grow, 0.0), hi[i] + max(grow, 0.0)
         return tuple(lo), tuple(hi)
+
+    @property
+    def reference(self) -> float:
+        """Position (µm) along the axis of the plane ``vertices`` describe."""
+        z0, z1 = self.slab_bounds
+        return {"bottom": z0, "middle": 0.5 * (z0 + z1), "top": z1}[self.reference_plane]
+
+    def inset(self, z: Any) -> Any:
+        """How far (µm) the edges have moved inwards at ``z`` along the axis."""
+        return (z - self.reference) * np.tan(self.sidewall_angle)
 
     def mirrored(self, axis: int, plane: float) -> "PolySlab":
         """This geometry reflected through the plane ``axis`` = ``plane`` (µm)."""
         if axis == self.axis:
             z0, z1 = self.slab_bounds
-            return self.model_copy(update={"slab_bounds": (2 * plane - z1, 2 * plane - z0)})
+            # The reference plane lands on the other side, and the slope turns over.
+            flipped = {"bottom": "top", "middle": "middle", "top": "bottom"}[self.reference_plane]
+            return self.model_copy(update={"slab_bounds": (2 * plane - z1, 2 * plane - z0), "reference_plane": flipped, "sidewall_angle": -self.sidewall_angle})
         k = [i for i in range(3) if i != self.axis].index(axis)
         return self.model_copy(update={"vertices": tuple(tuple(2 * plane - v if j == k else v for j, v in enumerate(p)) for p in reversed(self.vertices))})
 
@@ -183,20 +209,27 @@ class PolySlab(MetoModel):
         p = np.broadcast_arrays(x, y, z)
         a, b = (i for i in range(3) if i != self.axis)
         lo, hi = self.slab_bounds
-        return self._in_polygon(p[a], p[b]) & (p[self.axis] >= lo) & (p[self.axis] <= hi)
+        within = (p[self.axis] >= lo) & (p[self.axis] <= hi)
+        if not self.sidewall_angle:
+            return self._in_polygon(p[a], p[b]) & within
+        return (self._polygon_distance(p[a], p[b]) + self.inset(p[self.axis]) <= 0) & within
 
-    def signed_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Distance (µm) to the surface: negative inside."""
-        p = np.broadcast_arrays(x, y, z)
-        a, b = (i for i in range(3) if i != self.axis)
-        u, w = p[a], p[b]
-        nearest = np.full(u.shape, np.inf)
+    def _polygon_distance(self, u: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Signed distance (µm) in the plane to the polygon ``vertices``: negative inside."""
+        nearest = np.full(np.broadcast_shapes(u.shape, w.shape), np.inf)
         v = np.asarray(self.vertices, dtype=float)
         for (u0, w0), (u1, w1) in zip(v, np.roll(v, -1, axis=0)):
             du, dw = u1 - u0, w1 - w0
             t = np.clip(((u - u0) * du + (w - w0) * dw) / (du * du + dw * dw), 0.0, 1.0)
             nearest = np.minimum(nearest, np.hypot(u - u0 - t * du, w - w0 - t * dw))
-        in_plane = np.where(self._in_polygon(u, w), -nearest, nearest)
+        return np.where(self._in_polygon(u, w), -nearest, nearest)
+
+    def signed_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Distance (µm) to the surface: negative inside. A slanted sidewall's is
+        (in-plane distance + inset)·cos(angle), exact beside a straight edge."""
+        p = np.broadcast_arrays(x, y, z)
+        a, b = (i for i in range(3) if i != self.axis)
+        in_plane = (self._polygon_distance(p[a], p[b]) + self.inset(p[self.axis])) * np.cos(self.sidewall_angle)
         lo, hi = self.slab_bounds
         return _extruded(in_plane, np.abs(p[self.axis] - (lo + hi) / 2) - (hi - lo) / 2)
 

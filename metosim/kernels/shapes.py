@@ -38,6 +38,8 @@ def shape_parameters(geometry: Geometry) -> dict[str, np.ndarray]:
     names = PARAMETERS.get(type(geometry))
     if names is None:
         raise TypeError(f"no shape gradient for a {type(geometry).__name__}: use a Box, Sphere, Cylinder or PolySlab")
+    if getattr(geometry, "sidewall_angle", 0.0):
+        raise TypeError("no shape gradient for a PolySlab with a sidewall angle yet: use vertical sidewalls (sidewall_angle=0)")
     return {name: np.asarray(getattr(geometry, name), dtype=float) for name in names}
 
 
