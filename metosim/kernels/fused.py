@@ -18,9 +18,10 @@ the whole axis with b = c = 0 off the slabs (:func:`.sharding.whole_axis_psi`): 
 cell's ψ sits at the cell's own flat index. :func:`prepare` and :func:`restore` convert
 to and from the state checkpoints and results hold.
 
-Supported: uniform grids with PEC, CPML or periodic faces, per-cell ca/cb, dispersive
-poles, point and sheet sources, DFT and time monitors, single-polarisation 2D. Not yet:
-Bloch faces (complex fields), PMC, graded axes, a design window (differentiable solves),
+Supported: uniform grids with PEC, PMC, CPML or periodic faces, mirror symmetry, per-cell
+ca/cb, dispersive poles, point and sheet sources, DFT and time monitors,
+single-polarisation 2D. Not yet: Bloch faces (complex fields), graded axes, a design
+window (differentiable solves),
 split grids — :func:`unsupported` names the first such feature, and the solver then
 steps with XLA. Off a GPU the kernels run in Pallas's interpreter (slow: for checks).
 """
@@ -36,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .sharding import slab_psi, whole_axis_psi
-from .yee import Layout, State, inject_sources, jax_ops, pml_slabs, record_monitors
+from .yee import Layout, State, inject_sources, jax_ops, pml_slabs, record_monitors, zero_pmc_walls
 
 #: Cells per program on a GPU (a power of two, as Triton's tensors must be).
 GPU_BLOCK = 1024
@@ -46,7 +47,6 @@ def unsupported(layout: Layout, devices: int = 1) -> str | None:
     """Why the fused kernels cannot step ``layout``, or None when they can."""
     reasons = [
         (any(layout.bloch), "Bloch boundaries (complex fields)"),
-        (any(layout.pmc_minus) or any(layout.pmc_plus), "PMC boundaries or mirror symmetry"),
         (any(layout.graded), "graded grid axes"),
         (bool(layout.design), "a design region (differentiable solve)"),
         (devices > 1, "a grid split over devices"),
@@ -191,13 +191,16 @@ def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callabl
 
         def neighbour(name: str, a: int) -> Any:
             """F at the next node along ``a`` (H update) or the previous one (E update);
-            past the face the periodic image, else the zero ghost. Masked lanes read
-            nothing, so the two reads add to the one that applies."""
+            past the face the periodic image, before a PMC minus wall the odd image
+            −F[0] (as the XLA step), else the zero ghost. Masked lanes read nothing, so
+            the two reads add to the one that applies."""
             edge = node[a] == (N[a] - 1 if forward else 0)
             value = field(name, strides[a] if forward else -strides[a], inside & ~edge)
             if layout.periodic[a]:
                 wrap = (N[a] - 1) * strides[a]
                 value = value + field(name, -wrap if forward else wrap, inside & edge)
+            elif not forward and layout.pmc_minus[a]:
+                value = jnp.where(edge, -field(name), value)
             return value
 
         def derivative(p: int, a: int, c: int) -> Any:
@@ -275,6 +278,7 @@ def make_step(layout: Layout, plan: Plan, interpret: bool) -> Callable[[State, d
         arrays |= h_update(arrays)
         H = [arrays[f"H{p}"].reshape(shape["H"]) for p in range(3)]
         inject_sources(placed, ops, H, "H", params, n)
+        H = zero_pmc_walls(H, placed, ops)
         arrays |= {f"H{p}": H[p].reshape(-1) for p in range(3)}
         arrays |= e_update(arrays)
         E = [arrays[f"E{p}"].reshape(shape["E"]) for p in range(3)]

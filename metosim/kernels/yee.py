@@ -236,13 +236,13 @@ def _shifted(window: tuple[slice, slice, slice], a: int, offset: int) -> tuple[s
 
 def zero_pmc_walls(H: list[Array], layout: Layout, ops: ArrayOps) -> list[Array]:
     """``H`` with its tangential components zeroed on each plus-side PMC wall (the last
-    half node along the wall's axis): the forward step and its adjoint both apply it."""
-    N = layout.shape
+    half node along the wall's axis; the arrays' last, so ghost planes before the grid, as
+    in :mod:`.fused`, change nothing): the forward step and its adjoint both apply it."""
     for a in range(3):
         if layout.pmc_plus[a]:
             for p in range(3):
                 if p != a and layout.live[3 + p]:
-                    H[p] = ops.set_at(H[p], tuple(slice(N[a] - 1, N[a]) if b == a else slice(None) for b in range(3)), 0.0)
+                    H[p] = ops.set_at(H[p], tuple(slice(-1, None) if b == a else slice(None) for b in range(3)), 0.0)
     return H
 
 
