@@ -20,7 +20,7 @@ to and from the state checkpoints and results hold.
 
 Supported: uniform grids with PEC, PMC, CPML or periodic faces, mirror symmetry, per-cell
 ca/cb, dispersive poles, point and sheet sources, DFT and time monitors,
-single-polarisation 2D. Not yet: Bloch faces (complex fields), graded axes, a design
+single-polarisation 2D, graded axes. Not yet: Bloch faces (complex fields), a design
 window (differentiable solves),
 split grids — :func:`unsupported` names the first such feature, and the solver then
 steps with XLA. Off a GPU the kernels run in Pallas's interpreter (slow: for checks).
@@ -47,7 +47,6 @@ def unsupported(layout: Layout, devices: int = 1) -> str | None:
     """Why the fused kernels cannot step ``layout``, or None when they can."""
     reasons = [
         (any(layout.bloch), "Bloch boundaries (complex fields)"),
-        (any(layout.graded), "graded grid axes"),
         (bool(layout.design), "a design region (differentiable solve)"),
         (devices > 1, "a grid split over devices"),
         (layout.dtype not in ("float32", "float64"), f"{layout.dtype} fields"),
@@ -102,7 +101,8 @@ def _pml_axes(layout: Layout) -> list[int]:
 
 def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any], plan: Plan) -> tuple[Layout, State, dict[str, Any], list[np.ndarray]]:
     """The problem in the fused layout: ghost planes on the fields (and on ε, for the
-    energy), whole-axis ψ, and the CPML profiles as 1D arrays ``params["fused"]``."""
+    energy), whole-axis ψ, and the CPML profiles and graded axes' 1/step as 1D arrays
+    ``params["fused"]``."""
     ghost = lambda x: np.pad(np.asarray(x), [(plan.planes, 0), (0, 0), (0, 0)])  # noqa: E731
     for a in _pml_axes(layout):
         layout, state, params = whole_axis_psi(layout, state, params, a)
@@ -112,6 +112,9 @@ def prepare(layout: Layout, state: State, params: dict[str, Any], eps: list[Any]
             b, c = params["pml_whole"][f"{kind}{a}"]
             profiles[f"kappa:{kind}{a}"] = np.ravel(params["pml_inv_kappa"][f"{kind}{a}"])
             profiles[f"b:{kind}{a}"], profiles[f"c:{kind}{a}"] = np.ravel(b), np.ravel(c)
+    for a in (a for a in range(3) if layout.graded[a]):
+        for kind in ("h", "e"):
+            profiles[f"inv:{kind}{a}"] = np.ravel(params["inv_steps"][f"{kind}{a}"])
     state = {**state, "E": [ghost(x) for x in state["E"]], "H": [ghost(x) for x in state["H"]]}
     return layout, state, {**params, "fused": profiles}, [ghost(e) for e in eps]
 
@@ -155,6 +158,7 @@ def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callabl
     inputs = [f"{curled}{c}" for c in range(3)] + [f"{updated}{p}" for p in stepped]
     inputs += [f"psi:{prefix}{p}{a}" for p in stepped for _, a, _ in _curl_terms(layout, p) if a in slabs]
     inputs += [f"{name}:{prefix}{a}" for a in slabs for name in ("kappa", "b", "c")]
+    inputs += [f"inv:{prefix}{a}" for a in range(3) if layout.graded[a]]
     if not forward:
         inputs += [f"ca{p}" for p in stepped if layout.has_ca] + [f"cb{p}" for p in stepped]
         for k in range(poles):
@@ -207,7 +211,7 @@ def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callabl
             """∂ₐ of component c, CPML included, for the update of component p."""
             name = f"{curled}{c}"
             d = (neighbour(name, a) - field(name)) if forward else (field(name) - neighbour(name, a))
-            d = d * layout.inv_dl[a]
+            d = d * (profile(f"inv:{prefix}{a}", a) if layout.graded[a] else layout.inv_dl[a])
             if a not in slabs:
                 return d
             in_slab = inside & functools.reduce(operator.or_, [(node[a] >= lo) & (node[a] < hi) for _, lo, hi in slabs[a]])
