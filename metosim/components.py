@@ -88,8 +88,9 @@ def _medium(name: str | None, level: str, materials: Mapping[str, Any]) -> Any:
 
 def _polygons(region: Any, dbu: float) -> list[np.ndarray]:
     """A KLayout region's polygons as (N, 2) vertex arrays in µm, holes cut into the
-    outline."""
-    return [np.array([(p.x * dbu, p.y * dbu) for p in polygon.resolved_holes().each_point_hull()]) for polygon in region.each()]
+    outline; touching polygons merged first (a port's extension and the component's
+    guide are one shape: apart, a slanted sidewall would open a groove between them)."""
+    return [np.array([(p.x * dbu, p.y * dbu) for p in polygon.resolved_holes().each_point_hull()]) for polygon in region.merged().each()]
 
 
 def _orientation(port: Any) -> int:
