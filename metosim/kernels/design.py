@@ -81,6 +81,20 @@ def design_windows(grid: Grid, bounds: tuple[tuple[float, ...], tuple[float, ...
     return {p: m for p, m in maps.items() if all(w.stop > w.start for w in m.window)}
 
 
+def kept_half(m: PixelMap, axis: int, centre: int) -> PixelMap | None:
+    """``m`` on the half a mirror plane keeps (:mod:`.symmetry`): nodes from ``centre``
+    on along ``axis``, renumbered from 0; None where the window lies wholly below it."""
+    w = m.window[axis]
+    start = max(w.start, centre)
+    if start >= w.stop:
+        return None
+    skip = start - w.start
+    window = tuple(slice(start - centre, w.stop - centre) if a == axis else s for a, s in enumerate(m.window))
+    weights = tuple(x[skip:] if a == axis else x for a, x in enumerate(m.weights))
+    outside = np.take(m.outside, np.arange(skip, m.outside.shape[axis]), axis=axis)
+    return PixelMap(window, weights, outside)  # type: ignore[arg-type]
+
+
 def axis_into_pml(window: tuple[slice, slice, slice], shape: tuple[int, int, int], pml: tuple[tuple[int, int], ...], active: tuple[bool, bool, bool]) -> int | None:
     """The first axis along which node ``window`` reaches the CPML slabs (``pml``: layers
     (minus, plus) per axis) or the first node (the boundary), None if it stays inside: the

@@ -29,6 +29,12 @@ things keep its memory bounded:
 
 ``checkpoint=False`` differentiates the loop with JAX's own reverse mode instead
 (every step's window kept; slower on CPU), the reference the adjoint is tested against.
+
+With mirror symmetry the solve steps the kept half, as ``ms.solve`` does (:mod:`.symmetry`):
+the design box is its own mirror image (the Simulation checks), so the pixels are
+symmetrised before painting — the function is the full grid's of the symmetric part of
+the pixels, and its gradient is symmetric — and the recordings are unfolded (in
+jax.numpy) before the outputs are read.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ from ..medium import CustomMedium
 from ..monitor import FieldMonitor, FluxMonitor, ModeMonitor
 from ..simulation import Simulation
 from . import monitors as mon
-from .design import axis_into_pml, design_windows, paint
-from .solver import EngineInputError, _Problem, _setup, check_inputs, mode_reference, source_power
+from .design import axis_into_pml, design_windows, kept_half, paint
+from .solver import EngineInputError, _Problem, _setup, apply_symmetry, check_inputs, mode_reference, source_power
+from .symmetry import unfold_dft
 from .units import to_normalised_frequency
 from .adjoint import make_adjoint_step
 from .reversal import face_sizes, faces, make_reverse_step, record, reversal_box
@@ -111,19 +118,24 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     if sim.is_complex:
         raise EngineInputError("a differentiable solve steps real fields: Bloch boundaries with a phase are not available in it")
     structure = sim.structures[design_structure(sim, design)]
-    problem = _setup(sim, paint_custom=False)
-    layout = problem.layout
+    full = _setup(sim, paint_custom=False)
     maps = design_windows(sim.grid, structure.geometry.bounds(), structure.medium.shape)
-    drives = list(maps)
-    if not drives:
+    if not maps:
         raise EngineInputError(f"design {design!r} covers no E node of the grid")
-    for p in drives:
-        window = maps[p].window
-        if np.any(problem.params["cb"][p][window] == 0):
+    for p, m in maps.items():
+        if np.any(full.params["cb"][p][m.window] == 0):
             raise EngineInputError(f"design {design!r} touches a PEC node or wall; keep it inside the domain, off PEC")
-        a = axis_into_pml(window, layout.shape, layout.pml, layout.active)
+        a = axis_into_pml(m.window, full.layout.shape, full.layout.pml, full.layout.active)
         if a is not None:
             raise EngineInputError(f"design {design!r} reaches into the PML or onto the boundary along {'xyz'[a]}; keep it inside the domain")
+    # Mirror symmetry: step the kept half (as ms.solve does), the design's windows cut
+    # to it; the design box is its own mirror image (Simulation checks), so the pixels
+    # are symmetrised before painting and the gradient stays symmetric.
+    problem, halvings = apply_symmetry(sim, full)
+    layout = problem.layout
+    for h in halvings:
+        maps = {p: cut for p, cut in ((p, kept_half(m, h.axis, h.centre)) for p, m in maps.items()) if cut is not None}
+    drives = list(maps)
     # Time monitors are no outputs of a differentiable solve: dropped.
     layout = dataclasses.replace(layout, design=tuple((p, maps[p].window) for p in drives), snapshots=())
     dt, total = layout.dt, problem.num_steps
@@ -141,9 +153,12 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
     @jax.jit
     def outputs(pixels: Any, arrays: dict) -> Outputs:
         pixels = jnp.asarray(pixels, dtype=layout.dtype).reshape(structure.medium.shape)
-        dcb = [dt / paint(maps[p], pixels, arrays["other"][k], jnp) - arrays["cb"][k] for k, p in enumerate(drives)]
+        for h in halvings:
+            pixels = 0.5 * (pixels + jnp.flip(pixels, h.axis))
+        # A PEC mirror wall holds its tangential E at zero (cb = 0): the design leaves it.
+        dcb = [jnp.where(arrays["cb"][k] == 0, 0.0, dt / paint(maps[p], pixels, arrays["other"][k], jnp) - arrays["cb"][k]) for k, p in enumerate(drives)]
         state = march(arrays["state"], {**arrays["params"], "design_dcb": dcb})
-        return read_outputs({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()})
+        return read_outputs(unfold_dft({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()}, halvings, jnp))
 
     arrays = {"params": problem.params, "state": {**problem.state, "snap": {}}, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
     return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, step_size, box is not None)
@@ -202,7 +217,7 @@ def _adjoint_march(layout: Layout, total: int, segment: int, box: tuple[slice, s
 
         def replay(s: dict, n: Any) -> tuple[dict, list]:
             s = replay_step(s, params, n)
-            return s, [window_drive(s["H"], polarisation_change(s, p), p, window, layout, params.get("inv_steps")) for p, window in layout.design]
+            return s, [window_drive(s["H"], polarisation_change(s, p), p, window, layout, jnp, params.get("inv_steps")) for p, window in layout.design]
 
         drives = jax.lax.scan(replay, {**start, "dft": {}, "snap": {}}, steps)[1]
         return jax.lax.scan(lambda c, x: (back_step(c, *x, ct_dft, params), None), carry, (steps, drives), reverse=True)[0]

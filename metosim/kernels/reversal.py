@@ -139,10 +139,10 @@ def make_reverse_step(layout: Layout, box: tuple[slice, ...]) -> Callable[[dict[
 
     def reverse(fields: dict[str, list[Array]], cb: list[Array], before: Array) -> tuple[dict[str, list[Array]], list[Array]]:
         E, H = fields["E"], fields["H"]
-        curl_h = [window_curl(H, p, interior, layout) if curled[p] else None for p in range(3)]
+        curl_h = [window_curl(H, p, interior, layout, jnp) if curled[p] else None for p in range(3)]
         E = [assemble("E", p, E[p], -cb[p][interior] * curl_h[p] if curled[p] else None, before) for p in range(3)]
         E = jax.lax.optimization_barrier(E)  # apart from H's update, which reads it shifted
-        H = [assemble("H", p, H[p], layout.dt * window_curl(E, p, interior, layout, forward=True) if curled[p] else None, before) for p in range(3)]
+        H = [assemble("H", p, H[p], layout.dt * window_curl(E, p, interior, layout, jnp, forward=True) if curled[p] else None, before) for p in range(3)]
         return {"E": E, "H": H}, [curl_h[p][window] for p, window in windows]  # type: ignore[index]
 
     return reverse

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -67,11 +68,12 @@ def _unfold_map(component: str, axis: int, symmetry: int, centre: int, full: sli
     return slice(lo, hi), np.where(j >= 0, j - lo, -1), sign
 
 
-def unfold(values: Any, array_axis: int, index: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    """Values recorded on the half → the full recording along ``array_axis``."""
+def unfold(values: Any, array_axis: int, index: np.ndarray, sign: np.ndarray, xp: ModuleType = np) -> Any:
+    """Values recorded on the half → the full recording along ``array_axis`` (NumPy,
+    or ``xp`` = jax.numpy inside a differentiated function)."""
     shape = [1] * np.ndim(values)
     shape[array_axis] = -1
-    taken = np.take(np.asarray(values), np.maximum(index, 0), axis=array_axis)
+    taken = xp.take(xp.asarray(values), np.maximum(index, 0), axis=array_axis)
     return taken * np.where(index >= 0, sign, 0).reshape(shape)
 
 
@@ -219,14 +221,23 @@ def halve(
     return new_layout, new_params, new_state, [half(x) for x in eps], Halving(a, s, c, dft_unfolds, snap_unfolds)
 
 
+def unfold_dft(dft: dict, halvings: list[Halving], xp: ModuleType = np) -> dict:
+    """The DFT recordings of a halved run (``{monitor: {component: array}}``) unfolded
+    to the full run's arrays."""
+    return _unfold_store(dft, [h.dft for h in halvings], xp)
+
+
 def unfold_state(state: dict, halvings: list[Halving]) -> dict:
     """The monitor recordings of a halved run, unfolded to the full run's arrays."""
-    dft, snap = dict(state["dft"]), dict(state["snap"])
-    for halving in reversed(halvings):
-        for store, unfolds in ((dft, halving.dft), (snap, halving.snapshots)):
-            for (name, comp), (array_axis, index, sign) in unfolds.items():
-                store[name] = {**store[name], comp: unfold(store[name][comp], array_axis, index, sign)}
-    return {**state, "dft": dft, "snap": snap}
+    return {**state, "dft": unfold_dft(state["dft"], halvings), "snap": _unfold_store(state["snap"], [h.snapshots for h in halvings], np)}
+
+
+def _unfold_store(store: dict, unfolds_per_halving: list[Unfolds], xp: ModuleType) -> dict:
+    out = dict(store)
+    for unfolds in reversed(unfolds_per_halving):
+        for (name, comp), (array_axis, index, sign) in unfolds.items():
+            out[name] = {**out[name], comp: unfold(out[name][comp], array_axis, index, sign, xp)}
+    return out
 
 
 def unfold_fields(fields: dict[str, list[np.ndarray]], halvings: list[Halving]) -> dict[str, list[np.ndarray]]:

@@ -185,13 +185,48 @@ def inverse_step(layout: Layout, inv_steps: dict[str, Array] | None, kind: str, 
     return inv_steps[f"{kind}{a}"]
 
 
-def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout, forward: bool = False, inv_steps: dict[str, Array] | None = None) -> Array:
-    """(∇×F)ₚ on an interior window (off the PML and the faces; the callers check):
-    plain backward differences (∇×H, driving E) or ``forward`` ones (∇×E, driving H).
+def shifted(F: Array, a: int, lo: int, hi: int, offset: int, layout: Layout, xp: ModuleType) -> Array:
+    """F[lo + offset : hi + offset] along ``a`` (offset ±1), with the ghost nodes
+    past the faces: periodic wrap (times the Bloch phase); past the plus face the
+    zero PEC/PML ghost; before the minus face the odd PMC image or zero."""
+    N = layout.shape
+    start, stop = lo + offset, hi + offset
+    if 0 <= start and stop <= N[a]:
+        return _take(F, a, start, stop)
+    if layout.periodic[a]:
+        if not layout.bloch[a]:
+            return _take(xp.roll(F, -offset, axis=a), a, lo, hi)
+        if offset > 0:  # F[N] = F[0]·e^{iφ}
+            wrapped = xp.concatenate([_take(F, a, 1, N[a]), _take(F, a, 0, 1) * np.exp(1j * layout.bloch[a])], axis=a)
+        else:  # F[−1] = F[N − 1]·e^{−iφ}
+            wrapped = xp.concatenate([_take(F, a, N[a] - 1, N[a]) * np.exp(-1j * layout.bloch[a]), _take(F, a, 0, N[a] - 1)], axis=a)
+        return _take(wrapped, a, lo, hi)
+    # The zero ghost enters by padding, not by concatenating a zero plane: XLA's SPMD
+    # partitioner keeps a pad along an unsplit axis local, but reshuffles a
+    # concatenate across devices (all-to-all) when the grid is split (.sharding).
+    ghost = [(0, 0)] * F.ndim
+    if offset > 0:  # stop == N + 1
+        ghost[a] = (0, 1)
+        return xp.pad(_take(F, a, start, N[a]), ghost)
+    if layout.pmc_minus[a]:
+        return xp.concatenate([-_take(F, a, 0, 1), _take(F, a, 0, stop)], axis=a)
+    ghost[a] = (1, 0)
+    return xp.pad(_take(F, a, 0, stop), ghost)
+
+
+def window_curl(
+    F: list[Array], p: int, window: tuple[slice, slice, slice], layout: Layout, xp: ModuleType, forward: bool = False, inv_steps: dict[str, Array] | None = None
+) -> Array:
+    """(∇×F)ₚ on a window off the PML (the callers check): plain backward differences
+    (∇×H, driving E) or ``forward`` ones (∇×E, driving H), with the ghosts of
+    :func:`shifted` where the window meets a face (a mirror wall's design window).
     A graded axis takes its 1/step per node from ``inv_steps`` (``params["inv_steps"]``)."""
     total = 0.0
     for a, b, sign in window_terms(p, window, layout):
-        difference = F[b][_shifted(window, a, 1)] - F[b][window] if forward else F[b][window] - F[b][_shifted(window, a, -1)]
+        across = F[b][tuple(slice(None) if k == a else w for k, w in enumerate(window))]
+        lo, hi = window[a].start, window[a].stop
+        here = _take(across, a, lo, hi)
+        difference = shifted(across, a, lo, hi, 1, layout, xp) - here if forward else here - shifted(across, a, lo, hi, -1, layout, xp)
         inv = inverse_step(layout, inv_steps, "h" if forward else "e", a)
         if layout.graded[a]:
             inv = _take(inv, a, window[a].start, window[a].stop)
@@ -199,11 +234,13 @@ def window_curl(F: list[Array], p: int, window: tuple[slice, slice, slice], layo
     return total
 
 
-def window_drive(H: list[Array], delta_p: Array | None, p: int, window: tuple[slice, slice, slice], layout: Layout, inv_steps: dict[str, Array] | None = None) -> Array:
+def window_drive(
+    H: list[Array], delta_p: Array | None, p: int, window: tuple[slice, slice, slice], layout: Layout, xp: ModuleType, inv_steps: dict[str, Array] | None = None
+) -> Array:
     """What cb multiplies in the E update, (∇×H − ΔP/Δt)ₚ, on a design window;
     ``delta_p`` is the step's summed polarisation change of component p (None
     without dispersive media)."""
-    drive = window_curl(H, p, window, layout, inv_steps=inv_steps)
+    drive = window_curl(H, p, window, layout, xp, inv_steps=inv_steps)
     return drive if delta_p is None else drive - delta_p[window] / layout.dt
 
 
@@ -228,10 +265,6 @@ def design_cb(params: dict[str, Any], layout: Layout) -> list[Array]:
 def window_terms(p: int, window: tuple[slice, slice, slice], layout: Layout) -> list[tuple[int, int, float]]:
     """(derivative axis a, H component b, sign) of the terms of (∇×H)ₚ on an active axis."""
     return [(a, b, sign) for a, b, sign in (((p + 1) % 3, (p + 2) % 3, 1.0), ((p + 2) % 3, (p + 1) % 3, -1.0)) if layout.active[a]]
-
-
-def _shifted(window: tuple[slice, slice, slice], a: int, offset: int) -> tuple[slice, ...]:
-    return tuple(slice(w.start + offset, w.stop + offset) if k == a else w for k, w in enumerate(window))
 
 
 def zero_pmc_walls(H: list[Array], layout: Layout, ops: ArrayOps) -> list[Array]:
@@ -292,37 +325,10 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
     xp = ops.xp
     N = layout.shape
 
-    def shifted(F: Array, a: int, lo: int, hi: int, offset: int) -> Array:
-        """F[lo + offset : hi + offset] along ``a`` (offset ±1), with the ghost nodes
-        past the faces: periodic wrap (times the Bloch phase); past the plus face the
-        zero PEC/PML ghost; before the minus face the odd PMC image or zero."""
-        if layout.periodic[a]:
-            if not layout.bloch[a]:
-                return _take(xp.roll(F, -offset, axis=a), a, lo, hi)
-            if offset > 0:  # F[N] = F[0]·e^{iφ}
-                wrapped = xp.concatenate([_take(F, a, 1, N[a]), _take(F, a, 0, 1) * np.exp(1j * layout.bloch[a])], axis=a)
-            else:  # F[−1] = F[N − 1]·e^{−iφ}
-                wrapped = xp.concatenate([_take(F, a, N[a] - 1, N[a]) * np.exp(-1j * layout.bloch[a]), _take(F, a, 0, N[a] - 1)], axis=a)
-            return _take(wrapped, a, lo, hi)
-        start, stop = lo + offset, hi + offset
-        if 0 <= start and stop <= N[a]:
-            return _take(F, a, start, stop)
-        # The zero ghost enters by padding, not by concatenating a zero plane: XLA's SPMD
-        # partitioner keeps a pad along an unsplit axis local, but reshuffles a
-        # concatenate across devices (all-to-all) when the grid is split (.sharding).
-        ghost = [(0, 0)] * F.ndim
-        if offset > 0:  # stop == N + 1
-            ghost[a] = (0, 1)
-            return xp.pad(_take(F, a, start, N[a]), ghost)
-        if layout.pmc_minus[a]:
-            return xp.concatenate([-_take(F, a, 0, 1), _take(F, a, 0, stop)], axis=a)
-        ghost[a] = (1, 0)
-        return xp.pad(_take(F, a, 0, stop), ghost)
-
     def difference(F: Array, a: int, forward: bool, lo: int, hi: int) -> Array:
         """Forward (F[i+1] − F[i]) or backward (F[i] − F[i−1]) difference on nodes lo…hi−1."""
         here = _take(F, a, lo, hi)
-        return (shifted(F, a, lo, hi, 1) - here) if forward else (here - shifted(F, a, lo, hi, -1))
+        return (shifted(F, a, lo, hi, 1, layout, xp) - here) if forward else (here - shifted(F, a, lo, hi, -1, layout, xp))
 
     def derivative(F: Array, a: int, forward: bool, key: str, psi: dict, new_psi: dict, params: dict) -> Array:
         kind = "h" if forward else "e"  # which update the derivative feeds
@@ -410,7 +416,7 @@ def make_step(layout: Layout, ops: ArrayOps) -> Callable[[State, dict[str, Any],
         # ∇×H recomputed there: the whole-grid update stays one fused loop, and under
         # jax.grad each step keeps only that window of the drive for the backward pass.
         for (p, window), dcb in zip(layout.design, params.get("design_dcb", ())):
-            E[p] = ops.add_at(E[p], window, dcb * window_drive(H, delta_p[p], p, window, layout, params.get("inv_steps")))
+            E[p] = ops.add_at(E[p], window, dcb * window_drive(H, delta_p[p], p, window, layout, xp, params.get("inv_steps")))
         inject_sources(layout, ops, E, "E", params, n)
 
         dft, snaps = record_monitors(layout, ops, state, E, H, params, n)
