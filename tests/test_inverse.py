@@ -227,6 +227,12 @@ def test_reversal_box_only_where_the_step_inverts() -> None:
     assert reversal_box(dataclasses.replace(layout, has_ca=True), {**problem.params, "ca": ca}) is None
     into_pml = (slice(3, 10), *window[1:])
     assert reversal_box(dataclasses.replace(layout, design=((0, into_pml),)), problem.params) is None
+    # On a wall (a mirror plane of a symmetric solve: no PML, not periodic) the box
+    # starts at the wall's node and records no face before it.
+    walled = dataclasses.replace(layout, pml=((0, 4), *layout.pml[1:]), design=((0, (slice(1, 6), *window[1:])),), points=())
+    box = reversal_box(walled, problem.params)
+    assert box is not None and box[0] == slice(0, 7)
+    assert not [sl for f, q, sl in faces(walled, box) if f == "H" and sl[0].stop - sl[0].start == 1]
 
 
 def test_float32_gradient_from_the_reversed_box_matches_stored_drives() -> None:
@@ -461,6 +467,8 @@ def test_gradient_with_mirror_symmetry_equals_the_full_grid(case: str) -> None:
         half = differentiable_solve(sim, "design")
         full = differentiable_solve(sim.updated_copy(symmetry=(0, 0, 0)), "design")
         assert half.state_size < 0.55 * full.state_size  # half the grid stepped
+        # The design's box runs backwards from the mirror wall (its image before it).
+        assert half.reversal and full.reversal
 
         def loss(solve):
             return lambda e: sum(jnp.sum(jnp.abs(v) ** 2) for v in jax.tree.leaves(solve(e)))

@@ -17,6 +17,10 @@ backwards, with the rounding of one update per step (not amplified: the inverse
 leapfrog is as stable as the forward one). The PML, dispersive media, conductors
 and sources make the step irreversible; :func:`reversal_box` returns None where any
 of them reaches I, and the caller stores the drives instead.
+
+Where I comes within a node of a PEC or PMC minus wall (a mirror plane of a symmetric
+solve), I takes in the wall's node and B has no minus face layer there: the wall's
+image (zero, or the odd PMC image) is what the update reads before it.
 """
 
 from __future__ import annotations
@@ -46,14 +50,21 @@ def reversal_box(layout: Layout, params: dict[str, Any]) -> tuple[slice, slice, 
     without point or plane sources."""
     if not layout.design or any(layout.graded):  # the reversal is written for equal steps
         return None
-    interior = tuple(
+    spans = [
         slice(min(w[a].start for _, w in layout.design), max(w[a].stop for _, w in layout.design)) if layout.active[a] else slice(0, 1)
         for a in range(3)
-    )
+    ]
     for a in range(3):
         minus, plus = layout.pml[a]
-        if layout.active[a] and (interior[a].start < max(minus, 1) or interior[a].stop > layout.shape[a] - max(plus, 1)):
+        if not layout.active[a]:
+            continue
+        if spans[a].start <= 1 and _minus_wall(layout, a):
+            spans[a] = slice(0, spans[a].stop)
+        elif spans[a].start < max(minus, 1):
             return None
+        if spans[a].stop > layout.shape[a] - max(plus, 1):
+            return None
+    interior = tuple(spans)
     if layout.has_ca and any(np.any(np.asarray(ca)[interior] != 1) for ca in params["ca"]):
         return None
     if any(np.any(np.broadcast_to(np.asarray(c3[p]), layout.shape)[interior] != 0) for _, _, c3 in params["poles"] for p in range(3)):
@@ -62,24 +73,34 @@ def reversal_box(layout: Layout, params: dict[str, Any]) -> tuple[slice, slice, 
         return None
     if any(_overlaps(interior, e) or _overlaps(interior, h) for _, _, e, h in layout.sheets):
         return None
-    return tuple(slice(i.start - 1, i.stop + 1) if layout.active[a] else i for a, i in enumerate(interior))  # type: ignore[return-value]
+    return tuple(slice(max(i.start - 1, 0), i.stop + 1) if layout.active[a] else i for a, i in enumerate(interior))  # type: ignore[return-value]
+
+
+def _minus_wall(layout: Layout, a: int) -> bool:
+    """Whether the grid's minus face along ``a`` is a PEC or PMC wall (no PML, not periodic)."""
+    return layout.active[a] and not layout.periodic[a] and layout.pml[a][0] == 0
+
+
+def _walled(box: tuple[slice, ...], layout: Layout, a: int) -> bool:
+    """Whether B starts on the minus wall along ``a`` (the interior takes the wall's node)."""
+    return box[a].start == 0 and _minus_wall(layout, a)
 
 
 def _local(box: tuple[slice, ...], layout: Layout) -> tuple[slice, slice, slice]:
     """B's interior in B's own indices."""
-    return tuple(slice(1, b.stop - b.start - 1) if layout.active[a] else slice(0, 1) for a, b in enumerate(box))  # type: ignore[return-value]
+    return tuple(slice(0 if _walled(box, layout, a) else 1, b.stop - b.start - 1) if layout.active[a] else slice(0, 1) for a, b in enumerate(box))  # type: ignore[return-value]
 
 
 def faces(layout: Layout, box: tuple[slice, ...]) -> list[Face]:
     """What the interior updates read outside the interior, in grid indices:
-    tangential H on each active axis's minus face, tangential E on its plus face,
-    each over the interior's extent along the other axes."""
+    tangential H on each active axis's minus face (none on a wall), tangential E on
+    its plus face, each over the interior's extent along the other axes."""
     interior = _local(box, layout)
     out: list[Face] = []
     for a in range(3):
         if not layout.active[a]:
             continue
-        for field, layer in (("H", box[a].start), ("E", box[a].stop - 1)):
+        for field, layer in ((("E", box[a].stop - 1),) if _walled(box, layout, a) else (("H", box[a].start), ("E", box[a].stop - 1))):
             sl = tuple(slice(layer, layer + 1) if k == a else slice(box[k].start + interior[k].start, box[k].start + interior[k].stop) for k in range(3))
             out.extend((field, q, sl) for q in range(3) if q != a)  # type: ignore[misc]
     return out
