@@ -88,17 +88,19 @@ def collectives_per_step(sim: object, devices: int) -> dict[str, int]:
     import jax.numpy as jnp
 
     from metosim.kernels import solver
-    from metosim.kernels.sharding import shardings, split_axis, whole_axis_psi
+    from metosim.kernels.sharding import shardings, split_axes, whole_axis_psi
     from metosim.kernels.yee import jax_ops, make_step, single_polarisation
 
     sim = solver.check_inputs(sim)
     problem, _ = solver.apply_symmetry(sim, solver._setup(sim))
     layout = single_polarisation(problem.layout)
-    axis = split_axis(layout.shape, layout.active, devices)
-    layout, state, params = whole_axis_psi(layout, problem.state, problem.params, axis)
+    split = split_axes(layout.shape, layout.active, devices)
+    state, params = problem.state, problem.params
+    for axis, _ in split:
+        layout, state, params = whole_axis_psi(layout, state, params, axis)
     step = make_step(layout, jax_ops())
-    placed = shardings(state, layout, axis, devices)
-    state, params = jax.device_put(state, placed), jax.device_put(params, shardings(params, layout, axis, devices))
+    placed = shardings(state, layout, split)
+    state, params = jax.device_put(state, placed), jax.device_put(params, shardings(params, layout, split))
     compiled = jax.jit(lambda s, p, n: step(s, p, n), out_shardings=placed).lower(state, params, jnp.int32(0)).compile().as_text()
     return dict(collections.Counter(re.findall(r"= \S+ (collective-permute|all-gather|all-reduce|all-to-all|reduce-scatter)\(", compiled)))
 

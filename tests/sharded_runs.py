@@ -93,7 +93,14 @@ def symmetric() -> ms.Simulation:
     )
 
 
-CASES = {"guide": guide, "bloch": bloch, "symmetric": symmetric}
+def blocks() -> ms.Simulation:
+    """The guide on 34 × 46 × 30 cells: four devices divide no axis, two and two divide
+    x and y, so the grid is cut into 2 × 2 blocks (at x = 0 and y = 0), and every
+    monitor, the source plane and both CPML axes cross a cut."""
+    return guide().updated_copy(size=(1.7, 2.3, 1.5))
+
+
+CASES = {"guide": guide, "bloch": bloch, "symmetric": symmetric, "blocks": blocks}
 
 
 def arrays(data: object) -> dict[str, np.ndarray]:
@@ -137,7 +144,7 @@ def compare(name: str) -> dict:
     one, split = solve(sim), solve(sim, devices=4)
     facts = {k: split.info[k] for k in ("device", "split_axis", "halo_bytes_per_step", "time_steps", "num_cells")}
     row = {"case": name, "steps_equal": one.info["time_steps"] == split.info["time_steps"], "differences": differences(one, split), **facts}
-    if name == "guide":
+    if name in ("guide", "blocks"):
         for label, devices, on in (("resumed_on_one", 4, 1), ("resumed_split", 1, 4)):
             again = resumed(sim, devices, on)
             row[label] = {"steps_equal": again.info["time_steps"] == one.info["time_steps"], "differences": differences(one, again), "from_step": again.info["resumed_step"]}

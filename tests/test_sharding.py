@@ -11,15 +11,17 @@ import os
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 import pytest
 
 import metosim as ms
-from metosim.kernels.sharding import ShardingError, leaf_spec, split_axis
+from metosim.kernels.sharding import ShardingError, describe, halo_bytes, leaf_spec, split_axes
 from metosim.kernels.solver import EngineInputError
 
 HERE = Path(__file__).parent
@@ -33,16 +35,19 @@ def sharded() -> dict[str, dict]:
     return {case["case"]: case for case in map(json.loads, out.stdout.splitlines())}
 
 
-@pytest.mark.parametrize(("case", "axis", "halo"), [
-    # Halo: the four components transverse to the cut, one plane each, float64 (complex for Bloch).
-    ("guide", "y", 4 * 32 * 32 * 8),
-    ("bloch", "x", 4 * 24 * 8 * 16),
-    ("symmetric", "z", 4 * 24 * 24 * 8),
+@pytest.mark.parametrize(("case", "axis", "split", "halo"), [
+    # Halo: the four components transverse to a cut, one plane of the piece's face each,
+    # float64 (complex for Bloch).
+    ("guide", "y", "slabs along y", 4 * 32 * 32 * 8),
+    ("bloch", "x", "slabs along x", 4 * 24 * 8 * 16),
+    ("symmetric", "z", "slabs along z", 4 * 24 * 24 * 8),
+    # 17 × 23 × 30 cells a device: faces of 23 × 30 across x and 17 × 30 across y.
+    ("blocks", "xy", "2 × 2 blocks along x and y", 4 * (23 * 30 + 17 * 30) * 8),
 ])
-def test_split_run_equals_one_device_run(sharded: dict[str, dict], case: str, axis: str, halo: int) -> None:
+def test_split_run_equals_one_device_run(sharded: dict[str, dict], case: str, axis: str, split: str, halo: int) -> None:
     run = sharded[case]
     print(case, run["device"], max(run["differences"].values()))
-    assert run["split_axis"] == axis and run["device"] == f"4 × cpu (slabs along {axis})"
+    assert run["split_axis"] == axis and run["device"] == f"4 × cpu ({split})"
     assert run["halo_bytes_per_step"] == halo
     assert run["steps_equal"]  # the shutoff stopped both at the same step
     # Measured ≤ 4.8e-14 (a near-zero component); 0 for the Bloch case. Resumed: ≤ 8.5e-14.
@@ -50,32 +55,49 @@ def test_split_run_equals_one_device_run(sharded: dict[str, dict], case: str, ax
     assert max(run["differences"].values()) < 1e-12, run["differences"]
 
 
+@pytest.mark.parametrize("case", ["guide", "blocks"])
 @pytest.mark.parametrize("direction", ["resumed_on_one", "resumed_split"])
-def test_checkpoints_resume_across_device_counts(sharded: dict[str, dict], direction: str) -> None:
+def test_checkpoints_resume_across_device_counts(sharded: dict[str, dict], direction: str, case: str) -> None:
     """A split run's checkpoint goes on on one device and a one-device run's over four:
-    checkpoints hold the one-device state (the split axis's CPML ψ back in slabs)."""
-    again = sharded["guide"][direction]
+    checkpoints hold the one-device state (each split axis's CPML ψ back in slabs)."""
+    again = sharded[case][direction]
     print("resumed from step", again["from_step"], max(again["differences"].values()))
-    assert 0 < again["from_step"] < sharded["guide"]["time_steps"] and again["steps_equal"]
+    assert 0 < again["from_step"] < sharded[case]["time_steps"] and again["steps_equal"]
     assert max(again["differences"].values()) < 1e-12, again["differences"]
 
 
-def test_split_axis_takes_the_longest_axis_the_count_divides() -> None:
-    assert split_axis((32, 48, 32), (True, True, True), 4) == 1
-    assert split_axis((30, 48, 32), (True, True, True), 3) == 1
-    assert split_axis((30, 50, 32), (True, True, True), 4) == 2
-    assert split_axis((64, 64, 1), (True, True, False), 4) == 0  # ties: the first axis
-    with pytest.raises(ShardingError, match=r"devices=4 divides none of the stepped cell counts \(x 30, y 50\)"):
-        split_axis((30, 50, 1), (True, True, False), 4)
+def test_split_axes_take_the_longest_axis_the_count_divides_else_two() -> None:
+    xyz = (True, True, True)
+    assert split_axes((32, 48, 32), xyz, 4) == ((1, 4),)
+    assert split_axes((30, 48, 32), xyz, 3) == ((1, 3),)
+    assert split_axes((30, 50, 32), xyz, 4) == ((2, 4),)
+    assert split_axes((64, 64, 1), (True, True, False), 4) == ((0, 4),)  # ties: the first axis
+    # No axis takes 4: blocks on the pair and factors with the least face per device.
+    assert split_axes((30, 50, 1), (True, True, False), 4) == ((0, 2), (1, 2))
+    assert split_axes((34, 46, 30), xyz, 4) == ((0, 2), (1, 2))  # faces 23·30 + 17·30 beat 46·15 + 17·46
+    assert split_axes((20, 45, 10), xyz, 6) == ((0, 2), (1, 3))  # faces 15·10 + 10·10 beat 20·5 + 20·15 on y, z
+    assert describe(((0, 2), (1, 3))) == "2 × 3 blocks along x and y" and describe(((2, 4),)) == "slabs along z"
+    with pytest.raises(ShardingError, match=r"devices=8 divides none of the stepped cell counts \(x 30, y 50\) into slabs, nor two of them into blocks"):
+        split_axes((30, 50, 1), (True, True, False), 8)
+
+
+def test_halo_counts_each_cut_over_the_pieces_face() -> None:
+    layout = types.SimpleNamespace(shape=(34, 46, 30), dtype=np.float32, bloch=(0.0, 0.0, 0.0), live=(True,) * 6)
+    assert halo_bytes(layout, ((1, 4),)) == 4 * 34 * 30 * 4  # type: ignore[arg-type]
+    assert halo_bytes(layout, ((0, 2), (1, 2))) == 4 * (23 * 30 + 17 * 30) * 4  # type: ignore[arg-type]
 
 
 def test_arrays_split_along_the_grid_axis_only_where_they_span_it() -> None:
     grid = (32, 48, 32)
-    assert leaf_spec((32, 48, 32), grid, 1) == (None, "slabs", None)  # a field
-    assert leaf_spec((3, 1, 48, 32), grid, 1) == (None, None, "slabs", None)  # a whole-grid DFT plane
-    assert leaf_spec((6, 32, 32), grid, 1) == (None, None, None)  # a CPML slab along y
-    assert leaf_spec((1, 48, 1), grid, 1) == (None, "slabs", None)  # 1/κ along y
-    assert leaf_spec((420, 2), grid, 1) == (None, None)  # a waveform
+    y = ((1, 4),)
+    assert leaf_spec((32, 48, 32), grid, y) == (None, "y", None)  # a field
+    assert leaf_spec((3, 1, 48, 32), grid, y) == (None, None, "y", None)  # a whole-grid DFT plane
+    assert leaf_spec((6, 32, 32), grid, y) == (None, None, None)  # a CPML slab along y
+    assert leaf_spec((1, 48, 1), grid, y) == (None, "y", None)  # 1/κ along y
+    assert leaf_spec((420, 2), grid, y) == (None, None)  # a waveform
+    xy = ((0, 2), (1, 2))
+    assert leaf_spec((32, 48, 32), grid, xy) == ("x", "y", None)
+    assert leaf_spec((6, 48, 32), grid, xy) == (None, "y", None)  # a CPML slab along x: cut along y only
 
 
 def test_devices_are_refused_with_the_reason() -> None:

@@ -8,12 +8,13 @@ halo exchange (a collective permute) per field component and half step. Each cel
 the same arithmetic as on one device, so the results are the one-device run's; only sums
 over the grid (the shutoff's energy) add in another order.
 
-XLA splits an axis only into equal slabs, so the split axis is an active one whose cell
-count the number of devices divides. The CPML slabs along the split axis would be sliced
-across devices (a slab of the first device's nodes, partitioned over all of them: dozens
-of collectives a step), so for a split run their ψ spans the whole axis with b = c = 0
-off the slabs (:func:`whole_axis_psi`; the state goes back to slabs for checkpoints and
-results with :func:`slab_psi`).
+XLA splits an axis only into equal slabs, so a split axis is an active one whose cell
+count its device count divides: one axis where the number of devices divides one (slabs),
+else two (a p × q mesh of blocks, p·q = devices: :func:`split_axes`). The CPML slabs
+along a split axis would be sliced across devices (a slab of the first device's nodes,
+partitioned over all of them: dozens of collectives a step), so for a split run their ψ
+spans the whole axis with b = c = 0 off the slabs (:func:`whole_axis_psi`; the state goes
+back to slabs for checkpoints and results with :func:`slab_psi`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from __future__ import annotations
 from typing import Any
 
 import dataclasses
+import itertools
 
 import numpy as np
 
 from ..simulation import Simulation
 from .yee import Layout, pml_slabs
 
-#: The mesh axis name of the slabs.
-SLABS = "slabs"
+#: A split of the grid: (grid axis, device count along it) per cut axis, one or two.
+Split = tuple[tuple[int, int], ...]
 
 
 class ShardingError(ValueError):
@@ -41,54 +43,93 @@ def stepped_shape(sim: Simulation) -> tuple[int, int, int]:
     return tuple(n // 2 if s else n for n, s in zip(sim.grid.num_cells, sim.symmetry))  # type: ignore[return-value]
 
 
-def split_axis(shape: tuple[int, int, int], active: tuple[bool, bool, bool], devices: int) -> int:
-    """The axis to cut into ``devices`` equal slabs: of the active axes whose cell count
-    ``devices`` divides, the one with the most cells (each slab then has the smallest
-    faces for its volume). Raises :class:`ShardingError` naming the counts otherwise."""
-    fits = [a for a in range(3) if active[a] and shape[a] % devices == 0 and shape[a] >= 2 * devices]
-    if not fits:
+def mesh_axis(axis: int) -> str:
+    """The device mesh's name for the cut along grid ``axis``."""
+    return "xyz"[axis]
+
+
+def split_axes(shape: tuple[int, int, int], active: tuple[bool, bool, bool], devices: int) -> Split:
+    """How to cut the grid over ``devices``: into equal slabs along the active axis with
+    the most cells that ``devices`` divides (each slab then has the smallest faces for
+    its volume); where none does, into p × q blocks along two axes, the pair and
+    factors with the smallest faces per device. Each piece keeps two cells or more along
+    a cut. Raises :class:`ShardingError` naming the counts otherwise."""
+
+    def fits(a: int, count: int) -> bool:
+        return active[a] and shape[a] % count == 0 and shape[a] >= 2 * count
+
+    slabs = [a for a in range(3) if fits(a, devices)]
+    if slabs:
+        return ((max(slabs, key=lambda a: (shape[a], -a)), devices),)
+    blocks = [
+        ((a, p), (b, devices // p))
+        for a, b in itertools.combinations(range(3), 2)
+        for p in range(2, devices // 2 + 1)
+        if devices % p == 0 and fits(a, p) and fits(b, devices // p)
+    ]
+    if not blocks:
         counts = ", ".join(f"{'xyz'[a]} {shape[a]}" for a in range(3) if active[a])
         raise ShardingError(
-            f"devices={devices} divides none of the stepped cell counts ({counts}) into slabs of two or "
-            f"more cells; change the domain size or the grid by a few cells, or ask for a divisor"
+            f"devices={devices} divides none of the stepped cell counts ({counts}) into slabs, nor two of them into "
+            f"blocks, of two or more cells; change the domain size or the grid by a few cells, or ask for a divisor"
         )
-    return max(fits, key=lambda a: (shape[a], -a))
+    return min(blocks, key=lambda split: (face_cells(shape, split), split))
 
 
-def leaf_spec(shape: tuple[int, ...], grid_shape: tuple[int, int, int], axis: int) -> tuple[str | None, ...]:
-    """The partition spec of one array: split along the dimension that spans the grid's
-    ``axis`` (the dimension ``axis`` of its last three, when that has the grid's whole
+def describe(split: Split) -> str:
+    """``split`` in words: "slabs along y", "2 × 2 blocks along x and y"."""
+    if len(split) == 1:
+        return f"slabs along {'xyz'[split[0][0]]}"
+    return f"{' × '.join(str(n) for _, n in split)} blocks along {' and '.join('xyz'[a] for a, _ in split)}"
+
+
+def piece_shape(shape: tuple[int, int, int], split: Split) -> tuple[int, int, int]:
+    """Cells of one device's piece per axis."""
+    counts = dict(split)
+    return tuple(n // counts.get(a, 1) for a, n in enumerate(shape))  # type: ignore[return-value]
+
+
+def face_cells(shape: tuple[int, int, int], split: Split) -> int:
+    """Cells of one piece's face across each cut, summed: what its halo scales with."""
+    piece = piece_shape(shape, split)
+    return sum(int(np.prod([n for b, n in enumerate(piece) if b != a])) for a, _ in split)
+
+
+def leaf_spec(shape: tuple[int, ...], grid_shape: tuple[int, int, int], split: Split) -> tuple[str | None, ...]:
+    """The partition spec of one array: cut along each dimension that spans a split
+    grid axis (dimension ``axis`` of its last three, when that has the grid's whole
     count, as fields, coefficients, transverse CPML slabs and whole-grid monitors do);
     replicated otherwise (1D profiles, waveforms, small monitor regions)."""
     spec: list[str | None] = [None] * len(shape)
-    if len(shape) >= 3 and shape[len(shape) - 3 + axis] == grid_shape[axis]:
-        spec[len(shape) - 3 + axis] = SLABS
+    for axis, _ in split:
+        if len(shape) >= 3 and shape[len(shape) - 3 + axis] == grid_shape[axis]:
+            spec[len(shape) - 3 + axis] = mesh_axis(axis)
     return tuple(spec)
 
 
-def _mesh(devices: int) -> Any:
+def _mesh(split: Split) -> Any:
     import jax
     from jax.sharding import Mesh
 
-    return Mesh(np.array(jax.devices()[:devices]), (SLABS,))
+    counts = [n for _, n in split]
+    return Mesh(np.array(jax.devices()[: int(np.prod(counts))]).reshape(counts), tuple(mesh_axis(a) for a, _ in split))
 
 
-def shardings(tree: Any, layout: Layout, axis: int, devices: int) -> Any:
+def shardings(tree: Any, layout: Layout, split: Split) -> Any:
     """A ``NamedSharding`` for every array in ``tree`` (state or params) on a mesh of the
-    first ``devices`` JAX devices, split as :func:`leaf_spec` says."""
+    first JAX devices, cut as :func:`leaf_spec` says."""
     import jax
     from jax.sharding import NamedSharding, PartitionSpec
 
-    mesh = _mesh(devices)
-    return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, PartitionSpec(*leaf_spec(np.shape(x), layout.shape, axis))), tree)
+    mesh = _mesh(split)
+    return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, PartitionSpec(*leaf_spec(np.shape(x), layout.shape, split))), tree)
 
 
-def replicated(devices: int) -> Any:
-    """A copy on each of the first ``devices`` devices (a sum over the grid, which every
-    process reads)."""
+def replicated(split: Split) -> Any:
+    """A copy on each device of the mesh (a sum over the grid, which every process reads)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    return NamedSharding(_mesh(devices), PartitionSpec())
+    return NamedSharding(_mesh(split), PartitionSpec())
 
 
 def multi_process() -> bool:
@@ -124,16 +165,19 @@ def gather(tree: Any) -> Any:
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
-def halo_bytes(layout: Layout, axis: int) -> int:
-    """Bytes an interior device receives per time step: one plane of each stepped
-    component transverse to ``axis`` (E from the plus neighbour for the forward
-    differences feeding H, H from the minus neighbour for the backward ones feeding E);
-    it sends as many."""
+def halo_bytes(layout: Layout, split: Split) -> int:
+    """Bytes an interior device receives per time step: across each cut, one plane of
+    its piece's face of each stepped component transverse to the cut (E from the plus
+    neighbour for the forward differences feeding H, H from the minus neighbour for the
+    backward ones feeding E); it sends as many."""
     item = np.dtype(layout.dtype).itemsize * (2 if any(layout.bloch) else 1)
-    plane = int(np.prod([n for a, n in enumerate(layout.shape) if a != axis]))
-    # Components differentiated along ``axis``: the two transverse to it, of E and of H.
-    crossing = sum(layout.live[k] for k in range(6) if k % 3 != axis)
-    return crossing * plane * item
+    piece = piece_shape(layout.shape, split)
+    total = 0
+    for axis, _ in split:
+        plane = int(np.prod([n for a, n in enumerate(piece) if a != axis]))
+        # Components differentiated along ``axis``: the two transverse to it, of E and of H.
+        total += sum(layout.live[k] for k in range(6) if k % 3 != axis) * plane
+    return total * item
 
 
 def _psi_keys(axis: int) -> list[str]:

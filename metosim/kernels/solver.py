@@ -34,7 +34,7 @@ from .cpml import slab_profile
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
-from .sharding import ShardingError, gather, halo_bytes, multi_process, place, replicated, shardings, slab_psi, split_axis, stepped_shape, whole_axis_psi
+from .sharding import ShardingError, describe, gather, halo_bytes, multi_process, place, replicated, shardings, slab_psi, split_axes, stepped_shape, whole_axis_psi
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
@@ -99,7 +99,7 @@ def check_devices(sim: Simulation, devices: int, backend: str, checkpoints: Chec
         if checkpoints is not None:
             raise EngineInputError(f"devices={devices} across processes takes no checkpoints yet (every process would have to agree when)")
     try:
-        split_axis(stepped_shape(sim), sim.grid.active, devices)
+        split_axes(stepped_shape(sim), sim.grid.active, devices)
     except ShardingError as exc:
         raise EngineInputError(str(exc)) from None
 
@@ -181,9 +181,11 @@ def solve(
         "kernel": kernel,
     }
     if devices > 1:
-        axis = split_axis(layout.shape, layout.active, devices)
-        info["split_axis"] = "xyz"[axis]
-        info["halo_bytes_per_step"] = halo_bytes(layout, axis)
+        split = split_axes(layout.shape, layout.active, devices)
+        # The cut axes ("y"; "xy" for blocks) and, per axis, the devices along it.
+        info["split_axis"] = "".join("xyz"[a] for a, _ in split)
+        info["split_counts"] = [n for _, n in split]
+        info["halo_bytes_per_step"] = halo_bytes(layout, split)
     return SolveResult(monitors=monitors, info=info)
 
 
@@ -467,14 +469,15 @@ def _run(
 
         state, params, eps = problem.state, problem.params, problem.eps
         if devices > 1:
-            axis = split_axis(layout.shape, layout.active, devices)
-            layout, state, params = whole_axis_psi(layout, state, params, axis)
-            placed = shardings(state, layout, axis, devices)
+            split = split_axes(layout.shape, layout.active, devices)
+            for axis, _ in split:
+                layout, state, params = whole_axis_psi(layout, state, params, axis)
+            placed = shardings(state, layout, split)
             state = place(state, placed)
-            params = place(params, shardings(params, layout, axis, devices))
-            eps = place(eps, shardings(eps, layout, axis, devices))
+            params = place(params, shardings(params, layout, split))
+            eps = place(eps, shardings(eps, layout, split))
             processes = f" in {jax.process_count()} processes" if multi_process() else ""
-            device = f"{devices} × {jax.devices()[0].platform}{processes} (slabs along {'xyz'[axis]})"
+            device = f"{devices} × {jax.devices()[0].platform}{processes} ({describe(split)})"
         else:
             if kernel == "fused":
                 # Off a GPU the Pallas kernels run in the interpreter.
@@ -490,7 +493,7 @@ def _run(
 
         # A split state keeps its slabs from chunk to chunk (donated in place).
         run = jax.jit(run_chunk, donate_argnums=0, out_shardings=placed if devices > 1 else None)
-        energy = jax.jit(lambda s, eps: field_energy(s, eps, jnp), out_shardings=replicated(devices) if devices > 1 else None)
+        energy = jax.jit(lambda s, eps: field_energy(s, eps, jnp), out_shardings=replicated(split) if devices > 1 else None)
         # Compile before the clock starts: setup is not time stepping.
         if progress is not None:
             progress(0, total)
@@ -508,7 +511,12 @@ def _run(
             """The state as one device holds it: NumPy, the CPML ψ in slabs."""
             if kernel == "fused":
                 return fused.restore(layout, _to_numpy(state), plan)
-            return slab_psi(layout, gather(state), axis) if devices > 1 else _to_numpy(state)
+            if devices == 1:
+                return _to_numpy(state)
+            whole = gather(state)
+            for axis, _ in split:
+                whole = slab_psi(layout, whole, axis)
+            return whole
 
         def settle(state: dict) -> None:
             jax.block_until_ready(state)

@@ -181,7 +181,7 @@ def check_devices(value: str | None, sim: Simulation, settings: Settings) -> int
     equal slabs; 413 when the cluster cannot hold the processes, or when a device's
     share of the memory exceeds ``settings.device_memory_bytes`` (naming ``devices``
     when more devices would fit it, else ``grid_spec``)."""
-    from ...kernels.sharding import ShardingError, split_axis, stepped_shape
+    from ...kernels.sharding import ShardingError, split_axes, stepped_shape
     from ...kernels.solver import max_memory_bytes
     from ..multihost import max_processes, node_capacity, processes_for
 
@@ -204,7 +204,7 @@ def check_devices(value: str | None, sim: Simulation, settings: Settings) -> int
         reason = f"devices={devices} but this cluster offers at most {most}: {room} processes of {per_node} {kind}"
         raise Problem(413, "Too many devices", reason, errors=[{"loc": "query.devices", "msg": reason, "type": "limit"}])
     try:
-        split_axis(stepped_shape(sim), sim.grid.active, devices)
+        split_axes(stepped_shape(sim), sim.grid.active, devices)
     except ShardingError as exc:
         raise Problem(422, "Invalid devices", str(exc), errors=[{"loc": "query.devices", "msg": str(exc), "type": "value_error"}]) from None
 
