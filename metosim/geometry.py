@@ -195,15 +195,25 @@ class PolySlab(MetoModel):
         return self.model_copy(update={"vertices": tuple(tuple(2 * plane - v if j == k else v for j, v in enumerate(p)) for p in reversed(self.vertices))})
 
     def _in_polygon(self, u: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Whether the in-plane points (u, w) lie inside the polygon (even-odd ray casting)."""
-        inside = np.zeros(np.broadcast_shapes(u.shape, w.shape), dtype=bool)
+        """Whether the in-plane points (u, w) lie inside the polygon (even-odd ray casting).
+
+        An edge from w0 to w1 is crossed by the rays of the points with
+        min(w0, w1) ≤ w < max(w0, w1): with the points sorted by w once, each edge
+        visits only that band (a many-vertex polygon such as a ring costs little more
+        than a box), with the arithmetic of a test of every point against every edge."""
+        shape = np.broadcast_shapes(np.shape(u), np.shape(w))
+        uu, ww = np.broadcast_to(u, shape).ravel(), np.broadcast_to(w, shape).ravel()
+        order = np.argsort(ww, kind="stable")
+        sorted_w = ww[order]
+        inside = np.zeros(ww.size, dtype=bool)
         v = np.asarray(self.vertices)
         for (u0, w0), (u1, w1) in zip(v, np.roll(v, -1, axis=0)):
-            crosses = (w0 > w) != (w1 > w)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u_cross = u0 + (w - w0) * (u1 - u0) / (w1 - w0)
-            inside ^= crosses & (u < u_cross)
-        return inside
+            if w0 == w1:
+                continue  # a ray parallel to the edge never crosses it
+            band = order[np.searchsorted(sorted_w, min(w0, w1)) : np.searchsorted(sorted_w, max(w0, w1))]
+            u_cross = u0 + (ww[band] - w0) * (u1 - u0) / (w1 - w0)
+            inside[band] ^= uu[band] < u_cross
+        return inside.reshape(shape)
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         p = np.broadcast_arrays(x, y, z)
