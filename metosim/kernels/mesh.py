@@ -21,6 +21,7 @@ arithmetically across the axes transverse to p and harmonically along p.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
 
@@ -85,13 +86,22 @@ def _property_tables(sim: Simulation, freq: float | None = None) -> tuple[np.nda
     return np.array(eps), np.array(sigma), np.array(pec)
 
 
-def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] | None = None, freq: float | None = None, paint_custom: bool = True) -> MeshedMedia:
+def mesh_media(
+    sim: Simulation,
+    grid: Grid,
+    window: tuple[slice, slice, slice] | None = None,
+    freq: float | None = None,
+    paint_custom: bool = True,
+    on_component: Callable[[], None] | None = None,
+) -> MeshedMedia:
     """Rasterise ``sim``'s structures onto the E-component nodes of ``grid`` (only the
     nodes in ``window``, index slices per axis, when given: e.g. one mode plane).
     With ``freq`` (Hz) the permittivity is each medium's complex ε at that frequency
     (what a mode solver needs of dispersive and lossy media), averaged alike.
     ``CustomMedium`` structures are painted over the rest (:mod:`.design`) unless
-    ``paint_custom`` is False (a differentiable solve paints its design itself)."""
+    ``paint_custom`` is False (a differentiable solve paints its design itself).
+    ``on_component`` is called after each E component (the engine's heartbeat: a large
+    grid meshes for a while)."""
     eps_table, sigma_table, pec_table = _property_tables(sim, freq)
     active = [a for a in range(3) if grid.active[a]]
     out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
@@ -129,6 +139,8 @@ def mesh_media(sim: Simulation, grid: Grid, window: tuple[slice, slice, slice] |
         out["sigma"].append(sigma)
         out["pec"].append(pec_table[index])
         out["index"].append(index)
+        if on_component is not None:
+            on_component()
     return MeshedMedia(
         permittivity=tuple(out["eps"]),  # type: ignore[arg-type]
         conductivity=tuple(out["sigma"]),  # type: ignore[arg-type]

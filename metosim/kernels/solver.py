@@ -213,7 +213,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
     N = grid.num_cells
     dt = grid.dt / TIME_UNIT
     num_steps = grid.num_time_steps
-    media = mesh_media(sim, grid, paint_custom=paint_custom)
+    media = mesh_media(sim, grid, paint_custom=paint_custom, on_component=heartbeat)
     for p in range(3):
         if not np.all(np.isfinite(media.permittivity[p])) or not np.all(np.isfinite(media.conductivity[p])):
             raise EngineInputError("meshed permittivity or conductivity is not finite; check the media")
