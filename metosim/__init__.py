@@ -24,7 +24,7 @@ from .mode_solver import ModeSolver, ModeSolverData
 from .mode_spec import ModeSpec
 from .monitor import FieldMonitor, FieldProjectionAngleMonitor, FieldTimeMonitor, FluxMonitor, ModeMonitor
 from .simulation import SCHEMA_VERSION, Simulation, Structure
-from .resonance import ResonanceFinder
+from .resonance import ResonanceFinder, lorentzian_q
 from .fibre import fibre_fraction, gaussian_beam_line
 from .source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
 from . import inverse
@@ -98,6 +98,7 @@ __all__ = [
     "Periodic",
     "BlochBoundary",
     "ResonanceFinder",
+    "lorentzian_q",
     "fibre_fraction",
     "gaussian_beam_line",
     "PlaneWave",

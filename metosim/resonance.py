@@ -149,6 +149,8 @@ def lorentzian_q(freqs: np.ndarray, power: np.ndarray, guess: float | None = Non
     from scipy.optimize import curve_fit
 
     f, p = np.asarray(freqs, float), np.asarray(power, float)
+    order = np.argsort(f)  # ascending, whatever order the spectrum came in (wavelength-major is descending)
+    f, p = f[order], p[order]
     base = float(np.median(p))
     i = int(np.argmax(np.abs(p - base))) if guess is None else int(np.argmin(np.abs(f - guess)))
     depth = p[i] - base
@@ -164,8 +166,9 @@ def lorentzian_q(freqs: np.ndarray, power: np.ndarray, guess: float | None = Non
     near = np.abs(f - f[i]) <= span * width
     if np.count_nonzero(near) < 5:
         raise ValueError("fewer than 5 spectrum points within the resonance: sample the spectrum more finely")
+    start = f[i]
     f, p = f[near], p[near]
-    params, _ = curve_fit(model, f, p, p0=(base, depth, f[np.argmin(np.abs(f - freqs[i]))], width), maxfev=20000)
+    params, _ = curve_fit(model, f, p, p0=(base, depth, start, width), maxfev=20000)
     c, a, f0, fwhm = params
     fwhm = abs(fwhm)
     residual = float(np.sqrt(np.mean((model(f, *params) - p) ** 2)) / max(abs(a), 1e-300))
