@@ -165,8 +165,7 @@ def half_step(layout: Layout, kind: str, plan: Plan, interpret: bool) -> Callabl
             inputs += [f"c1:{k}", f"c2:{k}"] + [f"c3:{k}:{p}" for p in stepped]
             inputs += [f"P{3 * k + p}" for p in stepped] + [f"Pprev{3 * k + p}" for p in stepped]
     # P_next overwrites P_prev in place: the caller keeps the old P as the next P_prev.
-    outputs = [name for name in inputs if name[0] in "EH" and name[1:].isdigit() and name[0] == updated] + [n for n in inputs if n.startswith("psi:")]
-    outputs += [n for n in inputs if n.startswith("Pprev")]
+    outputs = [f"{updated}{p}" for p in stepped] + [n for n in inputs if n.startswith(("psi:", "Pprev"))]
     aliases = {inputs.index(name): i for i, name in enumerate(outputs)}
 
     def kernel(*refs: Any) -> None:
