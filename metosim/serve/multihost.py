@@ -31,6 +31,9 @@ from .settings import Settings
 START_TIMEOUT_S = 120.0
 #: Published instead of an address when the lead will not run (a stale dispatch).
 STOP = "stop"
+#: How long the other processes get to end on their own once one has ended the run,
+#: before they are cancelled (those waiting in a collective for a failed one never do).
+CANCEL_GRACE_S = 5.0
 
 Join = Callable[[bool], None]
 
@@ -159,8 +162,14 @@ def across_processes(processes: int, devices_per_process: int, lead: Callable[[J
             ray.get(done[0])
         return ray.get(refs[0])
     finally:
-        for ref in refs:  # no-ops for finished ones
-            ray.cancel(ref, force=True)
+        if refs:
+            # Only what still runs after a moment is cancelled (a refusal ends every
+            # process alike, on its own): cancelling a task just as it finishes aborts
+            # this process in Ray 2.x ("Tried to complete task that was not pending",
+            # ray-project/ray#54527), which killed the test run once.
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+            for ref in running:
+                ray.cancel(ref, force=True)
         ray.kill(rendezvous)
         remove_placement_group(group)
 
