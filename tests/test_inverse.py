@@ -82,6 +82,13 @@ def test_gradient_matches_central_differences() -> None:
         assert abs(ad - fd) < 2e-7 * abs(fd)
 
 
+#: PMC and PEC minus walls (a mirror plane's two kinds), CPML and PMC plus faces, periodic z.
+WALLS = ms.BoundarySpec(
+    x=ms.Boundary(minus=ms.PMCBoundary(), plus=ms.PML(num_layers=3)),
+    y=ms.Boundary(minus=ms.PECBoundary(), plus=ms.PMCBoundary()),
+    z=ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()),
+)
+
 ADJOINT_CASES = {
     "3D CPML, Drude poles": ((3, 3, 3), ms.BoundarySpec.all_sides(ms.PML(num_layers=3)), ms.Drude(eps_inf=2.0, poles=[(5e14, 1e13)])),
     "2D periodic x, PMC y, lossy": (
@@ -89,25 +96,9 @@ ADJOINT_CASES = {
         ms.BoundarySpec(x=ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()), y=ms.Boundary(minus=ms.PMCBoundary(), plus=ms.PMCBoundary())),
         ms.Medium(permittivity=3.0, conductivity=0.1),
     ),
-    "3D PMC/CPML x, PEC/PMC y, periodic z": (
-        (3, 3, 3),
-        ms.BoundarySpec(
-            x=ms.Boundary(minus=ms.PMCBoundary(), plus=ms.PML(num_layers=3)),
-            y=ms.Boundary(minus=ms.PECBoundary(), plus=ms.PMCBoundary()),
-            z=ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()),
-        ),
-        ms.Lorentz(eps_inf=1.5, poles=[(0.8, 2.5e14, 1e13)]),
-    ),
+    "3D PMC/CPML x, PEC/PMC y, periodic z": ((3, 3, 3), WALLS, ms.Lorentz(eps_inf=1.5, poles=[(0.8, 2.5e14, 1e13)])),
     # A mirror wall's design window (the symmetric differentiable solve) starts on it.
-    "3D PMC x, PEC y, periodic z, design on the minus walls": (
-        (3, 3, 3),
-        ms.BoundarySpec(
-            x=ms.Boundary(minus=ms.PMCBoundary(), plus=ms.PML(num_layers=3)),
-            y=ms.Boundary(minus=ms.PECBoundary(), plus=ms.PMCBoundary()),
-            z=ms.Boundary(minus=ms.Periodic(), plus=ms.Periodic()),
-        ),
-        ms.Medium(permittivity=3.0),
-    ),
+    "3D PMC x, PEC y, periodic z, design on the minus walls": ((3, 3, 3), WALLS, ms.Medium(permittivity=3.0)),
     "3D graded x and y, CPML, Lorentz poles": ((3, 3, 3), ms.BoundarySpec.all_sides(ms.PML(num_layers=3)), ms.Lorentz(eps_inf=1.5, poles=[(0.8, 2.5e14, 1e13)])),
 }
 
