@@ -320,9 +320,16 @@ def restart_service(service: dict) -> None:
 
 
 def test_service_restart_recovers_queued_and_running_jobs(service: dict) -> None:
+    from metosim.serve.worker import ActorReporter
+
     key = service["keys"]["dave"]
     job_id = submit(service, key, slow(1.0)).json()["id"]
+    # A worker's reporter that reached the actor before the restart (a stale token:
+    # the actor answers None) must reach the new actor after it, not fail on the dead one.
+    reporter = ActorReporter(backoff_s=0.2)
+    assert reporter.started(job_id, 0, "node", "cpu", 0) is None
     restart_service(service)
+    assert reporter.started(job_id, 0, "node", "cpu", 0) is None
     done = wait_for(service, key, job_id, ("COMPLETED",), timeout=120)
     assert done["result"]["sha256"]
 

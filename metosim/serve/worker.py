@@ -20,6 +20,7 @@ from ..simulation import Simulation
 from . import sentry
 from .logs import get_logger
 from .settings import Settings
+from .states import JOBSTATE, NAMESPACE
 from .storage import ObjectStore, checkpoint_key, dataset_key, file_sha256, get_verified, job_checkpoint_key, make_store, read_verified, result_key, upload_with_retry
 
 PROGRESS_INTERVAL_S = 0.5
@@ -244,30 +245,59 @@ def _jax_device() -> str:
 
 
 class ActorReporter:
-    """Reports to the job-state actor (the Ray path). ``started`` and ``completed`` are
-    retried with backoff for up to ~60 s (both are idempotent under the dispatch
-    token), so a database restart during a report does not lose a finished solve."""
+    """Reports to the job-state actor (the Ray path), found by its name. ``started``,
+    ``completed`` and the checkpoint reports are retried with backoff for up to ~60 s
+    (each is idempotent under the dispatch token): a database restart during a report,
+    or a restarted service whose new actor replaced the one that dispatched the job,
+    does not lose a finished solve. Progress goes to whichever actor holds the name, so
+    a restarted service keeps hearing the heartbeats of the jobs it inherited."""
 
-    def __init__(self, actor: Any, attempts: int = 8, backoff_s: float = 0.5) -> None:
-        self.actor, self.attempts, self.backoff_s = actor, attempts, backoff_s
+    def __init__(self, attempts: int = 8, backoff_s: float = 0.5) -> None:
+        self.attempts, self.backoff_s = attempts, backoff_s
+        self._actor: Any = None
+        self._last_progress: Any = None
+
+    def _resolve(self) -> Any:
+        """The actor by name (a ValueError while no actor holds it)."""
+        import ray
+
+        if self._actor is None:
+            self._actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
+        return self._actor
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
 
         for attempt in range(self.attempts):
             try:
-                return ray.get(getattr(self.actor, method).remote(*args))
-            except ray.exceptions.RayTaskError as e:
+                return ray.get(getattr(self._resolve(), method).remote(*args))
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError, ValueError) as e:
                 if attempt == self.attempts - 1:
                     raise
-                log.warning(f"{method} report failed ({type(e.cause).__name__}); retrying", extra={"job_id": args[0]})
+                if not isinstance(e, ray.exceptions.RayTaskError):
+                    self._actor = None  # gone, or replaced by a restarted service: look it up again
+                log.warning(f"{method} report failed ({type(getattr(e, 'cause', None) or e).__name__}); retrying", extra={"job_id": args[0]})
                 time.sleep(self.backoff_s * 2**attempt)
 
     def started(self, job_id: str, token: int, node: str, accelerator: str, pid: int) -> dict[str, Any] | None:
         return self._call("started", job_id, token, node, accelerator, pid)
 
     def progress(self, job_id: str, token: int, step: int, total: int, cells_per_second: float) -> None:
-        self.actor.progress.remote(job_id, token, step, total, cells_per_second)  # fire and forget
+        """Fire and forget; when the previous report found the actor dead, the next
+        one looks the name up again."""
+        import ray
+
+        if self._last_progress is not None and ray.wait([self._last_progress], timeout=0)[0]:
+            try:
+                ray.get(self._last_progress)
+            except ray.exceptions.RayActorError:
+                self._actor = None
+            except ray.exceptions.RayError:
+                pass  # a failed heartbeat is not the worker's concern
+        try:
+            self._last_progress = self._resolve().progress.remote(job_id, token, step, total, cells_per_second)
+        except ValueError:
+            self._last_progress = None  # no actor holds the name this moment
 
     def checkpointed(self, job_id: str, token: int, key: str, sha256: str, step: int) -> bool:
         return self._call("checkpointed", job_id, token, key, sha256, step)

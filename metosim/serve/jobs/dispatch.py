@@ -16,7 +16,6 @@ from ..providers import payload, spawn
 from ..sentry import job_failed
 from ..logs import get_logger
 from ..settings import Settings
-from ..states import JOBSTATE, NAMESPACE
 from ..worker import ActorReporter, execute, export_dataset, optimization_iteration
 from .records import Dispatched
 
@@ -49,8 +48,7 @@ JOB_STATUS = "SELECT status FROM jobs WHERE id = %s"
 
 def solve_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int = 1) -> str:
     """The Ray task body: run the shared worker entry point, reporting to the actor."""
-    actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
-    return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id, devices)
+    return execute(job_id, token, config_json, settings, ActorReporter(), request_id, devices)
 
 
 def split_job_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, processes: int, group: str) -> str:
@@ -63,8 +61,7 @@ def split_job_task(job_id: str, token: int, config_json: str, settings: Settings
 
 
 def _lead_job(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, join: Join) -> str:
-    actor = ray.get_actor(JOBSTATE, namespace=NAMESPACE)
-    return execute(job_id, token, config_json, settings, ActorReporter(actor), request_id, devices, join=join)
+    return execute(job_id, token, config_json, settings, ActorReporter(), request_id, devices, join=join)
 
 
 def solve_options(devices: int, accelerator: str | None, max_retries: int) -> dict[str, Any]:
