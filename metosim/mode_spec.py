@@ -3,6 +3,7 @@ that sources, monitors and the solver share. A model: imports no solver."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,6 +24,15 @@ class ModeSpec(MetoModel):
     rank first. ``bend_radius`` (µm, signed: positive bends towards +radial) with
     ``bend_axis`` (0 or 1: the tangential axis the guide bends about) solves a bent
     guide; its n_eff is per unit arc length at the plane centre.
+
+    ``angle_theta`` (rad, 0 ≤ θ < π/2) with ``angle_phi`` (rad): a guide crossing the
+    plane at an angle. Its modes travel along n̂·cos θ + t̂·sin θ, where t̂ is the first
+    tangential axis for ``angle_phi`` = 0, the second for π/2, and their opposites for π
+    and 3π/2 (the only azimuths taken: the guide tilts along one tangential axis). The
+    mode is solved on the guide's own cross-section (the plane's cut of a straight guide,
+    shortened by cos θ along the tilt) and carries the phase e^{iβ sin θ t} across the
+    plane; n_eff is along the guide. Sources at an angle drive real fields with a
+    quadrature pair of waveforms.
 
     ``track_freq``: with several frequencies, the modes are ordered as above at the
     "lowest", "central" (default) or "highest" one and followed from there to the
@@ -49,6 +59,8 @@ class ModeSpec(MetoModel):
     precision: Literal["single", "double"] = "double"
     track_freq: Literal["lowest", "central", "highest"] | None = "central"
     interp_freqs: Annotated[int, Field(ge=3, le=64)] | None = None
+    angle_theta: Annotated[Finite, Field(ge=0.0, lt=math.pi / 2)] = 0.0
+    angle_phi: Finite = 0.0
 
     @field_validator("num_pml", mode="before")
     @classmethod
@@ -62,7 +74,21 @@ class ModeSpec(MetoModel):
                 raise ValueError("bend_radius must not be 0 (µm; None for a straight guide)")
             if self.bend_axis is None:
                 raise ValueError("bend_radius needs bend_axis (0 or 1: the tangential axis the guide bends about)")
+        if self.angle_theta > 0:
+            quarter = self.angle_phi / (math.pi / 2)
+            if abs(quarter - round(quarter)) > 1e-9:
+                raise ValueError(f"angle_phi = {self.angle_phi:g} rad tilts the guide off the tangential axes: give 0, π/2, π or 3π/2")
+            if self.bend_radius is not None:
+                raise ValueError("angle_theta and bend_radius together: an angled plane across a bent guide is not supported")
         return self
+
+    @property
+    def tilt(self) -> tuple[int, int] | None:
+        """(tangential axis 0/1 in x, y, z order, ±1) the guide tilts towards, or None."""
+        if self.angle_theta == 0:
+            return None
+        quarter = round(self.angle_phi / (math.pi / 2)) % 4
+        return quarter % 2, 1 if quarter < 2 else -1
 
 
 def plane_normal(size: tuple[float, float, float]) -> int:

@@ -585,7 +585,25 @@ def _mirrors(sim: Simulation, src: PointDipole, other: Any, axis: int) -> bool:
 
 
 #: The checks that run once the domain and grid are sound, all reported together.
-CONCERNS = (check_boundaries, check_sources, check_monitors, check_symmetry, check_bloch)
+def check_mode_angles(sim: Simulation) -> list[tuple[tuple[str | int, ...], str]]:
+    """A mode plane at an angle tilts along a tangential axis that has cells and no
+    periodic wrap (its phase across the plane would not meet itself)."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    planes = [("sources", i, p) for i, p in enumerate(sim.sources) if isinstance(p, ModeSource)]
+    planes += [("monitors", i, p) for i, p in enumerate(sim.monitors) if isinstance(p, ModeMonitor)]
+    for kind, i, item in planes:
+        if item.mode_spec.tilt is None:
+            continue
+        tangential = [a for a in range(3) if item.size[a] != 0]
+        axis = tangential[item.mode_spec.tilt[0]]
+        if sim.size[axis] == 0:
+            errors.append(((kind, i, "mode_spec", "angle_phi"), f"tilts the guide along {AXES[axis]}, an axis of zero simulation size"))
+        elif sim.boundary_spec[axis].is_periodic:
+            errors.append(((kind, i, "mode_spec", "angle_theta"), f"tilts the guide along {AXES[axis]}, a periodic axis: the phase across the plane would not wrap"))
+    return errors
+
+
+CONCERNS = (check_boundaries, check_sources, check_monitors, check_symmetry, check_bloch, check_mode_angles)
 
 
 def _points_along(grid: Grid, center: float, size: float, axis: int) -> int:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -81,6 +81,8 @@ class Modes:
 
     ``E``, ``H``: (Fu, Fv, Fn) arrays of shape (num_modes, Nu, Nv) on each
     component's own Yee nodes. ``beta``: propagation constant (1/µm) along n.
+    ``E_back``, ``H_back``: the transverse (Fu, Fv) of each mode's backward partner
+    where it is not (e, −h) — a mode crossing the plane at an angle (:func:`tilted`).
     """
 
     n_eff: np.ndarray
@@ -89,6 +91,14 @@ class Modes:
     H: tuple[np.ndarray, np.ndarray, np.ndarray]
     te_fraction: np.ndarray
     n_group: np.ndarray
+    E_back: tuple[np.ndarray, np.ndarray] | None = None
+    H_back: tuple[np.ndarray, np.ndarray] | None = None
+
+    def backward(self, m: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The transverse (e, h) of mode ``m`` travelling against the normal."""
+        if self.E_back is None or self.H_back is None:
+            return (self.E[0][m], self.E[1][m]), (-self.H[0][m], -self.H[1][m])
+        return (self.E_back[0][m], self.E_back[1][m]), (self.H_back[0][m], self.H_back[1][m])
 
 
 def _dual(steps: np.ndarray) -> np.ndarray:
@@ -482,6 +492,83 @@ def grid_beta(beta: np.ndarray, dn: float) -> np.ndarray:
     return 2 / dn * np.arcsin(beta * dn / 2)
 
 
+def _to_half(F: np.ndarray, axis: int) -> np.ndarray:
+    """Integer-node values averaged onto the half nodes after them along ``axis``
+    (of a (modes, Nu, Nv) array; the ghost past the end is zero)."""
+    ahead = np.concatenate([np.take(F, np.arange(1, F.shape[axis]), axis=axis), np.zeros_like(np.take(F, [0], axis=axis))], axis=axis)
+    return 0.5 * (F + ahead)
+
+
+def _to_integer(F: np.ndarray, axis: int) -> np.ndarray:
+    """Half-node values averaged onto the integer nodes between them along ``axis``
+    (the ghost before the start is zero)."""
+    behind = np.concatenate([np.zeros_like(np.take(F, [0], axis=axis)), np.take(F, np.arange(F.shape[axis] - 1), axis=axis)], axis=axis)
+    return 0.5 * (F + behind)
+
+
+def shortened(steps: PlaneSteps, axis: int, theta: float) -> PlaneSteps:
+    """The plane's steps with the tilt axis (0 = u, 1 = v) shortened by cos θ: the
+    cross-section, normal to a straight guide crossing the plane at angle θ, that the
+    plane's cut of it is a stretched copy of."""
+    c = np.cos(theta)
+    return PlaneSteps(
+        u=steps.u * c if axis == 0 else steps.u,
+        v=steps.v * c if axis == 1 else steps.v,
+        active=steps.active,
+        origin=tuple(o * c if a == axis else o for a, o in enumerate(steps.origin)),  # type: ignore[arg-type]
+    )
+
+
+def tilted(modes: Modes, steps: PlaneSteps, axis: int, sign: int, theta: float) -> Modes:
+    """Modes solved on the :func:`shortened` cross-section as they cross the plane
+    (``steps``, µm) travelling along n̂ cos θ + sign·t̂ sin θ, t̂ the plane axis ``axis``
+    (0 = u, 1 = v): the solver's (t', other, guide-axis) components rotated into
+    (t, other, n) — each from its neighbours' average where two sit on different Yee
+    nodes — times e^{±iβ sin θ t} on each component's own nodes; ``beta`` becomes β cos θ
+    (along n); forward and backward partners each at unit power through the plane."""
+    c, s = np.cos(theta), sign * np.sin(theta)
+    beta = modes.beta[:, None, None]
+    a = 1 + axis  # the tilt axis in (mode, Nu, Nv) arrays
+    d = steps.u if axis == 0 else steps.v
+    integer = steps.origin[axis] + np.concatenate([[0.0], np.cumsum(d)])[:-1]
+    positions = {False: integer, True: integer + 0.5 * d}
+    shape = (1, -1, 1) if axis == 0 else (1, 1, -1)
+
+    def phase(half: bool, direction: int) -> np.ndarray:
+        return np.exp(direction * 1j * beta * s * positions[half].reshape(shape))
+
+    t, o = axis, 1 - axis
+    E, H = modes.E, modes.H
+    # Yee nodes along the tilt axis: E_t half, E_other and E_n integer; H_t integer, H_other and H_n half.
+    e_t_fwd, e_t_bwd = c * E[t] + s * _to_half(E[2], a), c * E[t] - s * _to_half(E[2], a)
+    h_t_fwd, h_t_bwd = c * H[t] + s * _to_integer(H[2], a), -c * H[t] + s * _to_integer(H[2], a)
+    e_n = c * E[2] - s * _to_integer(E[t], a)
+    h_n = c * H[2] - s * _to_half(H[t], a)
+
+    def ordered(tilt: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (tilt, other) if axis == 0 else (other, tilt)
+
+    E_f = ordered(e_t_fwd * phase(True, 1), E[o] * phase(False, 1))
+    H_f = ordered(h_t_fwd * phase(False, 1), H[o] * phase(True, 1))
+    E_b = ordered(e_t_bwd * phase(True, -1), E[o] * phase(False, -1))
+    H_b = ordered(h_t_bwd * phase(False, -1), -H[o] * phase(True, -1))
+    area_u, area_v, _, _ = face_areas(steps)
+
+    def unit(Ep: tuple[np.ndarray, ...], Hp: tuple[np.ndarray, ...]) -> np.ndarray:
+        power = np.abs(0.5 * np.real(np.sum(Ep[0] * np.conj(Hp[1]) * area_u - Ep[1] * np.conj(Hp[0]) * area_v, axis=(1, 2))))
+        return (1 / np.sqrt(power))[:, None, None]
+
+    fwd, bwd = unit(E_f, H_f), unit(E_b, H_b)
+    return replace(
+        modes,
+        beta=modes.beta * c,
+        E=(E_f[0] * fwd, E_f[1] * fwd, e_n * phase(False, 1) * fwd),
+        H=(H_f[0] * fwd, H_f[1] * fwd, h_n * phase(True, 1) * fwd),
+        E_back=(E_b[0] * bwd, E_b[1] * bwd),
+        H_back=(H_b[0] * bwd, H_b[1] * bwd),
+    )
+
+
 def simulation_modes(
     sim, center: tuple[float, ...], size: tuple[float, ...], spec, freqs: np.ndarray, where: str,
     permittivity: tuple[np.ndarray, ...] | None = None, dt: float | None = None, on_frequency: Callable[[], None] | None = None,
@@ -496,9 +583,6 @@ def simulation_modes(
     ``where`` names the caller in errors ("sources[0]", "ModeSolver");
     ``on_frequency`` is called before each frequency (the engine's heartbeat).
     """
-    from dataclasses import replace
-
-
     grid = sim.grid
     periodic = tuple(isinstance(sim.boundary_spec[a].minus, Periodic) for a in range(3))
     plane = plane_on_grid(grid, center, size, periodic)  # type: ignore[arg-type]
@@ -518,6 +602,15 @@ def simulation_modes(
     swap = plane.first_tangential == 1
     num_pml = tuple(reversed(spec.num_pml)) if swap else tuple(spec.num_pml)
     bend_axis = None if spec.bend_axis is None else (1 - spec.bend_axis if swap else spec.bend_axis)
+    steps = plane.steps
+    if spec.tilt is not None:
+        tilt_axis = 1 - spec.tilt[0] if swap else spec.tilt[0]
+        name = "xyz"[plane.axes[tilt_axis]]
+        if not steps.active[tilt_axis]:
+            raise ModeSolverError(f"{where}: mode_spec.angle_phi tilts the guide along {name}, an axis of zero simulation size")
+        if plane.periodic[tilt_axis]:
+            raise ModeSolverError(f"{where}: mode_spec.angle_theta tilts the guide along {name}, a periodic axis the plane spans")
+        steps = shortened(steps, tilt_axis, spec.angle_theta)
     section = None
     points = interpolation_points(np.asarray(freqs, dtype=float), spec.interp_freqs)
     solved = []
@@ -528,11 +621,11 @@ def simulation_modes(
         if frequency_dependent:
             eps = plane_eps(float(f) * C_0 / MICROMETRE)
             section = None
-        cladding = _edge_index(eps, plane.steps, num_pml)
+        cladding = _edge_index(eps, steps, num_pml)
         omega = grid_omega(2 * np.pi * f, dt) if dt is not None else 2 * np.pi * f
         try:
             if section is None or section.omega is not None:
-                section = cross_section(eps, plane.steps, omega, num_pml, plane.periodic, spec.bend_radius, bend_axis)
+                section = cross_section(eps, steps, omega, num_pml, plane.periodic, spec.bend_radius, bend_axis)
             modes = solve_modes(section, omega, spec.num_modes, spec.target_neff, spec.filter_pol, spec.precision, te_axis=plane.first_tangential)
         except ModeSolverError as exc:
             raise ModeSolverError(f"{where}: {exc}") from None
@@ -554,9 +647,11 @@ def simulation_modes(
             )
         solved.append(modes)
     if points is not None:
-        solved = interpolate_modes(track_modes(solved, points, plane.steps, "central"), points, np.asarray(freqs, dtype=float), plane.steps)
+        solved = interpolate_modes(track_modes(solved, points, steps, "central"), points, np.asarray(freqs, dtype=float), steps)
     elif spec.track_freq is not None:
-        solved = track_modes(solved, np.asarray(freqs), plane.steps, spec.track_freq)
+        solved = track_modes(solved, np.asarray(freqs), steps, spec.track_freq)
+    if spec.tilt is not None:
+        solved = [tilted(modes, plane.steps, tilt_axis, spec.tilt[1], spec.angle_theta) for modes in solved]
     if dt is None:
         return plane, solved
     # The leapfrog's discrete β along the normal, over the step at the plane.
@@ -568,7 +663,9 @@ def simulation_modes(
         # either side of the plane, so the discrete flux of a continuum-normalised
         # mode is cos(βΔn/2); scaled by 1/√ of it, |amp|² is the power on every grid.
         carried = np.sqrt(np.cos(np.real(beta) * dn / 2))[:, None, None]
-        out.append(replace(modes, beta=beta, n_eff=beta / (2 * np.pi * f), E=tuple(F / carried for F in modes.E), H=tuple(F / carried for F in modes.H)))
+        back = {} if modes.E_back is None else {"E_back": tuple(F / carried for F in modes.E_back), "H_back": tuple(F / carried for F in modes.H_back)}
+        n_eff = beta / (2 * np.pi * f * np.cos(spec.angle_theta))  # along the guide
+        out.append(replace(modes, beta=beta, n_eff=n_eff, E=tuple(F / carried for F in modes.E), H=tuple(F / carried for F in modes.H), **back))
     return plane, out
 
 

@@ -120,10 +120,14 @@ def mode_recording(plane: Plane, where: str) -> tuple[tuple[str, tuple[slice, sl
 def mode_dataset(monitor: ModeMonitor, grid: Grid, plane: Plane, modes: list[Modes], recorded: dict[str, np.ndarray], reference: np.ndarray, dn: float) -> xr.Dataset:
     """Forward/backward amplitudes of each mode from the recorded DFT fields.
 
-    With E = (a₊ + a₋)e and H = (a₊ − a₋)h on the plane (the backward mode of a guide
-    invariant along its axis has the same e and the opposite h), the unconjugated
-    overlaps give a± = (⟨E, h⟩ ± ⟨e, H⟩) / (2⟨e, h⟩); the H recorded half a cell either
-    side of the plane averages to cos(βΔn/2)·H(i0) for each mode, divided out again.
+    With E = a₊e₊ + a₋e₋ and H = a₊h₊ + a₋h₋ on the plane (the backward partner of
+    a guide's mode along the normal has e₋ = e₊ and h₋ = −h₊; at an angle it differs:
+    ``Modes.backward``), reciprocity — ⟨e₁, h₂⟩ − ⟨e₂, h₁⟩ vanishes between modes of
+    one guide unless they are partners — gives, with the unconjugated overlap ⟨e, h⟩ and
+    C = ⟨e₊, h₋⟩ − ⟨e₋, h₊⟩, a₊ = (⟨E, h₋⟩ − ⟨e₋, H⟩)/C and a₋ = −(⟨E, h₊⟩ − ⟨e₊, H⟩)/C
+    (a± = (⟨E, h⟩ ± ⟨e, H⟩)/(2⟨e, h⟩) along the normal); the H recorded half a cell
+    either side of the plane averages to cos(βΔn/2)·H(i0) for each mode, divided out
+    again.
     ``reference``: per frequency, the injected amplitude (complex for a mode source,
     √power otherwise). With ``monitor.store_fields`` the modes' indices and profiles
     join them (:func:`.modes.modes_dataset`).
@@ -147,16 +151,21 @@ def mode_amplitudes(plane: Plane, modes: list[Modes], recorded: dict[str, Any], 
     u, v = plane.axes
     E = [plane.from_grid(recorded[f"E{'xyz'[a]}"], xp) for a in (u, v)]  # (f, Nu, Nv)
     H = [plane.from_grid(0.5 * recorded[f"H{'xyz'[a]}"].sum(axis=1 + plane.normal, keepdims=True), xp) for a in (u, v)]
+
+    def overlap(e: tuple, h: tuple) -> Any:
+        return reciprocal_overlap(e[0], e[1], h[0], h[1], plane.steps)
+
     forward, backward = [], []
     for k in range(modes[0].n_eff.size):
         plus, minus = [], []
         for i, m in enumerate(modes):
             e, h = (m.E[0][k], m.E[1][k]), (m.H[0][k], m.H[1][k])
-            norm = reciprocal_overlap(e[0], e[1], h[0], h[1], plane.steps)
-            field_h = reciprocal_overlap(E[0][i], E[1][i], h[0], h[1], plane.steps)
-            e_field = reciprocal_overlap(e[0], e[1], H[0][i], H[1][i], plane.steps) / np.cos(m.beta[k] * dn / 2)
-            plus.append((field_h + e_field) / (2 * norm))
-            minus.append((field_h - e_field) / (2 * norm))
+            e_b, h_b = m.backward(k)
+            recorded_h = np.cos(m.beta[k] * dn / 2)
+            fields = ((E[0][i], E[1][i]), (H[0][i], H[1][i]))
+            norm = overlap(e, h_b) - overlap(e_b, h)
+            plus.append((overlap(fields[0], h_b) - overlap(e_b, fields[1]) / recorded_h) / norm)
+            minus.append(-(overlap(fields[0], h) - overlap(e, fields[1]) / recorded_h) / norm)
         forward.append(xp.stack(plus))
         backward.append(xp.stack(minus))
     return xp.stack([xp.stack(forward), xp.stack(backward)])

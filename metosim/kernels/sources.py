@@ -292,7 +292,7 @@ def mode_injection(
     plane, mode_sets = simulation_modes(sim, src.center, src.size, src.mode_spec, nodes, where, permittivity=permittivity, dt=dt)
     n, (u, v) = plane.normal, plane.axes
     i0 = interior_node(plane.index, f"{where}: the mode plane")
-    profiles = _track_mode(mode_sets, src.mode_index, plane, int(np.argmin(np.abs(nodes - f0))))
+    profiles = _track_mode(mode_sets, src.mode_index, plane, int(np.argmin(np.abs(nodes - f0))), src.sign)
     # H on i0 − ½ sits half the cell i0 − 1 → i0 upstream; E on i0 sees H across the dual step.
     dn, dn_dual = float(grid.primal_steps(n)[i0 - 1]), float(grid.dual_steps(n)[i0])
     beta_nodes = np.array([p[2] for p in profiles])
@@ -317,18 +317,25 @@ def mode_injection(
 
     steps = np.arange(num_steps)
     s_e = signal(st, steps * dt)
+    # A mode at an angle has complex profiles P (its phase across the plane): the real
+    # drive Re[P·(w − i·Hw)], with Hw the Hilbert transform of the waveform w, is
+    # P·W(f) at every frequency the DFT reads (e^{−iωt}) — a quadrature pair per node.
+    quadrature = any(np.iscomplexobj(e[u]) for e, _, _ in profiles)
     if isinstance(st, ContinuousWave):
         # One frequency: the half-cell phase is a time shift; an FFT would wrap the
-        # never-ending signal.
+        # never-ending signal. The quadrature is a quarter period later.
         delay = beta_nodes[0] * dn / (2 * 2 * np.pi * f0)
-        waves = [(s_e, signal(st, (steps + 0.5) * dt + src.sign * delay))]
+        lags = (0.0, 0.25 / f0) if quadrature else (0.0,)
+        waves = [(signal(st, steps * dt - lag), signal(st, (steps + 0.5) * dt + src.sign * delay - lag)) for lag in lags]
     else:
         size = 2 * num_steps  # zero-padded: the filters shift the pulse by under a step
         f = np.fft.rfftfreq(size, dt)
         spectrum = np.fft.rfft(s_e, size)
         weights = lagrange(f)
         shift = np.exp(1j * (2 * np.pi * f * dt / 2 + src.sign * beta_of(f) * dn / 2))
-        waves = [(np.fft.irfft(spectrum * w, size)[:num_steps], np.fft.irfft(spectrum * w * shift, size)[:num_steps]) for w in weights]
+        turns = (1.0, -1j) if quadrature else (1.0,)
+        waves = [(np.fft.irfft(spectrum * w * turn, size)[:num_steps], np.fft.irfft(spectrum * w * shift * turn, size)[:num_steps]) for turn in turns for w in weights]
+    parts = (np.real, np.imag) if quadrature else (np.real,)
     sheets = []
     for p, q in ((u, v), (v, u)):
         s_pn = curl_sign(p, n)
@@ -343,9 +350,9 @@ def mode_injection(
                 h_field="H" + "xyz"[q],
                 e_slices=e_slices,  # type: ignore[arg-type]
                 h_slices=h_slices,  # type: ignore[arg-type]
-                # E_p(i0) += −s·cb/Δn·H_q,inc(i0 − ½) with H_inc = sign·h_q·wave_h: the signs cancel.
-                e_profile=np.stack([-s_pn / dn_dual * cb[p][e_slices] * plane.to_grid(h[q]) for _, h, _ in profiles]),
-                h_profile=np.stack([-src.sign * s_pn * dt / dn * plane.to_grid(e[p]) for e, _, _ in profiles]),
+                # E_p(i0) += −sign·s·cb/Δn·H_q,inc(i0 − ½), H_inc = h_q·wave_h; H_q(i0 − ½) −= sign·s·Δt/Δn·E_p,inc(i0).
+                e_profile=np.stack([-src.sign * s_pn / dn_dual * cb[p][e_slices] * plane.to_grid(part(h[q])) for part in parts for _, h, _ in profiles]),
+                h_profile=np.stack([-src.sign * s_pn * dt / dn * plane.to_grid(part(e[p])) for part in parts for e, _, _ in profiles]),
                 e_waveform=np.stack([wave_h for _, wave_h in waves], axis=1),
                 h_waveform=np.stack([wave_e for wave_e, _ in waves], axis=1),
             )
@@ -362,11 +369,12 @@ def mode_injection(
     return sheets, amplitude, power
 
 
-def _track_mode(mode_sets: list, index: int, plane, reference: int) -> list[tuple[dict, dict, float]]:
+def _track_mode(mode_sets: list, index: int, plane, reference: int, sign: int) -> list[tuple[dict, dict, float]]:
     """Mode ``index`` at the ``reference`` frequency followed to the other frequencies
     by its largest overlap (sign made continuous): per frequency (e, h, β) with e, h
-    real transverse profiles keyed by axis (a lossless guide's profiles are real once
-    the peak is made real)."""
+    the transverse profiles of the mode travelling along ``sign`` (±1) the normal,
+    keyed by axis — real (a lossless guide's profiles are real once the peak is made
+    real) except at an angle."""
     from .modes import reciprocal_overlap
 
     u, v = plane.axes
@@ -374,10 +382,16 @@ def _track_mode(mode_sets: list, index: int, plane, reference: int) -> list[tupl
     e_ref = (ref.E[0][index], ref.E[1][index])
     out = []
     for modes in mode_sets:
-        overlaps = np.array([reciprocal_overlap(e_ref[0], e_ref[1], modes.H[0][m], modes.H[1][m], plane.steps) for m in range(modes.n_eff.size)])
+        # Against the backward partner's h (−h along the normal): at an angle a forward
+        # pair's unconjugated product oscillates across the plane, a partner pair's does not.
+        overlaps = np.array([-reciprocal_overlap(e_ref[0], e_ref[1], *modes.backward(m)[1], plane.steps) for m in range(modes.n_eff.size)])
         m = index if modes is ref else int(np.argmax(np.abs(overlaps)))
-        sign = 1.0 if np.real(overlaps[m]) >= 0 else -1.0
-        e = {u: sign * np.real(modes.E[0][m]), v: sign * np.real(modes.E[1][m])}
-        h = {u: sign * np.real(modes.H[0][m]), v: sign * np.real(modes.H[1][m])}
-        out.append((e, h, float(np.real(modes.beta[m]))))
+        angled = modes.E_back is not None
+        if angled:  # complex profiles: align the whole phase
+            continuous = np.conj(overlaps[m]) / abs(overlaps[m])
+        else:
+            continuous = 1.0 if np.real(overlaps[m]) >= 0 else -1.0
+        e, h = ((modes.E[0][m], modes.E[1][m]), (modes.H[0][m], modes.H[1][m])) if sign > 0 else modes.backward(m)
+        part = (lambda F: F) if angled else np.real
+        out.append(({u: continuous * part(e[0]), v: continuous * part(e[1])}, {u: continuous * part(h[0]), v: continuous * part(h[1])}, float(np.real(modes.beta[m]))))
     return out
