@@ -97,7 +97,7 @@ def _orientation(port: Any) -> int:
     """The port's orientation (0, 90, 180 or 270°), else ``ValueError`` naming it."""
     angle = float(port.orientation) % 360
     if not any(math.isclose(angle, a, abs_tol=1e-6) for a in (0, 90, 180, 270, 360)):
-        raise ValueError(f"port {port.name!r}: orientation {angle}° is not along x or y (angled ports are not supported)")
+        raise ValueError(f"port {port.name!r}: orientation {angle}° is not along x or y (from_gdsfactory takes ports along x or y; give a port at an angle by hand: ms.Port(..., mode_spec=ms.ModeSpec(angle_theta=...)))")
     return round(angle) % 360
 
 
