@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
