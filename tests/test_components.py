@@ -18,23 +18,23 @@ FREQS = ms.C_0 / (LAMBDA * 1e-6)
 
 
 def test_a_3d_straight_transmits_everything() -> None:
-    """gdsfactory's generic stack: a 0.5 × 0.22 µm silicon core in oxide, its 10° sidewalls
-    made vertical (with them, at these 40 nm cells, |S21|² reads 0.9918–0.9940: the
-    slanted faces' smoothing in the 2D mode plane and the 3D grid differ slightly)."""
-    stack = gf.get_active_pdk().layer_stack.model_copy(deep=True)
-    stack.layers["core"] = stack.layers["core"].model_copy(update={"sidewall_angle": 0.0})
-    device = ms.from_gdsfactory(gf.components.straight(length=1.0), layer_stack=stack)
+    """gdsfactory's generic stack: a 0.5 × 0.22 µm silicon core with 10° sidewalls in
+    oxide, both from the material library (Lorentz poles)."""
+    device = ms.from_gdsfactory(gf.components.straight(length=1.0))
     assert [p.name for p in device.ports] == ["o1", "o2"] and [p.direction for p in device.ports] == ["+", "-"]
     assert device.ports[0].center == (0.0, 0.0, 0.11)  # the component's edge, mid-core
     sim = device.simulation(grid_spec=ms.GridSpec.uniform(0.04), run_time=3e-13, boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=10)))
     s = ms.SMatrix(sim, device.ports, FREQS).run_local()
     sax = device.sax(s)
     through, back = np.abs(sax[("o2", "o1")]) ** 2, np.abs(sax[("o1", "o1")]) ** 2
-    print("|S21|²", np.round(through, 4), "|S11|²", np.round(back, 5))
-    assert np.all(np.abs(through - 1) < 0.005)  # measured 0.9966–0.9973
-    assert np.all(back < 1e-3)  # measured 2e-4
-    # Reciprocal: measured 0.0086 (0.5° of phase: each port's plane snaps to its own grid node)
-    assert np.max(np.abs(sax[("o2", "o1")] - sax[("o1", "o2")])) < 0.02
+    print("|S21|²", np.round(through, 5), "|S11|²", back, "reciprocity", np.max(np.abs(sax[("o2", "o1")] - sax[("o1", "o2")])))
+    # Measured 0.9990–1.0010, |S11|² ≤ 1.5e-8 and S21 − S12 within 3.7e-5. Before the mode
+    # planes saw the permittivity the update realises (ε∞ smoothed, the poles on their
+    # media's nodes), the library's Lorentz silicon read 0.9918–0.9940 with these
+    # sidewalls (0.9966–0.9973 made vertical), |S11|² 2e-4 and S21 − S12 0.0086.
+    assert np.all(np.abs(through - 1) < 2e-3)
+    assert np.all(back < 1e-6)
+    assert np.max(np.abs(sax[("o2", "o1")] - sax[("o1", "o2")])) < 2e-4
     assert np.allclose(device.sax_wavelengths(s), LAMBDA)
 
 

@@ -119,7 +119,7 @@ def test_drude_lorentz_model_checks_and_round_trips() -> None:
 
 def test_mode_solver_and_mode_source_see_the_dispersion() -> None:
     """With library media the mode solver uses ε(f) of each medium (not ε∞), and a mode
-    launched in a dispersive guide still arrives whole."""
+    launched in a dispersive guide arrives whole."""
     si, sio2 = ms.material_library["Si"].medium, ms.material_library["SiO2"].medium
     f0 = ms.C_0 / 1.55e-6
     freqs = f0 * np.linspace(0.95, 1.05, 3)
@@ -140,11 +140,14 @@ def test_mode_solver_and_mode_source_see_the_dispersion() -> None:
     te = ms.ModeSpec(filter_pol="te")
     sim = guide(
         si, sio2,
-        sources=[ms.ModeSource(center=(-1.0, 0, 0), size=(0, 2.0, ms.inf), mode_spec=te, source_time=ms.GaussianPulse(freq0=f0, fwidth=f0 / 20), num_freqs=3)],
+        sources=[ms.ModeSource(center=(-1.0, 0, 0), size=(0, 2.0, ms.inf), mode_spec=te, source_time=ms.GaussianPulse(freq0=f0, fwidth=f0 / 10), num_freqs=5)],
         monitors=[ms.ModeMonitor(name="out", center=(1.0, 0, 0), size=(0, 2.0, ms.inf), freqs=freqs, mode_spec=te)],
         boundary_spec=ms.BoundarySpec.all_sides(ms.PML()),
     )
     s21 = ms.solve(sim)["out"].amps.sel(direction="+", mode_index=0).values
-    # The profiles use the continuous ε(f); the ADE's discrete χ differs by O((ωΔt)²):
-    # measured within 0.23% of unit transmission (backward 3e-5).
-    np.testing.assert_allclose(np.abs(s21) ** 2, 1.0, atol=5e-3)
+    print("dispersive guide |S21|²", np.abs(s21) ** 2)
+    # The engine's mode planes see the permittivity its update realises (ε∞ smoothed at
+    # the faces, each pole on its medium's nodes, the ADE's discrete χ(ω)): measured
+    # within 2.7e-5 of unit transmission. With the continuum ε(f) smoothed at the faces
+    # instead they read 0.9979–0.9981.
+    np.testing.assert_allclose(np.abs(s21) ** 2, 1.0, atol=1e-4)

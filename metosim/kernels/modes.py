@@ -42,7 +42,8 @@ import xarray as xr
 from ..boundary import Periodic
 from ..grid import C_0, MICROMETRE
 from ..medium import DISPERSIVE, Medium
-from .mesh import mesh_media
+from .dispersion import grid_permittivity
+from .mesh import MeshedMedia, mesh_media
 from .sampling import colocate_axes, half_node_axes, node_range
 
 #: Extra eigenpairs computed beyond ``num_modes`` when filtering by polarisation.
@@ -571,15 +572,17 @@ def tilted(modes: Modes, steps: PlaneSteps, axis: int, sign: int, theta: float) 
 
 def simulation_modes(
     sim, center: tuple[float, ...], size: tuple[float, ...], spec, freqs: np.ndarray, where: str,
-    permittivity: tuple[np.ndarray, ...] | None = None, dt: float | None = None, on_frequency: Callable[[], None] | None = None,
+    media: MeshedMedia | None = None, dt: float | None = None, on_frequency: Callable[[], None] | None = None,
 ) -> tuple[Plane, list[Modes]]:
     """Modes of ``sim`` on the plane ``center``/``size`` (µm) at normalised ``freqs``
     (c/µm), one :class:`Modes` per frequency, for the ``ModeSpec`` ``spec``.
 
-    ``permittivity``: the whole grid's meshed ε per E component, if the caller has it
-    (the engine); else the plane alone is meshed. ``dt`` (normalised): solve at the
-    leapfrog's ω̃ and report the grid's β along the normal, so the modes are exact
-    solutions of the time-stepped equations (the engine's sources and monitors).
+    ``media``: the whole grid's meshed media, if the caller has them (the engine);
+    else the plane alone is meshed. ``dt`` (normalised): solve at the leapfrog's ω̃ and
+    report the grid's β along the normal, so the modes are exact solutions of the
+    time-stepped equations (the engine's sources and monitors); with ``media``,
+    dispersive and lossy media enter with the permittivity the update realises
+    (:func:`.dispersion.grid_permittivity`: each pole on its medium's nodes).
     ``where`` names the caller in errors ("sources[0]", "ModeSolver");
     ``on_frequency`` is called before each frequency (the engine's heartbeat).
     """
@@ -589,15 +592,17 @@ def simulation_modes(
     # Dispersive or lossy media: their ε(f) per frequency, on the plane alone.
     frequency_dependent = any(isinstance(m, DISPERSIVE) or (isinstance(m, Medium) and m.conductivity > 0) for m in sim.media)
 
-    def plane_eps(f_hz: float) -> tuple[np.ndarray, ...]:
-        return plane_permittivity(mesh_media(sim, grid, plane.window, freq=f_hz).permittivity, plane, windowed=True)
+    def plane_eps(f: float) -> tuple[np.ndarray, ...]:
+        if media is not None and dt is not None:
+            return plane_permittivity(grid_permittivity(sim, media, plane.window, f, dt), plane, windowed=True)
+        return plane_permittivity(mesh_media(sim, grid, plane.window, freq=f * C_0 / MICROMETRE).permittivity, plane, windowed=True)
 
     if frequency_dependent:
-        eps = ()  # meshed per frequency below
-    elif permittivity is None:
+        eps = ()  # per frequency below
+    elif media is None:
         eps = plane_permittivity(mesh_media(sim, grid, plane.window).permittivity, plane, windowed=True)
     else:
-        eps = plane_permittivity(permittivity, plane)
+        eps = plane_permittivity(media.permittivity, plane)
     # ModeSpec names tangential axes in x, y, z order; the solver in cyclic (u, v) order.
     swap = plane.first_tangential == 1
     num_pml = tuple(reversed(spec.num_pml)) if swap else tuple(spec.num_pml)
@@ -619,7 +624,7 @@ def simulation_modes(
         if on_frequency is not None:
             on_frequency()
         if frequency_dependent:
-            eps = plane_eps(float(f) * C_0 / MICROMETRE)
+            eps = plane_eps(float(f))
             section = None
         cladding = _edge_index(eps, steps, num_pml)
         omega = grid_omega(2 * np.pi * f, dt) if dt is not None else 2 * np.pi * f

@@ -31,6 +31,7 @@ from . import fused
 from . import monitors as mon
 from .checkpoint import Checkpoint, CheckpointPolicy, SolveSuspended, check, metadata, restore
 from .cpml import slab_profile
+from .dispersion import ade_coefficients, pole_nodes
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
@@ -290,7 +291,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         label = f"sources[{i}] ({src.name or src.type})"
         if isinstance(src, ModeSource):
             try:
-                mode_sheets, amplitude, power = mode_injection(src, label, sim, dt, media.permittivity, cb, num_steps)
+                mode_sheets, amplitude, power = mode_injection(src, label, sim, dt, media, cb, num_steps)
             except ValueError as exc:  # ModeSolverError included
                 raise EngineInputError(str(exc)) from None
             for sheet in mode_sheets:
@@ -317,13 +318,8 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
     for k, medium in enumerate(sim.media):
         if not isinstance(medium, DISPERSIVE):
             continue
-        for f0, damping, strength_hz2 in medium.ade_poles():
-            w0 = 2 * math.pi * to_normalised_frequency(f0)
-            gamma = 2 * math.pi * to_normalised_frequency(damping)
-            strength = strength_hz2 * (2 * math.pi * to_normalised_frequency(1.0)) ** 2
-            den = 1 + gamma * dt / 2
-            c3 = [((media.medium_index[p] == k) & ~media.pec[p]) * (strength * dt**2 / den) for p in range(3)]
-            poles.append((np.asarray((2 - w0**2 * dt**2) / den, dtype), np.asarray(-(1 - gamma * dt / 2) / den, dtype), [c.astype(dtype) for c in c3]))
+        for c1, c2, c3 in ade_coefficients(medium, dt):
+            poles.append((np.asarray(c1, dtype), np.asarray(c2, dtype), [(pole_nodes(media, k, p) * c3).astype(dtype) for p in range(3)]))
             P += [np.zeros(N, field_dtype) for _ in range(3)]
 
     # ---- monitors
@@ -352,7 +348,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
             where = f"monitors[{i}] ({m.name})"
             freqs = np.array([to_normalised_frequency(f) for f in m.freqs])
             try:
-                plane, modes = simulation_modes(sim, m.center, m.size, m.mode_spec, freqs, where, permittivity=media.permittivity, dt=dt, on_frequency=heartbeat)
+                plane, modes = simulation_modes(sim, m.center, m.size, m.mode_spec, freqs, where, media=media, dt=dt, on_frequency=heartbeat)
                 slices = dict(mon.mode_recording(plane, where))
             except ValueError as exc:  # ModeSolverError included
                 raise EngineInputError(str(exc)) from None

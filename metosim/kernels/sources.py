@@ -16,6 +16,7 @@ import numpy as np
 
 from ..grid import Grid
 from ..source import ContinuousWave, GaussianBeam, GaussianPulse, ModeSource, PlaneWave, PointDipole
+from .mesh import MeshedMedia
 from .modes import simulation_modes
 from .sampling import interior_node
 from .units import to_normalised_frequency, to_normalised_time
@@ -267,7 +268,7 @@ def dipole_power(injection: PointInjection, src: PointDipole, dt: float) -> Call
 
 
 def mode_injection(
-    src: ModeSource, where: str, sim, dt: float, permittivity: tuple[np.ndarray, ...], cb: list[np.ndarray], num_steps: int
+    src: ModeSource, where: str, sim, dt: float, media: MeshedMedia, cb: list[np.ndarray], num_steps: int
 ) -> tuple[list[SheetInjection], Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     """The two TFSF sheets (one per transverse (E, H) pair, each with a profile per
     frequency node) that launch mode
@@ -289,7 +290,7 @@ def mode_injection(
     K = src.num_freqs
     nodes = f0 + 2 * fw * np.cos((2 * np.arange(K) + 1) * np.pi / (2 * K)) if K > 1 else np.array([f0])
     nodes = np.maximum(nodes, 0.05 * f0)
-    plane, mode_sets = simulation_modes(sim, src.center, src.size, src.mode_spec, nodes, where, permittivity=permittivity, dt=dt)
+    plane, mode_sets = simulation_modes(sim, src.center, src.size, src.mode_spec, nodes, where, media=media, dt=dt)
     n, (u, v) = plane.normal, plane.axes
     i0 = interior_node(plane.index, f"{where}: the mode plane")
     profiles = _track_mode(mode_sets, src.mode_index, plane, int(np.argmin(np.abs(nodes - f0))), src.sign)
