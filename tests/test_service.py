@@ -165,7 +165,9 @@ def test_one_active_job_per_key_409_then_cancel(service: dict) -> None:
     assert again.status_code == 200 and again.json()["status"] == "CANCELLED"  # DELETE is idempotent
     time.sleep(1.0)
     assert db_row(service, running["id"])["status"] == "CANCELLED"  # the task's end did not overwrite it
-    assert submit(service, key, tiny()).status_code == 201  # the slot is free again
+    freed = submit(service, key, tiny())
+    assert freed.status_code == 201  # the slot is free again
+    wait_for(service, key, freed.json()["id"], ("COMPLETED",))  # and free for the next test
 
 
 def test_idempotency_key_returns_the_same_job(service: dict) -> None:

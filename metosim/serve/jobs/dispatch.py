@@ -107,11 +107,19 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:1000]
 
 
+def cancel_running(ref: Any) -> None:
+    """Force-cancel a Ray task unless it has ended: cancelling one as it completes can
+    abort the caller (Ray's "Tried to complete task that was not pending" check,
+    ray-project/ray#54527)."""
+    if not ray.wait([ref], timeout=0)[0]:
+        ray.cancel(ref, force=True)
+
+
 def stop(entry: Dispatched) -> None:
     """Stop a dispatched run, whatever runs it."""
     handle, provider = entry.handle, entry.provider
     if provider == "ray":
-        ray.cancel(handle, force=True)
+        cancel_running(handle)
         if entry.group:
             release(entry.group)
     elif provider == "subprocess":

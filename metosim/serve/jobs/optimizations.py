@@ -15,7 +15,7 @@ from ...inverse import InverseProblem, OptimizerState
 from ..sentry import job_failed
 from ..logs import get_logger
 from ..storage import read_verified
-from .dispatch import failure_reason, optimization_task, stop
+from .dispatch import cancel_running, failure_reason, optimization_task, stop
 from .records import IterationRun
 
 log = get_logger("jobs")
@@ -89,7 +89,7 @@ class Optimizations:
                 entry = self.iterations.pop(optimization_id, None)
                 job = self.refs.get(str(row["result_job_id"])) if row["result_job_id"] else None
             if entry is not None:
-                ray.cancel(entry.ref, force=True)
+                cancel_running(entry.ref)
             if job is not None:
                 stop(job)
         with self.pool.connection() as conn:
