@@ -32,6 +32,7 @@ import xarray as xr
 from .geometry import PolySlab
 from .grid import C_0, MICROMETRE
 from .materials import material_library
+from .mode_spec import ModeSpec
 from .simulation import Simulation, Structure
 from .smatrix import Port, SMatrix
 
@@ -93,12 +94,30 @@ def _polygons(region: Any, dbu: float) -> list[np.ndarray]:
     return [np.array([(p.x * dbu, p.y * dbu) for p in polygon.resolved_holes().each_point_hull()]) for polygon in region.merged().each()]
 
 
-def _orientation(port: Any) -> int:
-    """The port's orientation (0, 90, 180 or 270°), else ``ValueError`` naming it."""
+def _orientation(port: Any) -> tuple[int, float]:
+    """The port's orientation as the nearest of 0, 90, 180, 270° and the angle (°,
+    within ±45) it turns from there anticlockwise."""
     angle = float(port.orientation) % 360
-    if not any(math.isclose(angle, a, abs_tol=1e-6) for a in (0, 90, 180, 270, 360)):
-        raise ValueError(f"port {port.name!r}: orientation {angle}° is not along x or y (from_gdsfactory takes ports along x or y; give a port at an angle by hand: ms.Port(..., mode_spec=ms.ModeSpec(angle_theta=...)))")
-    return round(angle) % 360
+    nearest = round(angle / 90) * 90
+    return nearest % 360, angle - nearest
+
+
+def _extend_ports(component: Any, length: float) -> Any:
+    """``component`` with each optical port's waveguide run on ``length`` µm: gdsfactory's
+    ``extend_ports``, or by hand where a port is at an angle to x and y (``extend_ports``,
+    a kfactory cell, refuses the off-grid instance such a port needs)."""
+    import gdsfactory as gf
+
+    ports = [p for p in component.ports if p.port_type == "optical"]
+    if all(abs(_orientation(p)[1]) < 1e-6 for p in ports):
+        return gf.components.extend_ports(component, length=length, port_type="optical")
+    extended = gf.Component()
+    extended << component
+    for p in ports:
+        section = gf.cross_section.cross_section(width=float(p.width), layer=p.layer)
+        (extended << gf.components.straight(length=length, cross_section=section)).connect("o1", p)
+    extended.flatten()
+    return extended
 
 
 def _side_margins(ports: list[Any], margin: float) -> dict[str, float]:
@@ -109,9 +128,9 @@ def _side_margins(ports: list[Any], margin: float) -> dict[str, float]:
     for p in ports:
         out[p.name] = margin
         for q in ports:
-            if q is p or _orientation(q) != _orientation(p):
+            if q is p or _orientation(q)[0] != _orientation(p)[0]:
                 continue
-            along = 0 if _orientation(p) % 180 == 0 else 1  # the ports' normal axis
+            along = 0 if _orientation(p)[0] % 180 == 0 else 1  # the ports' normal axis
             if abs(float(p.center[along]) - float(q.center[along])) > 1e-6:
                 continue
             gap = abs(float(p.center[1 - along]) - float(q.center[1 - along])) - 0.5 * (float(p.width) + float(q.width))
@@ -121,16 +140,22 @@ def _side_margins(ports: list[Any], margin: float) -> dict[str, float]:
 
 def _port(port: Any, z: tuple[float, float] | None, margin: float, side: float) -> Port:
     """A gdsfactory port (its orientation points out of the component) as a Port, its
-    plane ``side`` µm wider than the waveguide each side, ``margin`` above and below."""
-    angle = _orientation(port)
+    plane ``side`` µm wider than the waveguide each side, ``margin`` above and below.
+    A port turned δ from x or y gets the plane normal to that axis, widened by 1/cos δ,
+    and a mode spec at angle |δ| (``ModeSpec.angle_theta``)."""
+    angle, turn = _orientation(port)
     axis = 0 if angle in (0, 180) else 1
     outward_plus = angle in (0, 90)
     x, y = (float(v) for v in port.center)
-    width = float(port.width) + 2 * side
+    width = (float(port.width) + 2 * side) / math.cos(math.radians(turn))
     size = [0.0, 0.0, math.inf if z is None else z[1] - z[0] + 2 * margin]
     size[1 - axis] = width
     centre = (x, y, 0.0 if z is None else 0.5 * (z[0] + z[1]))
-    return Port(name=port.name, center=centre, size=tuple(size), direction="-" if outward_plus else "+")
+    # Followed along +normal the guide leans towards +y (x normal) or −x (y normal) for a
+    # positive turn; ModeSpec's angle_phi 0 names the first tangential axis (y, resp. x).
+    leans_plus = turn > 0 if axis == 0 else turn < 0
+    spec = ModeSpec(angle_theta=math.radians(abs(turn)), angle_phi=0.0 if leans_plus else math.pi) if abs(turn) > 1e-6 else ModeSpec()
+    return Port(name=port.name, center=centre, size=tuple(size), direction="-" if outward_plus else "+", mode_spec=spec)
 
 
 def from_gdsfactory(
@@ -156,7 +181,8 @@ def from_gdsfactory(
 
     Raises ``ValueError`` naming the component, layer, level or port: no optical ports,
     shapes on a layer no level of the stack draws, levels of different materials that
-    overlap, an angled port, a material without a medium.
+    overlap, a material without a medium. A port at an angle to x and y gets a mode
+    plane normal to the nearer axis at that angle (``ModeSpec.angle_theta``).
     """
     import gdsfactory as gf
 
@@ -164,12 +190,10 @@ def from_gdsfactory(
     ports = [p for p in component.ports if p.port_type == "optical"]
     if not ports:
         raise ValueError(f"component {component.name!r} has no optical ports")
-    for p in ports:
-        _orientation(p)
     if layer_stack is None:
         layer_stack = gf.get_active_pdk().layer_stack
     background = background if background is not None else material_library["SiO2"].medium
-    extended = gf.components.extend_ports(component, length=extension, port_type="optical")
+    extended = _extend_ports(component, extension)
     dbu = component.kcl.dbu
 
     drawn, covered = [], set()
