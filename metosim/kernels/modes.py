@@ -153,11 +153,16 @@ def face_areas(steps: PlaneSteps) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     )
 
 
+def _power(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.ndarray, area_u: np.ndarray, area_v: np.ndarray, axis: Any = None) -> np.ndarray:
+    """½ Re Σ (Eu Hv* − Ev Hu*) ΔA over ``axis`` (all by default): the power along n."""
+    return 0.5 * np.real((Eu * np.conj(Hv) * area_u - Ev * np.conj(Hu) * area_v).sum(axis=axis))
+
+
 def _unit_power(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.ndarray, area_u: np.ndarray, area_v: np.ndarray) -> complex:
     """The factor that gives a mode unit power |P| = 1 (in a lossy plane a mode may carry
     net power backwards) and its largest transverse E component real and positive at
     its peak (the phase convention)."""
-    power = abs(0.5 * np.real(np.sum(Eu * np.conj(Hv) * area_u) - np.sum(Ev * np.conj(Hu) * area_v)))
+    power = abs(_power(Eu, Ev, Hu, Hv, area_u, area_v))
     flat = np.concatenate([Eu.ravel(), Ev.ravel()])
     peak = flat[np.argmax(np.abs(flat))]
     return np.conj(peak) / abs(peak) / np.sqrt(power)
@@ -220,11 +225,18 @@ def derivative_matrices(steps: PlaneSteps, omega: float, num_pml: tuple[int, int
     return tuple(out)
 
 
+def axis_nodes(steps: PlaneSteps, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (µm, from the plane centre) of the integer and half nodes along plane
+    axis ``axis`` (0 = u, 1 = v)."""
+    d = steps.u if axis == 0 else steps.v
+    nodes = steps.origin[axis] + np.concatenate([[0.0], np.cumsum(d)])[:-1]
+    return nodes, nodes + 0.5 * d
+
+
 def bend_factors(steps: PlaneSteps, radius: float, radial_axis: int) -> tuple[np.ndarray, np.ndarray]:
     """h = 1 + r/R on integer and half nodes of the radial axis (r from the plane centre, µm)."""
-    d = steps.u if radial_axis == 0 else steps.v
-    nodes = steps.origin[radial_axis] + np.concatenate([[0.0], np.cumsum(d)])[:-1]
-    return 1 + nodes / radius, 1 + (nodes + 0.5 * d) / radius
+    integer, half = axis_nodes(steps, radial_axis)
+    return 1 + integer / radius, 1 + half / radius
 
 
 @dataclass(frozen=True)
@@ -530,9 +542,7 @@ def tilted(modes: Modes, steps: PlaneSteps, axis: int, sign: int, theta: float) 
     c, s = np.cos(theta), sign * np.sin(theta)
     beta = modes.beta[:, None, None]
     a = 1 + axis  # the tilt axis in (mode, Nu, Nv) arrays
-    d = steps.u if axis == 0 else steps.v
-    integer = steps.origin[axis] + np.concatenate([[0.0], np.cumsum(d)])[:-1]
-    positions = {False: integer, True: integer + 0.5 * d}
+    positions = dict(zip((False, True), axis_nodes(steps, axis)))
     shape = (1, -1, 1) if axis == 0 else (1, 1, -1)
 
     def phase(half: bool, direction: int) -> np.ndarray:
@@ -556,8 +566,7 @@ def tilted(modes: Modes, steps: PlaneSteps, axis: int, sign: int, theta: float) 
     area_u, area_v, _, _ = face_areas(steps)
 
     def unit(Ep: tuple[np.ndarray, ...], Hp: tuple[np.ndarray, ...]) -> np.ndarray:
-        power = np.abs(0.5 * np.real(np.sum(Ep[0] * np.conj(Hp[1]) * area_u - Ep[1] * np.conj(Hp[0]) * area_v, axis=(1, 2))))
-        return (1 / np.sqrt(power))[:, None, None]
+        return (1 / np.sqrt(np.abs(_power(Ep[0], Ep[1], Hp[0], Hp[1], area_u, area_v, axis=(1, 2)))))[:, None, None]
 
     fwd, bwd = unit(E_f, H_f), unit(E_b, H_b)
     return replace(
