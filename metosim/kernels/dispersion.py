@@ -41,15 +41,11 @@ def ade_coefficients(medium, dt: float) -> list[AdeCoefficients]:
     return out
 
 
-def pole_nodes(media: MeshedMedia, k: int, p: int) -> np.ndarray:
-    """Where medium ``k``'s poles act on E component ``p``: its nodes, PEC excepted."""
-    return (media.medium_index[p] == k) & ~media.pec[p]
-
-
 def grid_permittivity(sim, media: MeshedMedia, window: tuple[slice, slice, slice], f: float, dt: float) -> tuple[np.ndarray, ...]:
     """The complex permittivity per E component (arrays cut to ``window``) that the
     update realises at normalised frequency ``f`` (c/µm) with time step ``dt``: the
-    meshed ε∞ and σ (subpixel-averaged) and each dispersive medium's poles on its nodes."""
+    meshed ε∞ and σ (subpixel-averaged) and each dispersive medium's poles with their
+    per-node weights (:attr:`.mesh.MeshedMedia.pole_weight`)."""
     omega = 2 * math.pi * f
     z = np.exp(-1j * omega * dt)
     omega_grid = 2 / dt * math.sin(omega * dt / 2)
@@ -58,9 +54,9 @@ def grid_permittivity(sim, media: MeshedMedia, window: tuple[slice, slice, slice
     for p in range(3):
         eps = media.permittivity[p][window] + 1j * media.conductivity[p][window] * math.cos(omega * dt / 2) / omega_grid
         for k, value in chi.items():
-            eps = eps + value * pole_nodes(media, k, p)[window]
+            eps = eps + value * media.pole_weight[k][p][window]
         out.append(eps)
     return tuple(out)
 
 
-__all__ = ["AdeCoefficients", "ade_coefficients", "grid_permittivity", "pole_nodes"]
+__all__ = ["AdeCoefficients", "ade_coefficients", "grid_permittivity"]

@@ -1,4 +1,4 @@
-"""Meshing: structures → permittivity, conductivity, PEC and dispersive masks on the
+"""Meshing: structures → permittivity, conductivity, PEC and the poles' weights on the
 Yee nodes of each E component, with subpixel averaging at interfaces.
 
 Averaging rule for Eₚ in a cell cut by one interface between two media (Farjadpour
@@ -16,28 +16,43 @@ kept to any precision, which gives second-order convergence wherever the faces f
 that hold three or more media, a sheet thinner than the cell, or PEC fall back to a
 lattice of ``SUBPIXEL[n]`` samples per active axis (n active axes), averaged
 arithmetically across the axes transverse to p and harmonically along p.
+
+Dispersive media enter the same rule at one reference frequency f₀ (the sources'
+centre): the rule is a weighted mean, homogeneous of degree one in the media's ε, so at
+each node ε̃(ε₁ … ε_M) = Σₘ wₘ εₘ with wₘ = ∂ε̃/∂εₘ at εₘ(f₀). The node gets
+ε∞ = Σₘ wₘ ε∞ₘ and each medium's poles with strength wₘ: its ε(f) = Σₘ wₘ εₘ(f) is the
+averaged one exactly at f₀ and to first order in εₘ(f) − εₘ(f₀) around it (exactly at
+every f for E parallel to a face, where the rule is linear). The weights are ≥ 0 and
+sum to ≥ 1 (the rule nests weighted arithmetic and harmonic means), so the poles stay
+passive and a time step that keeps each medium stable keeps the node stable.
+Meep puts each pole on its medium's nodes alone (a staircase); that is the fallback
+when a simulation has no sources.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import product
+from typing import Any
 
 import numpy as np
 
 from ..geometry import Box, Geometry
 from ..grid import Grid
 from ..medium import DISPERSIVE, CustomMedium, Medium, PECMedium
-from ..simulation import Simulation
-from .design import fill, pixel_map
+from ..simulation import Simulation, Structure
+from .design import PixelMap, fill, pixel_map
 from .units import to_normalised_conductivity
 
 #: Samples per active axis of a cut cell, by the number of active axes: the midpoint
 #: lattice places an interface to within dl/(2·samples), so 1D and 2D grids (few cut
 #: cells) sample finely enough for waveguide indices to converge at second order.
 SUBPIXEL = {1: 64, 2: 16, 3: 4}
+#: The complex step that differentiates the averaging rule (exact to rounding at any size).
+_STEP = 1e-30
 
 
 @dataclass(frozen=True)
@@ -48,8 +63,10 @@ class MeshedMedia:
     #: Normalised conductivity σ·Z₀·1 µm.
     conductivity: tuple[np.ndarray, np.ndarray, np.ndarray]
     pec: tuple[np.ndarray, np.ndarray, np.ndarray]
-    #: Index into ``sim.media`` of the medium at each node (for dispersive poles).
-    medium_index: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Per dispersive medium (its index into ``sim.media``), the strength of its poles
+    #: at each node of each E component: 1 inside it, the averaging rule's weight at
+    #: its faces, 0 elsewhere and on PEC (see the module notes).
+    pole_weight: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def medium_index(sim: Simulation, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -62,6 +79,22 @@ def medium_index(sim: Simulation, x: np.ndarray, y: np.ndarray, z: np.ndarray) -
             continue
         index[np.broadcast_to(structure.geometry.inside(x, y, z), shape)] = k
     return index
+
+
+def smoothing_frequency(sim: Simulation) -> float | None:
+    """The frequency (Hz) at which dispersive media are averaged at faces: the mean of
+    the sources' central frequencies (None without sources)."""
+    centres = [src.source_time.freq0 for src in sim.sources]
+    return float(np.mean(centres)) if centres else None
+
+
+def _pole_tables(sim: Simulation) -> dict[int, float]:
+    """Per dispersive medium (index into ``sim.media``), Re(ε(f₀) − ε∞) at the
+    smoothing frequency: what its poles add there (empty without sources)."""
+    f0 = smoothing_frequency(sim)
+    if f0 is None:
+        return {}
+    return {k: float(np.real(m.eps_model(f0))) - m.eps_inf for k, m in enumerate(sim.media) if isinstance(m, DISPERSIVE)}
 
 
 def _property_tables(sim: Simulation, freq: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,8 +136,15 @@ def mesh_media(
     ``on_component`` is called after each E component (the engine's heartbeat: a large
     grid meshes for a while)."""
     eps_table, sigma_table, pec_table = _property_tables(sim, freq)
+    # The engine's grid (no ``freq``): dispersive media averaged at the smoothing
+    # frequency, each pole weighted per node (module notes); ε̃ at f₀ from ``at_f0``.
+    chi = {} if freq is not None else _pole_tables(sim)
+    at_f0 = eps_table.copy()
+    for k, value in chi.items():
+        at_f0[k] += value
     active = [a for a in range(3) if grid.active[a]]
-    out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": [], "index": []}
+    out: dict[str, list[np.ndarray]] = {"eps": [], "sigma": [], "pec": []}
+    weights: dict[int, list[np.ndarray]] = {k: [] for k, m in enumerate(sim.media) if isinstance(m, DISPERSIVE)}
     for p, comp in enumerate(("Ex", "Ey", "Ez")):
         pick = [window[a] if window else slice(None) for a in range(3)]
         coords = [grid.component_nodes(comp, a)[pick[a]] for a in range(3)]
@@ -113,6 +153,7 @@ def mesh_media(
         index = medium_index(sim, *mesh)
         eps = eps_table[index]
         sigma = sigma_table[index]
+        pole = {k: (index == k).astype(float) for k in weights}
 
         # Cells near an interface: a corner of the Yee cell, or of the tent's support
         # (to the neighbouring nodes, see _subpixel), sees another medium. The support
@@ -129,29 +170,43 @@ def mesh_media(
             cut |= corner != index
         if cut.any() and len(sim.structures):
             seen = np.stack([np.broadcast_to(corner, index.shape)[cut] for corner in corners], axis=-1)
-            eps[cut], sigma[cut] = _subpixel(
+            average, sigma[cut] = _subpixel(
                 sim, grid, [m[cut] for m in mesh], [np.broadcast_to(b, index.shape)[cut] for b in below], [np.broadcast_to(u, index.shape)[cut] for u in above],
-                index[cut], seen, p, eps_table, sigma_table, pec_table,
+                index[cut], seen, p, sigma_table, pec_table,
             )
-        if paint_custom:
-            eps = _paint_custom(sim, grid, p, eps, window)
+            if chi:
+                eps[cut] = average(at_f0)
+                for k, value in chi.items():
+                    # ∂ε̃/∂ε_k by a complex step (exact: the rule is analytic in ε).
+                    pole[k][cut] = average(at_f0 + 1j * _STEP * (np.arange(at_f0.size) == k)).imag / _STEP
+                    eps[cut] -= pole[k][cut] * value
+            else:
+                eps[cut] = average(eps_table)
+        for structure, target, m, within in _custom_windows(sim, grid, p, window):
+            # A design region replaces what lies under it, poles included.
+            if paint_custom:
+                eps[target] = fill(m, structure.medium.values)[within] + m.outside[within] * eps[target]
+            for k in pole:
+                pole[k][target] *= m.outside[within]
         out["eps"].append(eps)
         out["sigma"].append(sigma)
         out["pec"].append(pec_table[index])
-        out["index"].append(index)
+        for k in weights:
+            weights[k].append(np.where(pec_table[index], 0.0, pole[k]))
         if on_component is not None:
             on_component()
     return MeshedMedia(
         permittivity=tuple(out["eps"]),  # type: ignore[arg-type]
         conductivity=tuple(out["sigma"]),  # type: ignore[arg-type]
         pec=tuple(out["pec"]),  # type: ignore[arg-type]
-        medium_index=tuple(out["index"]),  # type: ignore[arg-type]
+        pole_weight={k: tuple(w) for k, w in weights.items()},  # type: ignore[misc]
     )
 
 
-def _paint_custom(sim: Simulation, grid: Grid, p: int, eps: np.ndarray, window: tuple[slice, slice, slice] | None) -> np.ndarray:
-    """``eps`` (component p, on ``window`` or the whole grid) with every CustomMedium
-    structure painted over it, in list order."""
+def _custom_windows(sim: Simulation, grid: Grid, p: int, window: tuple[slice, slice, slice] | None) -> Iterator[tuple[Structure, tuple[slice, ...], PixelMap, tuple[slice, ...]]]:
+    """Each CustomMedium structure, in list order, where its pixels reach component p's
+    nodes in ``window`` (the whole grid when None): (structure, the nodes as slices of
+    the window's arrays, its pixel map, the same nodes as slices of the map)."""
     window = window or tuple(slice(0, n) for n in grid.num_cells)
     ranges = [window[a].indices(grid.num_cells[a])[:2] for a in range(3)]
     for structure in sim.structures:
@@ -162,12 +217,9 @@ def _paint_custom(sim: Simulation, grid: Grid, p: int, eps: np.ndarray, window: 
         hi = [min(ranges[a][1], m.window[a].stop) for a in range(3)]
         if any(h <= l for l, h in zip(lo, hi)):
             continue
-        # Only where the painted window and the requested one overlap.
         within = tuple(slice(lo[a] - m.window[a].start, hi[a] - m.window[a].start) for a in range(3))
         target = tuple(slice(lo[a] - ranges[a][0], hi[a] - ranges[a][0]) for a in range(3))
-        eps = eps.copy()
-        eps[target] = fill(m, structure.medium.values)[within] + m.outside[within] * eps[target]
-    return eps
+        yield structure, target, m, within
 
 
 def _extents(grid: Grid, comp: str, pick: list[slice]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -191,13 +243,14 @@ def _subpixel(
     own: np.ndarray,
     seen: np.ndarray,
     p: int,
-    eps_table: np.ndarray,
     sigma_table: np.ndarray,
     pec_table: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Effective (ε, σ) for the cells around ``points`` (each shape (M,)), which reach
+) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """The averaging rule for the cells around ``points`` (each shape (M,)), which reach
     ``below`` and ``above`` each point along each axis; ``seen`` (M, corners) holds the
-    media found at the corners of each cell and of the cell doubled."""
+    media found at the corners of each cell and of the cell doubled. Returns the rule —
+    a function from a per-medium ε table (real or complex) to each cell's effective ε,
+    so the geometry is worked out once for several tables — and the cells' σ."""
     samples = SUBPIXEL[sum(grid.active)]
     fractions = (np.arange(samples) + 0.5) / samples
     # Samples shape (M, s_x, s_y, s_z): a midpoint lattice over each cell.
@@ -208,12 +261,7 @@ def _subpixel(
     index = medium_index(sim, *samples)
     # PEC samples take the node's own medium: PEC itself is staircased.
     index = np.where(pec_table[index], own.reshape(-1, 1, 1, 1), index)
-    eps = eps_table[index]
     transverse = tuple(1 + a for a in range(3) if a != p)
-    if grid.active[p]:
-        eps_eff = 1.0 / np.mean(1.0 / np.mean(eps, axis=transverse), axis=1)
-    else:
-        eps_eff = np.mean(eps, axis=(1, 2, 3))
     sigma_eff = np.mean(sigma_table[index], axis=(1, 2, 3))
 
     # Cells split between exactly two media, neither PEC: the planar rule with exact fill
@@ -229,19 +277,20 @@ def _subpixel(
     two = (lower != upper) & ~pec_table[lower] & ~pec_table[upper]
     two &= np.all((index == lower[:, None, None, None]) | (index == upper[:, None, None, None]), axis=(1, 2, 3))
     two &= np.all((seen == lower[:, None]) | (seen == upper[:, None]), axis=1)
+    # Per group of two-media cells: (cells, inside medium, outside media, ε̃(ε_in, ε_out)).
+    planar: list[tuple[np.ndarray, int, np.ndarray, Callable[[Any, np.ndarray], np.ndarray]]] = []
     for k in np.unique(upper[two]):
         cells = np.flatnonzero(two & (upper == k))
         centre = [points[a][cells] + (above[a][cells] - below[a][cells]) / 2 for a in range(3)]
         half = [(below[a][cells] + above[a][cells]) / 2 for a in range(3)]
         geometry = sim.structures[k - 1].geometry
-        inner, outer = eps_table[k], eps_table[lower[cells]]
         if isinstance(geometry, Box):
-            volume, eps_eff[cells] = _box_average(geometry, [x[cells] for x in points], [b[cells] for b in below], [u[cells] for u in above], p, inner, outer)
+            volume, rule = _box_rule(geometry, [x[cells] for x in points], [b[cells] for b in below], [u[cells] for u in above], p)
         else:
             offset, normal = _interface_plane(geometry, centre, half, grid.active)
-            planar = np.isfinite(offset)
-            cells, offset, normal, outer = cells[planar], offset[planar], normal[:, planar], outer[planar]
-            centre, half = [c[planar] for c in centre], [h[planar] for h in half]
+            kept = np.isfinite(offset)
+            cells, offset, normal = cells[kept], offset[kept], normal[:, kept]
+            centre, half = [c[kept] for c in centre], [h[kept] for h in half]
             volume = planar_fill_fraction(offset, normal, half)
             # The tent peaks at the node (on a graded grid, off the cell's centre) and
             # is taken symmetric there; a face normal to an axis gets the exact tent.
@@ -254,19 +303,33 @@ def _subpixel(
                     up = normal[a][aligned] > 0  # inside below the face
                     node = cells[aligned]
                     tent[aligned] = _tent_overlap(points[a][node], below[a][node], above[a][node], np.where(up, -np.inf, face), np.where(up, face, np.inf))
-            mean = tent * inner + (1 - tent) * outer
-            mean_inverse = volume / inner + (1 - volume) / outer
-            eps_eff[cells] = 1.0 / (normal[p] ** 2 * mean_inverse + (1 - normal[p] ** 2) / mean)
+            rule = functools.partial(_planar_rule, volume, tent, normal[p] ** 2)
+        planar.append((cells, int(k), lower[cells], rule))
         sigma_eff[cells] = volume * sigma_table[k] + (1 - volume) * sigma_table[lower[cells]]
-    return eps_eff, sigma_eff
+
+    def average(eps_table: np.ndarray) -> np.ndarray:
+        eps = eps_table[index]
+        # Elsewhere: the sample lattice, arithmetic across p and harmonic along it.
+        eps_eff = 1.0 / np.mean(1.0 / np.mean(eps, axis=transverse), axis=1) if grid.active[p] else np.mean(eps, axis=(1, 2, 3))
+        for cells, k, outer, rule in planar:
+            eps_eff[cells] = rule(eps_table[k], eps_table[outer])
+        return eps_eff
+
+    return average, sigma_eff
 
 
-def _box_average(box: Box, points: list[np.ndarray], below: list[np.ndarray], above: list[np.ndarray], p: int, inner: complex, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Volume fraction of ``box`` in each cell and the effective ε of component p, in
-    closed form: every face of a box is normal to an axis, so the rule is exact per
-    axis — tent-weighted arithmetic mean across the axes transverse to p, then the
-    harmonic mean along p (which also treats the box's edges and corners exactly in
-    the sense of that rule)."""
+def _planar_rule(volume: np.ndarray, tent: np.ndarray, normal2: np.ndarray, inner: Any, outer: np.ndarray) -> np.ndarray:
+    """1/ε̃ₚₚ = n̂ₚ² ⟨1/ε⟩ + (1 − n̂ₚ²)/⟨ε⟩: ⟨1/ε⟩ over the cell's ``volume`` fraction
+    inside, ⟨ε⟩ under the ``tent``."""
+    return 1.0 / (normal2 * (volume / inner + (1 - volume) / outer) + (1 - normal2) / (tent * inner + (1 - tent) * outer))
+
+
+def _box_rule(box: Box, points: list[np.ndarray], below: list[np.ndarray], above: list[np.ndarray], p: int) -> tuple[np.ndarray, Callable[[Any, np.ndarray], np.ndarray]]:
+    """Volume fraction of ``box`` in each cell and the effective ε of component p as a
+    function of (ε inside, ε outside), in closed form: every face of a box is normal to
+    an axis, so the rule is exact per axis — tent-weighted arithmetic mean across the
+    axes transverse to p, then the harmonic mean along p (which also treats the box's
+    edges and corners exactly in the sense of that rule)."""
     lo, hi = box.bounds()
     volume = np.ones(points[0].size)
     across = np.ones(points[0].size)
@@ -275,8 +338,11 @@ def _box_average(box: Box, points: list[np.ndarray], below: list[np.ndarray], ab
         if a != p:
             across = across * _tent_overlap(points[a], below[a], above[a], lo[a], hi[a])
     along = _box_overlap(points[p] - below[p], points[p] + above[p], lo[p], hi[p])
-    mixed = across * inner + (1 - across) * outer
-    return volume, 1.0 / (along / mixed + (1 - along) / outer)
+
+    def rule(inner: Any, outer: np.ndarray) -> np.ndarray:
+        return 1.0 / (along / (across * inner + (1 - across) * outer) + (1 - along) / outer)
+
+    return volume, rule
 
 
 def _box_overlap(start: np.ndarray, stop: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -591,7 +591,7 @@ def simulation_modes(
     report the grid's β along the normal, so the modes are exact solutions of the
     time-stepped equations (the engine's sources and monitors); with ``media``,
     dispersive and lossy media enter with the permittivity the update realises
-    (:func:`.dispersion.grid_permittivity`: each pole on its medium's nodes).
+    (:func:`.dispersion.grid_permittivity`).
     ``where`` names the caller in errors ("sources[0]", "ModeSolver");
     ``on_frequency`` is called before each frequency (the engine's heartbeat).
     """

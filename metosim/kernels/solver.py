@@ -31,7 +31,7 @@ from . import fused
 from . import monitors as mon
 from .checkpoint import Checkpoint, CheckpointPolicy, SolveSuspended, check, metadata, restore
 from .cpml import slab_profile
-from .dispersion import ade_coefficients, pole_nodes
+from .dispersion import ade_coefficients
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
@@ -319,7 +319,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         if not isinstance(medium, DISPERSIVE):
             continue
         for c1, c2, c3 in ade_coefficients(medium, dt):
-            poles.append((np.asarray(c1, dtype), np.asarray(c2, dtype), [(pole_nodes(media, k, p) * c3).astype(dtype) for p in range(3)]))
+            poles.append((np.asarray(c1, dtype), np.asarray(c2, dtype), [(media.pole_weight[k][p] * c3).astype(dtype) for p in range(3)]))
             P += [np.zeros(N, field_dtype) for _ in range(3)]
 
     # ---- monitors
