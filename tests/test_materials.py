@@ -227,3 +227,28 @@ def test_a_design_region_replaces_the_poles_beneath_it() -> None:
     weight, eps = media.pole_weight[0][2][:, :, 0], media.permittivity[2][:, :, 0]
     assert np.all(np.abs(weight[inside]) < 1e-12) and np.allclose(eps[inside], 4.0)
     assert np.all(weight[outside] == 1) and np.allclose(eps[outside], sim.medium.eps_inf)
+
+
+def test_faces_of_a_metal_keep_their_poles_on_their_nodes() -> None:
+    """Re ε(f₀) of gold is negative: the harmonic mean of ε of both signs can sit near a
+    pole, so a metal's faces keep each pole on its medium's nodes (as Meep and Tidy3D
+    do) while a dielectric's faces in the same simulation get fractional weights."""
+    from metosim.kernels.mesh import mesh_media
+
+    f0 = ms.C_0 / 1.55e-6
+    sim = ms.Simulation(
+        size=(3.0, 3.0, 0), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-15, medium=ms.material_library["SiO2"].medium,
+        structures=[
+            ms.Structure(geometry=ms.Cylinder(center=(-0.7, 0, 0), radius=0.33, length=ms.inf), medium=ms.material_library["Au"].medium),
+            ms.Structure(geometry=ms.Cylinder(center=(0.7, 0, 0), radius=0.33, length=ms.inf), medium=ms.material_library["Si"].medium),
+        ],
+        sources=[ms.PointDipole(center=(0, 1.2, 0), polarization="Ez", source_time=ms.GaussianPulse(freq0=f0, fwidth=f0 / 20))],
+    )
+    media = mesh_media(sim, sim.grid)
+    x = sim.grid.component_nodes("Ex", 0)
+    for p in range(2):
+        gold, silica, silicon = (media.pole_weight[k][p][:, :, 0] for k in (1, 0, 2))
+        near_gold = np.broadcast_to((x < 0)[:, None], gold.shape)
+        assert np.all(np.isin(gold, (0.0, 1.0))) and np.all(np.isin(silica[near_gold], (0.0, 1.0)))
+        fractional = (silicon > 0) & (silicon < 1)
+        assert fractional.sum() > 20, fractional.sum()

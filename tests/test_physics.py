@@ -69,22 +69,32 @@ def test_fabry_perot_slab(backend: str) -> None:
     assert np.ptp(airy) > 0.1  # the band really spans a fringe
 
 
-def test_fabry_perot_converges_at_second_order_wherever_the_faces_fall() -> None:
+#: A lossless Lorentz medium, n 1.55–1.59 over the band: its faces are averaged at the
+#: pulse's centre frequency like a constant medium's (mesh.py), exactly so for E along
+#: them at every frequency.
+LORENTZ = ms.Lorentz(eps_inf=1.5, poles=[(0.75, 2.5 * F_UNIT, 0.0)])
+
+
+@pytest.mark.parametrize("medium", [ms.Medium(permittivity=2.25), LORENTZ], ids=["constant", "lorentz"])
+def test_fabry_perot_converges_at_second_order_wherever_the_faces_fall(medium) -> None:
     """The slab above moved by 0, ¼ and ½ of a cell at 20 and 10 nm cells: subpixel
     smoothing keeps each face where it is, so the error against Airy is the Yee
     scheme's own dispersion, the same for every placement and falling as Δx²."""
-    n, d = 1.5, 0.5
-    f = BAND / F_UNIT
+    d, f = 0.5, BAND / F_UNIT
+    n = np.sqrt(np.real(medium.eps_model(BAND)))
     r = ((n - 1) / (n + 1)) ** 2
     airy = 1.0 / (1.0 + 4 * r / (1 - r) ** 2 * np.sin(2 * np.pi * n * d * f) ** 2)
     errors = np.zeros((2, 3))
     for i, dl in enumerate((0.02, 0.01)):
         for j, shift in enumerate((0.0, 0.25, 0.5)):
-            slab = ms.Structure(geometry=ms.Box(center=(d / 2 + shift * dl, 0, 0), size=(d, ms.inf, ms.inf)), medium=ms.Medium(permittivity=n**2))
+            slab = ms.Structure(geometry=ms.Box(center=(d / 2 + shift * dl, 0, 0), size=(d, ms.inf, ms.inf)), medium=medium)
             errors[i, j] = np.max(np.abs(ms.solve(slab_line([slab], dl=dl))["T"].values - airy))
+    print(type(medium).__name__, "errors (20, 10 nm × shifts 0, ¼, ½):", errors)
     # Measured 2.26e-3 and 5.72e-4 at every placement, spread 0.05% and 0.23%, order
     # 1.98 (the cell's own average gave 1.56e-3–2.26e-3 and 4.0e-4–5.7e-4, changing with
-    # the placement).
+    # the placement). LORENTZ: 2.61e-3 and 6.37e-4 at every placement, spread 0.09% and
+    # 0.23%, order 2.03; with each pole on its medium's nodes (ε∞ alone smoothed) the
+    # face on a node read 2.7e-2 and 1.3e-2 (first order), the others 1.0e-3 and 2.5e-4.
     assert np.max(np.ptp(errors, axis=1) / errors.min(axis=1)) < 5e-3
     assert np.log2(errors[0] / errors[1]).min() > 1.9
 

@@ -25,8 +25,9 @@ averaged one exactly at f₀ and to first order in εₘ(f) − εₘ(f₀) arou
 every f for E parallel to a face, where the rule is linear). The weights are ≥ 0 and
 sum to ≥ 1 (the rule nests weighted arithmetic and harmonic means), so the poles stay
 passive and a time step that keeps each medium stable keeps the node stable.
-Meep puts each pole on its medium's nodes alone (a staircase); that is the fallback
-when a simulation has no sources.
+Meep puts each pole on its medium's nodes alone (a staircase, ε∞ smoothed); that is
+what remains at faces of a metal (Re ε(f₀) ≤ 0, where the harmonic mean of both signs
+can sit near a pole) and in a simulation without sources.
 """
 
 from __future__ import annotations
@@ -174,14 +175,15 @@ def mesh_media(
                 sim, grid, [m[cut] for m in mesh], [np.broadcast_to(b, index.shape)[cut] for b in below], [np.broadcast_to(u, index.shape)[cut] for u in above],
                 index[cut], seen, p, sigma_table, pec_table,
             )
+            eps[cut] = average(eps_table)
             if chi:
-                eps[cut] = average(at_f0)
-                for k, value in chi.items():
-                    # ∂ε̃/∂ε_k by a complex step (exact: the rule is analytic in ε).
-                    pole[k][cut] = average(at_f0 + 1j * _STEP * (np.arange(at_f0.size) == k)).imag / _STEP
-                    eps[cut] -= pole[k][cut] * value
-            else:
-                eps[cut] = average(eps_table)
+                weight = {k: average(at_f0 + 1j * _STEP * (np.arange(at_f0.size) == k)).imag / _STEP for k in chi}  # ∂ε̃/∂ε_k, exact
+                # Faces of a metal (Re ε(f₀) ≤ 0) stay as they were: the harmonic mean of
+                # ε of both signs can be near a pole, and Tidy3D and Meep leave them too.
+                smooth = ~np.any([weight[k] != 0 for k in chi if at_f0[k] <= 0], axis=0)
+                eps[cut] = np.where(smooth, average(at_f0) - sum(weight[k] * value for k, value in chi.items()), eps[cut])
+                for k in chi:
+                    pole[k][cut] = np.where(smooth, weight[k], pole[k][cut])
         for structure, target, m, within in _custom_windows(sim, grid, p, window):
             # A design region replaces what lies under it, poles included.
             if paint_custom:
