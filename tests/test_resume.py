@@ -23,8 +23,8 @@ from .test_checkpoint import assert_identical
 from .test_service import auth, db_row, slow, wait_for
 
 
-def submit(service: dict, key: str, sim: ms.Simulation, interval: str) -> str:
-    response = service["client"].post("/v1/simulations", params={"checkpoint_interval": interval}, content=sim.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
+def submit(service: dict, key: str, sim: ms.Simulation, interval: str, devices: str = "1") -> str:
+    response = service["client"].post("/v1/simulations", params={"checkpoint_interval": interval, "devices": devices}, content=sim.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
     assert response.status_code == 201, response.text
     return response.json()["id"]
 

@@ -167,6 +167,37 @@ def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -
     assert submit(service, key, sim).status_code == 201  # and one device stays the default
 
 
+def test_a_job_across_processes_checkpoints_and_goes_on_after_its_lead_is_lost(service: dict) -> None:
+    """``?devices=4`` runs as two JAX processes of two devices each; they checkpoint at
+    the steps the lead's clock decides (the lead saves). The lead's worker killed after
+    a checkpoint (a preempted node): the job is dispatched again across processes, every
+    process goes on from that checkpoint, and it ends with the one-device run's numbers."""
+    import signal
+
+    from .conftest import issue_key
+    from .test_resume import result_of, stored_checkpoints, submit
+    from .test_service import db_row, slow, wait_for
+
+    key = issue_key(service, "split-resume")
+    # Few steps: across processes each half step exchanges its halos over TCP (gloo).
+    sim = slow().model_copy(update={"grid_spec": ms.GridSpec.uniform(0.05), "run_time": 2e-13, "precision": "float64"})
+    total = sim.grid.num_time_steps
+    began = time.monotonic()
+    job_id = submit(service, key, sim, "1", devices="4")
+    running = wait_for(service, key, job_id, ("RUNNING",), timeout=240, predicate=lambda j: (j["checkpoint"]["step"] or 0) >= 0.3 * total)
+    assert running["devices"] == 4 and len(stored_checkpoints(service, job_id)) >= 1
+    killed_at = running["checkpoint"]["step"]
+    os.kill(db_row(service, job_id)["worker_pid"], signal.SIGKILL)
+    done = wait_for(service, key, job_id, ("COMPLETED",), timeout=240)
+    print(f"lead killed after the checkpoint at step {killed_at} of {total}; resumed from step {done['checkpoint']['resumed_step']}, attempts {done['attempts']}, {time.monotonic() - began:.0f} s")
+    assert done["attempts"] == 2 and done["checkpoint"]["resumed_step"] >= killed_at
+    assert stored_checkpoints(service, job_id) == []  # deleted with the job's end
+    data, here = result_of(done), ms.solve(sim)
+    assert data.info["device"] == "4 × cpu in 2 processes (slabs along x)" and data.info["resumed_step"] == done["checkpoint"]["resumed_step"]
+    found = np.max(np.abs(data["f"].Ez.values - here["f"].Ez.values)) / np.max(np.abs(here["f"].Ez.values))
+    assert found < 1e-12, found
+
+
 def test_a_device_share_over_its_memory_is_413_naming_what_helps(service: dict) -> None:
     from metosim.serve.problems import Problem
     from metosim.serve.routes.common import check_devices

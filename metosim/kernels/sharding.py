@@ -165,6 +165,28 @@ def gather(tree: Any) -> Any:
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
+def from_lead(*flags: bool) -> tuple[bool, ...]:
+    """``flags`` as the first process holds them, in every process: a decision taken
+    on the lead's clock (when to checkpoint, when to stop), which all processes must
+    act on at the same step. A collective across processes (all must call it); in
+    one process, ``flags`` themselves."""
+    if not multi_process():
+        return flags
+    from jax.experimental import multihost_utils
+
+    return tuple(bool(x) for x in np.asarray(multihost_utils.broadcast_one_to_all(np.array(flags, dtype=np.int32))))
+
+
+def every_process(value: int) -> list[int]:
+    """Each process's ``value``, in every process (a collective across processes; in
+    one process, ``[value]``)."""
+    if not multi_process():
+        return [value]
+    from jax.experimental import multihost_utils
+
+    return [int(v) for v in np.ravel(multihost_utils.process_allgather(np.array([value], dtype=np.int64)))]
+
+
 def halo_bytes(layout: Layout, split: Split) -> int:
     """Bytes an interior device receives per time step: across each cut, one plane of
     its piece's face of each stepped component transverse to the cut (E from the plus

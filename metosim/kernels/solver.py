@@ -35,7 +35,7 @@ from .dispersion import ade_coefficients
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
-from .sharding import ShardingError, describe, gather, halo_bytes, multi_process, place, replicated, shardings, slab_psi, split_axes, stepped_shape, whole_axis_psi
+from .sharding import ShardingError, describe, every_process, from_lead, gather, halo_bytes, multi_process, place, replicated, shardings, slab_psi, split_axes, stepped_shape, whole_axis_psi
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
@@ -81,7 +81,7 @@ def precision_context(precision: str, backend: str = "jax") -> AbstractContextMa
     return jax.enable_x64(precision == "float64")
 
 
-def check_devices(sim: Simulation, devices: int, backend: str, checkpoints: CheckpointPolicy | None = None) -> None:
+def check_devices(sim: Simulation, devices: int, backend: str) -> None:
     """Refuse a device count this process cannot run or ``sim`` cannot be split
     over, naming ``devices``."""
     if not isinstance(devices, int) or devices < 1:
@@ -97,8 +97,6 @@ def check_devices(sim: Simulation, devices: int, backend: str, checkpoints: Chec
     if multi_process():
         if devices != jax.device_count():
             raise EngineInputError(f"devices={devices} across {jax.process_count()} processes must be all {jax.device_count()} of their devices")
-        if checkpoints is not None:
-            raise EngineInputError(f"devices={devices} across processes takes no checkpoints yet (every process would have to agree when)")
     try:
         split_axes(stepped_shape(sim), sim.grid.active, devices)
     except ShardingError as exc:
@@ -145,7 +143,7 @@ def solve(
     one, in Pallas's interpreter, for checks) instead of the XLA step ("xla")."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
-    check_devices(sim, devices, backend, checkpoints)
+    check_devices(sim, devices, backend)
     if kernel not in ("xla", "fused"):
         raise EngineInputError(f"kernel must be 'xla' or 'fused', not {kernel!r}")
     if kernel == "fused" and backend != "jax":
@@ -473,6 +471,10 @@ def _run(
             params = place(params, shardings(params, layout, split))
             eps = place(eps, shardings(eps, layout, split))
             processes = f" in {jax.process_count()} processes" if multi_process() else ""
+            if len(set(starts := every_process(n))) > 1:
+                # Each process fetched the checkpoint itself: one that could not would
+                # step from another state than the others.
+                raise EngineInputError(f"the processes of this solve would go on from different steps ({starts}): not all of them could read the checkpoint")
             device = f"{devices} × {jax.devices()[0].platform}{processes} ({describe(split)})"
         else:
             if kernel == "fused":
@@ -560,7 +562,9 @@ def _run(
             chunk_seconds, last_chunk = now - last_chunk, now
             # Stop while two more chunks and a checkpoint would still fit: margin for noise.
             stopping = checkpoints.deadline is not None and time.monotonic() + 2 * chunk_seconds + save_seconds > checkpoints.deadline
-            if stopping or now - last_saved >= checkpoints.interval_s:
+            # Across processes all save and stop at the same step, when the lead does.
+            stopping, due = from_lead(stopping, stopping or now - last_saved >= checkpoints.interval_s)
+            if due:
                 checkpoints.save(Checkpoint(step=n, peak=peak, state=host(state), meta=meta))
                 last_saved = last_chunk = time.perf_counter()
                 save_seconds = last_saved - now

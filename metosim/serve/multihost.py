@@ -4,11 +4,13 @@ Ray reserves the processes' resources together (a placement group: one bundle pe
 process, on distinct nodes when the cluster has GPUs) and starts one task per bundle in
 a fresh worker process. The first process (the lead) decides whether the run goes ahead
 (the service's lead reports the job started first), then hands its coordinator address
+— and what the others need to know of the run, such as the checkpoint to go on from —
 to the others through a small actor; each calls ``jax.distributed.initialize`` and the
 same ``solve(sim, devices=N)`` over all N devices of all processes (CPU collectives
 through gloo where there is no GPU). The engine places every array shard by shard
 (:mod:`metosim.kernels.sharding`) and gathers the monitors to every process; the lead
-returns what it made of them.
+returns what it made of them. Checkpoints are taken at the steps the lead's clock
+decides, every process gathering the state and the lead saving it.
 """
 
 from __future__ import annotations
@@ -35,21 +37,24 @@ STOP = "stop"
 #: before they are cancelled (those waiting in a collective for a failed one never do).
 CANCEL_GRACE_S = 5.0
 
-Join = Callable[[bool], None]
+#: The lead's ``join(go, shared=None)``: whether the run goes ahead, and what the
+#: other processes' ``follow(shared)`` gets.
+Join = Callable[..., None]
 
 
 @ray.remote(num_cpus=0)
 class Rendezvous:
-    """Holds the lead's coordinator address (host:port), or STOP, for the others."""
+    """Holds the lead's coordinator address (host:port), or STOP, and what it shares
+    with the others."""
 
     def __init__(self) -> None:
-        self.address: str | None = None
+        self.published: tuple[str, Any] | None = None
 
-    def publish(self, address: str) -> None:
-        self.address = address
+    def publish(self, address: str, shared: Any) -> None:
+        self.published = (address, shared)
 
-    def lookup(self) -> str | None:
-        return self.address
+    def lookup(self) -> tuple[str, Any] | None:
+        return self.published
 
 
 def node_capacity(settings: Settings) -> tuple[int, str]:
@@ -90,32 +95,33 @@ def _initialize(address: str, processes: int, rank: int) -> None:
     jax.distributed.initialize(address, num_processes=processes, process_id=rank, initialization_timeout=int(START_TIMEOUT_S))
 
 
-def jax_process(rank: int, processes: int, rendezvous: Any, lead: Callable[[Join], Any], follow: Callable[[], None]) -> Any:
-    """The body of one JAX process: the lead (rank 0) gets a ``join(go)`` to call once it
-    knows whether the run goes ahead; the others wait for its address (or STOP), join
-    and run ``follow``. Each runs in a worker of its own (``max_calls=1``), which exits
-    after it."""
+def jax_process(rank: int, processes: int, rendezvous: Any, lead: Callable[[Join], Any], follow: Callable[[Any], None]) -> Any:
+    """The body of one JAX process: the lead (rank 0) gets a ``join(go, shared=None)``
+    to call once it knows whether the run goes ahead; the others wait for its address
+    (or STOP), join and run ``follow(shared)``. Each runs in a worker of its own
+    (``max_calls=1``), which exits after it."""
     if rank == 0:
 
-        def join(go: bool) -> None:
+        def join(go: bool, shared: Any = None) -> None:
             address = _free_address() if go else STOP
-            ray.get(rendezvous.publish.remote(address))
+            ray.get(rendezvous.publish.remote(address, shared))
             if go:
                 _initialize(address, processes, 0)
 
         return lead(join)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while (address := ray.get(rendezvous.lookup.remote())) is None:
+    while (published := ray.get(rendezvous.lookup.remote())) is None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"process {rank}: no coordinator address after {START_TIMEOUT_S:.0f} s")
         time.sleep(0.1)
+    address, shared = published
     if address != STOP:
         _initialize(address, processes, rank)
-        follow()
+        follow(shared)
     return None
 
 
-def across_processes(processes: int, devices_per_process: int, lead: Callable[[Join], Any], follow: Callable[[], None], timeout: float | None = None, name: str = "", placement_timeout: float | None = START_TIMEOUT_S) -> Any:
+def across_processes(processes: int, devices_per_process: int, lead: Callable[[Join], Any], follow: Callable[[Any], None], timeout: float | None = None, name: str = "", placement_timeout: float | None = START_TIMEOUT_S) -> Any:
     """Run ``lead`` in the first of ``processes`` JAX processes and ``follow`` in the
     others (see :func:`jax_process`), each holding ``devices_per_process`` devices: GPUs
     of distinct nodes on a cluster with GPUs, else forced host CPU devices. Returns the
@@ -141,7 +147,9 @@ def across_processes(processes: int, devices_per_process: int, lead: Callable[[J
         # jax.distributed must start before JAX's backend: a worker of its own for each
         # process (an environment no other task has, so Ray starts one), gone after it.
         env = {"METOSIM_JAX_PROCESS": "1"} if gpu else {"METOSIM_JAX_PROCESS": "1", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
-        task = ray.remote(max_calls=1)(jax_process)
+        # Not retried: a process started again could not rejoin the others' collectives;
+        # a lost one ends the run (the service requeues it if it had checkpointed).
+        task = ray.remote(max_calls=1, max_retries=0)(jax_process)
         refs = [
             task.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
@@ -185,7 +193,7 @@ def release(name: str) -> None:
         pass
 
 
-def follow_solve(config_json: str, devices: int) -> None:
+def follow_solve(config_json: str, devices: int, shared: Any = None) -> None:
     """A follower's part of a split solve: the same solve, its results dropped."""
     solve(Simulation.model_validate_json(config_json), devices=devices)
 

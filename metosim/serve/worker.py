@@ -68,8 +68,8 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     begun = time.monotonic()
     node, accelerator = where_am_i(probe_jax=join is None)
     start = reporter.started(job_id, token, node, accelerator, os.getpid())
-    if join is not None:  # the lead of a solve across processes: the others go ahead, or stop
-        join(start is not None)
+    if join is not None:  # the lead of a solve across processes: the others go ahead
+        join(start is not None, start and start["checkpoint"])  # from the same checkpoint
     if start is None:
         log.info("stale dispatch; not running", extra=extra)
         return ""
@@ -78,9 +78,7 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     sim = Simulation.model_validate_json(config_json)
     store = make_store(settings)
     cells = sim.grid.total_cells
-    # Across processes every process would have to take a checkpoint at the same step
-    # and resume from the same one: such a solve takes none.
-    resume = fetch_checkpoint(store, start["checkpoint"], sim, extra) if join is None else None
+    resume = fetch_checkpoint(store, start["checkpoint"], sim, extra)
     first = resume.step if resume else 0  # this worker's speed counts its own steps only
     last, stepping = [0.0], time.perf_counter()
 
@@ -94,14 +92,10 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
         save=CheckpointUploader(job_id, token, sim, settings, store, reporter, extra),
         interval_s=start["checkpoint_interval_s"],
         deadline=begun + settings.solve_time_limit_s if settings.solve_time_limit_s > 0 else None,
-    ) if join is None else None
+    )
     log.info(f"solving from step {resume.step}" if resume else "solving", extra=extra)
     try:
-        try:
-            data = solve(sim, progress=progress, checkpoints=policy, resume=resume, devices=devices)
-        except ck.CheckpointMismatch as e:  # it passed check() but not the state's layout
-            log.warning(f"checkpoint not used: {e}", extra=extra)
-            data = solve(sim, progress=progress, checkpoints=policy, devices=devices)
+        data = _solve(sim, policy, resume, devices, extra, progress)
     except ck.SolveSuspended as e:
         log.info(f"time limit: handing the job back at step {e.step}", extra=extra)
         reporter.suspended(job_id, token, e.step)
@@ -115,6 +109,30 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     reporter.completed(job_id, token, key, sha256, size, {k: v for k, v in data.info.items() if isinstance(v, (int, float, str))})
     log.info("completed", extra=extra)
     return key
+
+
+def _solve(sim: Simulation, policy: ck.CheckpointPolicy, resume: ck.Checkpoint | None, devices: int, extra: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> SimulationData:
+    """The solve, from ``resume`` if its state fits (else from step 0)."""
+    try:
+        return solve(sim, progress=progress, checkpoints=policy, resume=resume, devices=devices)
+    except ck.CheckpointMismatch as e:  # it passed check() but not the state's layout
+        log.warning(f"checkpoint not used: {e}", extra=extra)
+        return solve(sim, progress=progress, checkpoints=policy, devices=devices)
+
+
+def follow(job_id: str, config_json: str, settings: Settings, devices: int, stored: dict[str, Any] | None) -> None:
+    """The part of a job split across JAX processes that a process other than the lead
+    runs (:mod:`.multihost`): the same solve from the checkpoint the lead goes on from
+    (``stored``, fetched and verified here), checkpointing and stopping at the steps
+    the lead decides (the lead saves); its results are the lead's to upload."""
+    extra = {"job_id": job_id}
+    compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
+    sim = Simulation.model_validate_json(config_json)
+    resume = fetch_checkpoint(make_store(settings), stored, sim, extra)
+    try:
+        _solve(sim, ck.CheckpointPolicy(save=lambda checkpoint: None), resume, devices, extra)
+    except ck.SolveSuspended:
+        pass  # the lead reports it
 
 
 def fetch_checkpoint(store: ObjectStore, stored: dict[str, Any] | None, sim: Simulation, extra: dict[str, Any]) -> ck.Checkpoint | None:

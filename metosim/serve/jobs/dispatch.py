@@ -11,12 +11,12 @@ from typing import Any
 
 import ray
 
-from ..multihost import Join, across_processes, follow_solve, node_capacity, processes_for, release
+from ..multihost import Join, across_processes, node_capacity, processes_for, release
 from ..providers import payload, spawn
 from ..sentry import job_failed
 from ..logs import get_logger
 from ..settings import Settings
-from ..worker import ActorReporter, execute, export_dataset, optimization_iteration
+from ..worker import ActorReporter, execute, export_dataset, follow, optimization_iteration
 from .records import Dispatched
 
 log = get_logger("jobs")
@@ -53,11 +53,11 @@ def solve_task(job_id: str, token: int, config_json: str, settings: Settings, re
 
 def split_job_task(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, processes: int, group: str) -> str:
     """The Ray task body of a job split across nodes: one JAX process per node
-    (:mod:`..multihost`); the lead runs the worker entry point (reports, upload), the
-    others the same solve."""
+    (:mod:`..multihost`); the lead runs the worker entry point (reports, checkpoints,
+    upload), the others the same solve (:func:`..worker.follow`)."""
     lead = functools.partial(_lead_job, job_id, token, config_json, settings, request_id, devices)
     # Queued until the processes' resources are free, as a one-device job's task is.
-    return across_processes(processes, devices // processes, lead, functools.partial(follow_solve, config_json, devices), name=group, placement_timeout=None)
+    return across_processes(processes, devices // processes, lead, functools.partial(follow, job_id, config_json, settings, devices), name=group, placement_timeout=None)
 
 
 def _lead_job(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, join: Join) -> str:
