@@ -194,7 +194,8 @@ def release(name: str) -> None:
 
 
 def follow_solve(config_json: str, devices: int, shared: Any = None) -> None:
-    """A follower's part of a split solve: the same solve, its results dropped."""
+    """A follower's part of a split solve: the same solve, its results dropped.
+    ``shared`` is what the lead joined with: nothing here (no checkpoint to resume)."""
     solve(Simulation.model_validate_json(config_json), devices=devices)
 
 

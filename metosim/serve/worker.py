@@ -69,7 +69,7 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     node, accelerator = where_am_i(probe_jax=join is None)
     start = reporter.started(job_id, token, node, accelerator, os.getpid())
     if join is not None:  # the lead of a solve across processes: the others go ahead
-        join(start is not None, start and start["checkpoint"])  # from the same checkpoint
+        join(start is not None, start["checkpoint"] if start is not None else None)  # from the same checkpoint
     if start is None:
         log.info("stale dispatch; not running", extra=extra)
         return ""
