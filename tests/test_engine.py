@@ -108,6 +108,36 @@ def test_progress_reports_at_chunk_boundaries() -> None:
     assert all(b > a for a, b in zip(stepping, stepping[1:]))
 
 
+def test_a_solve_takes_only_the_monitors_recordings_off_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fields are the grid's bulk: at the end of a solve only the DFT and snapshot
+    recordings come to the host (a GPU run's host, or each process of a split run,
+    need not hold the whole grid)."""
+    from metosim.kernels import solver
+
+    taken: list[dict] = []
+    real = solver.gather
+    monkeypatch.setattr(solver, "gather", lambda tree: taken.append(tree) or real(tree))
+    sim = ms.Simulation(
+        size=(1.6, 1.6, 1.6), grid_spec=ms.GridSpec.uniform(0.05), run_time=20e-15,
+        sources=[ms.PointDipole(center=(0, 0, 0), polarization="Ez", source_time=PULSE)],
+        monitors=[ms.FluxMonitor(name="flux", center=(0.5, 0, 0), size=(0, 0.4, 0.4), freqs=[F_UNIT])],
+        boundary_spec=ms.BoundarySpec.all_sides(ms.PML(num_layers=6)),
+    )
+    data = ms.solve(sim, backend="jax")
+    assert data["flux"].shape == (1,)
+    (tree,) = taken
+    assert sorted(tree) == ["dft", "snap"]
+    moved = sum(np.asarray(x).nbytes for x in jax_leaves(tree))
+    field = np.prod(sim.grid.num_cells) * 4  # one float32 component: 128 KiB
+    assert 0 < moved < field / 10, (moved, field)  # measured 4320 bytes
+
+
+def jax_leaves(tree: dict) -> list:
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
+
+
 def _never(step: int, total: int) -> None:
     raise AssertionError("time stepping started")
 

@@ -157,7 +157,7 @@ def solve(
     problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
     with precision_context(sim.precision, backend):
         state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
-        state = unfold_state(_to_numpy(state), halvings)
+        state = unfold_state(state, halvings)
     monitors = _collect(sim, problem, state, steps)
     total = time.perf_counter() - setup_start
     stepped = math.prod(problem.layout.shape)
@@ -431,8 +431,7 @@ def yee_state(sim: Simulation, steps: int, backend: str = "auto") -> dict[str, l
     if not 0 <= steps <= problem.num_steps:
         raise ValueError(f"steps must be within 0…{problem.num_steps} (the run_time)")
     with precision_context(sim.precision, backend):
-        state, _, _, _, _ = _run(sim, problem, backend, None, total=steps, shutoff=False)
-        state = _to_numpy(state)
+        state, _, _, _, _ = _run(sim, problem, backend, None, total=steps, shutoff=False, fields=True)
     return {**unfold_fields({"E": state["E"], "H": state["H"]}, halvings), "eps": full.eps}
 
 
@@ -448,7 +447,13 @@ def _run(
     resume: Checkpoint | None = None,
     devices: int = 1,
     kernel: str = "xla",
+    fields: bool = False,
 ) -> tuple[dict, int, str, float, Layout]:
+    """Step ``problem`` and return (state on the host, steps taken, device, stepping
+    seconds, the stepped layout). The state returned holds the monitors' recordings
+    ("dft", "snap") only, unless ``fields`` (then E, H, ψ and P too): the fields are the
+    grid's bulk, and a large run's host, or each process of a split one, need not hold
+    them all at the end."""
     layout = problem.layout if all_components else single_polarisation(problem.layout)
     if kernel == "fused" and (why := fused.unsupported(layout, devices)):
         raise EngineInputError(f"kernel='fused' cannot step this simulation yet ({why}); use kernel='xla'")
@@ -518,6 +523,9 @@ def _run(
 
         def settle(state: dict) -> None:
             jax.block_until_ready(state)
+
+        def recordings(state: dict) -> dict:
+            return gather({"dft": state["dft"], "snap": state["snap"]})
     else:
         step = make_step(layout, NUMPY_OPS)
         device, state, params, eps = "cpu (numpy)", problem.state, problem.params, problem.eps
@@ -535,6 +543,9 @@ def _run(
 
         def settle(state: dict) -> None:
             pass
+
+        def recordings(state: dict) -> dict:
+            return {"dft": state["dft"], "snap": state["snap"]}
 
     dt = layout.dt
     # The chunk grid depends on the run alone, so a resumed solve samples the energy
@@ -572,7 +583,7 @@ def _run(
                 raise SolveSuspended(n, total)
     settle(state)
     elapsed = time.perf_counter() - start
-    return host(state), n, device, elapsed, layout
+    return host(state) if fields else recordings(state), n, device, elapsed, layout
 
 
 def _to_numpy(state: dict) -> dict:
