@@ -732,10 +732,10 @@ def track_modes(modes: list[Modes], freqs: np.ndarray, steps: PlaneSteps, start:
     order at the ``start`` frequency ("lowest", "central", "highest") is kept, and each
     neighbouring frequency, walking outwards in frequency, takes the assignment that
     maximises the total |overlap| with the one before (Hungarian method)."""
+    if len(modes) < 2 or modes[0].n_eff.size < 2:
+        return modes  # one frequency or one mode: nothing to match (and scipy.optimize, 0.37 s to import, stays out)
     from scipy.optimize import linear_sum_assignment
 
-    if len(modes) < 2:
-        return modes
     order = np.argsort(freqs, kind="stable")
     at = {"lowest": 0, "central": (len(order) - 1) // 2, "highest": len(order) - 1}[start]
     out = list(modes)
