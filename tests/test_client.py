@@ -145,7 +145,10 @@ def test_server_errors_are_typed(service: dict, client: ms.Client) -> None:
 
 def test_progress_view_from_status() -> None:
     status = {"status": "RUNNING", "progress": {"step": 250, "total_steps": 1000, "fraction": 0.25, "cells_per_second": 3e8}, "error": None}
-    view = ProgressView.from_status(status, elapsed_s=10.0)
+    # The ETA is the remaining steps at the stepping rate, not the elapsed time (which
+    # counts setup and compilation) scaled by the fraction done.
+    assert ProgressView.from_status(status, elapsed_s=10.0).eta_s is None  # no rate measured yet
+    view = ProgressView.from_status(status, elapsed_s=10.0, steps_per_s=25.0)
     assert view.state == "running" and view.eta_s == pytest.approx(30.0)
     text = view.text()
     assert "25.0%" in text and "step 250/1000" in text and "ETA 0:30" in text and "300.0 Mcells/s" in text
@@ -168,6 +171,29 @@ def test_progress_widget_state_without_a_browser() -> None:
     assert widget.cancel_button.layout.display == "none"  # nothing left to cancel
     widget.update({"status": "FAILED", "progress": {}, "error": "<b>boom</b>"})
     assert widget.bar.bar_style == "danger" and "&lt;b&gt;boom&lt;/b&gt;" in widget.label.value  # a reason is text, never markup
+
+
+def test_the_eta_counts_the_stepping_rate_from_the_first_step_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten seconds of setup and compilation, then 100 steps a second: after 1 s of
+    stepping (10% of 1000 steps done) the ETA is 9 s, not the 99 s that scaling the
+    elapsed time by the fraction would say; a requeued job measures afresh."""
+    clock = [0.0]
+    monkeypatch.setattr("metosim.widgets.progress.time.monotonic", lambda: clock[0])
+    bar = TextProgress(job=None, stream=io.StringIO())
+
+    def report(at: float, step: int, status: str = "RUNNING") -> ProgressView:
+        clock[0] = at
+        bar.update({"status": status, "progress": {"step": step, "total_steps": 1000, "fraction": step / 1000}, "error": None})
+        return bar.view
+
+    assert report(0.0, 0, "QUEUED").eta_s is None
+    assert report(5.0, 0).eta_s is None  # setup
+    assert report(10.5, 50).eta_s is None  # the first chunk: its time holds the compilation
+    assert report(11.0, 100).eta_s == pytest.approx(9.0)
+    assert report(12.0, 200).eta_s == pytest.approx(8.0)
+    assert report(13.0, 0, "QUEUED").eta_s is None  # requeued (a lost worker)
+    assert report(20.0, 150).eta_s is None  # resumed from a checkpoint at 150
+    assert report(21.0, 250).eta_s == pytest.approx(7.5)
 
 
 def test_text_progress_rewrites_one_line() -> None:

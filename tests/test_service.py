@@ -455,3 +455,19 @@ def test_one_jobs_callback_token_is_refused_for_another(service: dict) -> None:
     own = service["client"].post(f"/v1/internal/jobs/{jobs[0]}/started", json=body, headers=auth(tokens[0]))
     assert own.status_code == 200 and own.json() == {"accepted": False, "start": None}  # authenticated; a finished job is not restarted
     assert db_row(service, jobs[0])["status"] == db_row(service, jobs[1])["status"] == "COMPLETED"
+
+
+def test_a_workers_speed_counts_its_stepping_only() -> None:
+    """Mode solves and compilation report the start step; the speed counts from the
+    last such report, so 10 s of setup before 1 s of stepping reads as the stepping's
+    speed, not a tenth of it. A resumed worker counts its own steps."""
+    from metosim.serve.worker import SteppingSpeed
+
+    speed = SteppingSpeed(cells=1000, first=0, now=0.0)
+    assert speed(0, 2.0) == 0.0  # a setup heartbeat
+    assert speed(0, 10.0) == 0.0  # compiled: stepping starts
+    assert speed(500, 11.0) == pytest.approx(500_000)
+    resumed = SteppingSpeed(cells=1000, first=300, now=0.0)
+    for heartbeat in (0, 0, 300):
+        resumed(heartbeat, 4.0)
+    assert resumed(800, 5.0) == pytest.approx(500_000)

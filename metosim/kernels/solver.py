@@ -554,7 +554,7 @@ def _run(
     meta = metadata(sim) if checkpoints is not None else {}
     start = last_saved = last_chunk = time.perf_counter()
     save_seconds = 0.0  # how long the last checkpoint took to hand out
-    if progress is not None and n:
+    if progress is not None:  # stepping starts now (after compilation): rates count from here
         progress(n, total)
     while n < total:
         n_next = min(n + chunk, total)

@@ -77,16 +77,16 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
     sim = Simulation.model_validate_json(config_json)
     store = make_store(settings)
-    cells = sim.grid.total_cells
     resume = fetch_checkpoint(store, start["checkpoint"], sim, extra)
-    first = resume.step if resume else 0  # this worker's speed counts its own steps only
-    last, stepping = [0.0], time.perf_counter()
+    speed = SteppingSpeed(sim.grid.total_cells, resume.step if resume else 0, time.perf_counter())
+    last = [0.0]
 
     def progress(step: int, total: int) -> None:
         now = time.perf_counter()
+        cells_per_second = speed(step, now)
         if now - last[0] >= PROGRESS_INTERVAL_S or step == total:
             last[0] = now
-            reporter.progress(job_id, token, step, total, cells * (step - first) / max(now - stepping, 1e-9))
+            reporter.progress(job_id, token, step, total, cells_per_second)
 
     policy = ck.CheckpointPolicy(
         save=CheckpointUploader(job_id, token, sim, settings, store, reporter, extra),
@@ -109,6 +109,21 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
     reporter.completed(job_id, token, key, sha256, size, {k: v for k, v in data.info.items() if isinstance(v, (int, float, str))})
     log.info("completed", extra=extra)
     return key
+
+
+class SteppingSpeed:
+    """Cells per second of this worker's own time stepping. Setup (mode solves,
+    compilation) reports the start step ``first`` until stepping begins, so the speed
+    counts from the last of those reports: a slow compilation does not read as slow
+    stepping (nor stretch a 409's Retry-After, which divides the steps left by it)."""
+
+    def __init__(self, cells: int, first: int, now: float) -> None:
+        self.cells, self.first, self.since = cells, first, now
+
+    def __call__(self, step: int, now: float) -> float:
+        if step <= self.first:
+            self.since = now
+        return self.cells * (step - self.first) / max(now - self.since, 1e-9)
 
 
 def _solve(sim: Simulation, policy: ck.CheckpointPolicy, resume: ck.Checkpoint | None, devices: int, extra: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> SimulationData:

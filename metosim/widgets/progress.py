@@ -29,13 +29,18 @@ class ProgressView:
     reason: str | None = None
 
     @classmethod
-    def from_status(cls, status: dict[str, Any], elapsed_s: float) -> "ProgressView":
+    def from_status(cls, status: dict[str, Any], elapsed_s: float, steps_per_s: float | None = None) -> "ProgressView":
+        """The view of a job status. ``steps_per_s``: the time-stepping rate seen so far
+        (None until measured); the ETA is the remaining steps at that rate — not the
+        elapsed time scaled by the fraction, which counts queueing, mode solves and
+        compilation as if every step cost them."""
         p = status.get("progress") or {}
         state = {"QUEUED": "queued", "RUNNING": "running", "COMPLETED": "running", "FAILED": "failed", "CANCELLED": "cancelled"}[status["status"]]
         fraction = float(p.get("fraction") or 0.0)
+        step, total = p.get("step", 0), p.get("total_steps", 0)
         cps = p.get("cells_per_second")
-        eta = elapsed_s * (1 - fraction) / fraction if state == "running" and 0 < fraction < 1 else None
-        return cls(state=state, fraction=fraction, step=p.get("step", 0), total_steps=p.get("total_steps", 0), elapsed_s=elapsed_s, eta_s=eta, mcells_per_s=cps / 1e6 if cps else None, reason=status.get("error"))
+        eta = (total - step) / steps_per_s if state == "running" and steps_per_s and step < total else None
+        return cls(state=state, fraction=fraction, step=step, total_steps=total, elapsed_s=elapsed_s, eta_s=eta, mcells_per_s=cps / 1e6 if cps else None, reason=status.get("error"))
 
     def text(self) -> str:
         """One line: state, percentage, steps, elapsed, ETA, throughput or bytes."""
@@ -67,9 +72,21 @@ class _Display:
         self.job = job
         self.start = time.monotonic()
         self.view = ProgressView()
+        #: (time, step) of this run's first report past its start step: the stepping
+        #: rate is measured from there, after setup and compilation.
+        self.stepping: tuple[float, int] | None = None
 
     def update(self, status: dict[str, Any]) -> None:
-        self.view = ProgressView.from_status(status, time.monotonic() - self.start)
+        now = time.monotonic()
+        step = (status.get("progress") or {}).get("step") or 0
+        if status["status"] != "RUNNING" or (self.stepping is not None and step < self.stepping[1]):
+            self.stepping = None  # not running, or requeued from an earlier step: measure afresh
+        elif self.stepping is None and step > 0:
+            self.stepping = (now, step)
+        rate = None
+        if self.stepping is not None and step > self.stepping[1] and now > self.stepping[0]:
+            rate = (step - self.stepping[1]) / (now - self.stepping[0])
+        self.view = ProgressView.from_status(status, now - self.start, rate)
         self.render()
 
     def downloading(self, done: int, total: int) -> None:
