@@ -8,7 +8,8 @@ minimum length scale; its best published design: −41.95 dB / −0.04 dB at 58.
 (``TESTBED_BEST``).
 
 - ``optimize``: run the optimisation (``--steps``, ``--dl`` grid, ``--pixel`` design
-  pixels, ``--filter`` radius, ``--robust`` δ, ``--reflection-weight``, ``--db``), threshold the final design, write it in the
+  pixels, ``--filter`` radius, ``--robust`` δ, ``--reflection-weight``, ``--db``,
+  ``--minimax``, ``--beta-every``), threshold the final design, write it in the
   testbed's CSV format (rows along x, 0/1) and ``evaluate`` it.
 - ``evaluate CSV``: a plain solve (energy shutoff, no fixed step count) of a design in
   the testbed's format on ``--dl`` (the testbed's 10 nm, and half of it with ``--fine``),
@@ -64,8 +65,8 @@ def report(name: str, design: np.ndarray, dls: list[float]) -> None:
 
 
 def optimize(args: argparse.Namespace) -> None:
-    problem = mode_converter(dl=args.dl, pixel_size=args.pixel, filter_radius=args.filter, robust=args.robust, reflection_weight=args.reflection_weight, db=args.db)
-    problem = problem.model_copy(update={"optimizer": problem.optimizer.model_copy(update={"steps": args.steps})})
+    problem = mode_converter(dl=args.dl, pixel_size=args.pixel, filter_radius=args.filter, robust=args.robust, reflection_weight=args.reflection_weight, db=args.db, minimax=args.minimax)
+    problem = problem.model_copy(update={"optimizer": problem.optimizer.model_copy(update={"steps": args.steps, "beta_every": args.beta_every})})
     print(f"design pixels {problem.shape[:2]}, {problem.simulation.estimate()['cells']} cells, {problem.simulation.grid.num_time_steps} steps, {args.steps} iterations")
     start = time.perf_counter()
     result = ms.inverse.optimize(problem)
@@ -86,6 +87,8 @@ def main() -> None:
     run.add_argument("--robust", type=float, default=0.0)
     run.add_argument("--reflection-weight", type=float, default=10.0, help="objective: TE1 out − this × TE0 reflected, worst over λ")
     run.add_argument("--db", action="store_true", help="both objective terms in dB (reflection floored at −50 dB)")
+    run.add_argument("--minimax", action="store_true", help="minimise the largest of reflection-weight × R and 1 − T over λ (the testbed's Meep script; its weight is 1)")
+    run.add_argument("--beta-every", type=int, default=15, help="iterations per doubling of the projection's β (4 → 256)")
     run.add_argument("--out", default="converter.csv")
     run.add_argument("--fine", action="store_true", help="also evaluate on cells of half the step")
     check = sub.add_parser("evaluate")

@@ -414,6 +414,31 @@ def test_a_mode_term_in_db_is_floored_and_round_trips() -> None:
     assert ms.inverse.Objective.model_validate_json(objective.model_dump_json()) == objective
 
 
+def test_the_worst_term_aggregate_is_the_epigraph_of_reflection_and_transmission_loss() -> None:
+    """aggregate="worst_term": the largest of R(λ) and 1 − T(λ) over every wavelength
+    (T as weight −1, offset 1), as the testbed's Meep script minimises; its gradient
+    flows to the binding term only; JSON round trip for the service."""
+    from metosim.inverse.examples import mode_converter
+
+    objective = mode_converter(dl=0.05, pixel_size=0.05, minimax=True, reflection_weight=1).objective
+    assert objective.goal == "minimize" and objective.aggregate == "worst_term"
+    reflected = np.array([0.01, 0.03, 0.002, 0.001, 0.02, 0.01])
+    transmitted = np.array([0.99, 0.98, 0.95, 0.97, 0.99, 0.985])
+
+    def outputs(r: Any, t: Any, xp: Any) -> dict[str, Any]:
+        """Amplitudes (direction, mode, λ): R in the input's mode 0 going −, T in the
+        output's mode 1 going +."""
+        zero = xp.zeros(6)
+        return {"in": xp.stack([xp.stack([zero, zero]), xp.stack([xp.sqrt(r), zero])]), "out": xp.stack([xp.stack([zero, xp.sqrt(t)]), xp.stack([zero, zero])])}
+
+    assert objective(outputs(reflected, transmitted, np), np) == pytest.approx(0.05)  # 1 − T at the third λ
+    assert objective(outputs(reflected, np.full(6, 0.999), np), np) == pytest.approx(0.03)  # now R binds
+    grad_r, grad_t = jax.grad(lambda r, t: objective.loss(outputs(r, t, jnp), jnp), argnums=(0, 1))(jnp.asarray(reflected), jnp.asarray(transmitted))
+    np.testing.assert_allclose(np.asarray(grad_t), [0, 0, -1, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(grad_r), 0, atol=1e-12)
+    assert ms.inverse.Objective.model_validate_json(objective.model_dump_json()) == objective
+
+
 SYMMETRIC_SOURCES = {
     # An Ez line current on the plane y = 0: tangential E even, a PMC mirror (+1).
     "PMC y": (ms.PointDipole(center=(-1.0, 0, 0), polarization="Ez", source_time=ms.GaussianPulse(freq0=2e14, fwidth=5e13)), 1),

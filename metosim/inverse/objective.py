@@ -1,12 +1,15 @@
 """Objectives as data: a JSON-serialisable figure of merit over monitor outputs, so
 an optimisation can run on the service without shipping user code.
 
-    value = aggregate over f of  Σ_terms weight · term(f)
+    value = aggregate over f of  Σ_terms (weight · term(f) + offset)
 
 with terms |mode amplitude|² (``ModeTerm``), normalised flux (``FluxTerm``) or mean
 field intensity over a field monitor (``IntensityTerm``); ``aggregate`` is the mean
 over frequencies, or the worst one (min-max: the minimum when maximising, the
-maximum when minimising).
+maximum when minimising). ``"worst_term"`` does not sum the terms: it takes the worst
+weight · term(f) + offset over every frequency *and* term — the epigraph form, e.g.
+minimise max over λ of {R(λ), 1 − T(λ)} (terms R, and T with weight −1, offset 1), as
+the photonics-opt-testbed's Meep script optimises its mode converter.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class ModeTerm(MetoModel):
     mode_index: Annotated[int, Field(ge=0)] = 0
     direction: Literal["+", "-"] = "+"
     weight: Finite = 1.0
+    #: Added after the weight (a term 1 − T: weight −1, offset 1).
+    offset: Finite = 0.0
     db: bool = False
     floor: Annotated[Finite, Field(gt=0.0)] = 1e-6
 
@@ -49,6 +54,7 @@ class FluxTerm(MetoModel):
     type: Literal["flux"] = "flux"
     monitor: str
     weight: Finite = 1.0
+    offset: Finite = 0.0
 
     def value(self, outputs: dict[str, Any], xp: ModuleType) -> Any:
         return outputs[self.monitor]
@@ -61,6 +67,7 @@ class IntensityTerm(MetoModel):
     monitor: str
     component: Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"] = "Ez"
     weight: Finite = 1.0
+    offset: Finite = 0.0
 
     def value(self, outputs: dict[str, Any], xp: ModuleType) -> Any:
         field = outputs[self.monitor][self.component]
@@ -77,17 +84,21 @@ class Objective(MetoModel):
     type: Literal["Objective"] = "Objective"
     terms: Annotated[tuple[Term, ...], Field(min_length=1), BeforeValidator(_as_tuple)]
     goal: Literal["maximize", "minimize"] = "maximize"
-    aggregate: Literal["mean", "worst"] = "mean"
+    aggregate: Literal["mean", "worst", "worst_term"] = "mean"
+
+    def per_term(self, outputs: dict[str, Any], xp: ModuleType = np) -> list[Any]:
+        """weight · term + offset, per term and frequency."""
+        return [t.weight * t.value(outputs, xp) + t.offset for t in self.terms]
 
     def per_frequency(self, outputs: dict[str, Any], xp: ModuleType = np) -> Any:
-        """Σ weight · term, per frequency."""
-        return sum(t.weight * t.value(outputs, xp) for t in self.terms)
+        """Σ (weight · term + offset), per frequency."""
+        return sum(self.per_term(outputs, xp))
 
     def __call__(self, outputs: dict[str, Any], xp: ModuleType = np) -> Any:
         """The figure of merit (as stated: larger is better when maximising)."""
-        values = self.per_frequency(outputs, xp)
         if self.aggregate == "mean":
-            return xp.mean(values)
+            return xp.mean(self.per_frequency(outputs, xp))
+        values = xp.concatenate([xp.ravel(v) for v in self.per_term(outputs, xp)]) if self.aggregate == "worst_term" else self.per_frequency(outputs, xp)
         return xp.min(values) if self.goal == "maximize" else xp.max(values)
 
     def outputs(self, data: Any) -> dict[str, Any]:
