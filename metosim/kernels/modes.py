@@ -32,11 +32,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import xarray as xr
 
 from ..boundary import Periodic
@@ -45,6 +43,9 @@ from ..medium import DISPERSIVE, Medium
 from .dispersion import grid_permittivity
 from .mesh import MeshedMedia, mesh_media
 from .sampling import colocate_axes, half_node_axes, node_range
+
+if TYPE_CHECKING:  # SciPy's sparse modules (0.2 s to import) load at the first mode solve
+    import scipy.sparse as sp
 
 #: Extra eigenpairs computed beyond ``num_modes`` when filtering by polarisation.
 _FILTER_EXTRA = 4
@@ -128,6 +129,8 @@ def _dense_nearest(A: sp.csc_matrix, k: int, shift: float, size: int) -> tuple[n
 
 def _shift_invert(A: sp.csc_matrix, k: int, shift: float, target_neff: float) -> tuple[np.ndarray, np.ndarray]:
     """The k eigenpairs of A nearest ``shift`` by ARPACK's shift-invert mode."""
+    import scipy.sparse.linalg as spla
+
     ncv = min(A.shape[0], max(2 * k + 1, 20))  # a wider Krylov space: fewer restarts
     try:
         return spla.eigs(A, k=k, sigma=shift, which="LM", ncv=ncv)
@@ -178,6 +181,8 @@ def reciprocal_overlap(Eu: np.ndarray, Ev: np.ndarray, Hu: np.ndarray, Hv: np.nd
 
 def _difference(n: int, periodic: bool) -> sp.csr_matrix:
     """Forward difference F[i+1] − F[i] on n nodes, the ghost past the end zero (or wrapped)."""
+    import scipy.sparse as sp
+
     d = sp.diags([-np.ones(n), np.ones(n - 1)], [0, 1], shape=(n, n), format="lil")
     if periodic and n > 1:
         d[n - 1, 0] = 1.0
@@ -204,6 +209,8 @@ def _pml_stretch(steps: np.ndarray, num_pml: tuple[int, int], omega: float, half
 def derivative_matrices(steps: PlaneSteps, omega: float, num_pml: tuple[int, int] = (0, 0), periodic: tuple[bool, bool] = (False, False)) -> tuple[sp.csr_matrix, ...]:
     """(Du_f, Du_b, Dv_f, Dv_b) acting on flattened (Nu, Nv) arrays (C order); zero
     matrices along an inactive axis."""
+    import scipy.sparse as sp
+
     Nu, Nv = steps.shape
     out = []
     for a, (d, n, other) in enumerate(((steps.u, Nu, Nv), (steps.v, Nv, Nu))):
@@ -282,6 +289,8 @@ def cross_section(
     """Assemble the plane's eigenproblem (see the module docstring). ``omega`` is used
     only by a PML; ``bend_axis``: the tangential axis (0 = u, 1 = v) the guide bends
     about, the other one being radial."""
+    import scipy.sparse as sp
+
     Nu, Nv = steps.shape
     size = Nu * Nv
     eu, ev, en = (np.asarray(e, dtype=complex).reshape(size) for e in eps)
