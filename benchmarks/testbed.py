@@ -9,7 +9,7 @@ minimum length scale; its best published design: −41.95 dB / −0.04 dB at 58.
 
 - ``optimize``: run the optimisation (``--steps``, ``--dl`` grid, ``--pixel`` design
   pixels, ``--filter`` radius, ``--robust`` δ, ``--reflection-weight``, ``--db``,
-  ``--minimax``, ``--beta-every``), threshold the final design, write it in the
+  ``--minimax``, ``--beta``, ``--beta-every``, ``--start`` design), threshold the final design, write it in the
   testbed's CSV format (rows along x, 0/1) and ``evaluate`` it.
 - ``evaluate CSV``: a plain solve (energy shutoff, no fixed step count) of a design in
   the testbed's format on ``--dl`` (the testbed's 10 nm, and half of it with ``--fine``),
@@ -66,10 +66,11 @@ def report(name: str, design: np.ndarray, dls: list[float]) -> None:
 
 def optimize(args: argparse.Namespace) -> None:
     problem = mode_converter(dl=args.dl, pixel_size=args.pixel, filter_radius=args.filter, robust=args.robust, reflection_weight=args.reflection_weight, db=args.db, minimax=args.minimax)
-    problem = problem.model_copy(update={"optimizer": problem.optimizer.model_copy(update={"steps": args.steps, "beta_every": args.beta_every})})
+    problem = problem.model_copy(update={"optimizer": problem.optimizer.model_copy(update={"steps": args.steps, "beta_every": args.beta_every, "beta": args.beta})})
+    rho0 = np.loadtxt(args.start, delimiter=",").reshape(problem.shape) if args.start else None
     print(f"design pixels {problem.shape[:2]}, {problem.simulation.estimate()['cells']} cells, {problem.simulation.grid.num_time_steps} steps, {args.steps} iterations")
     start = time.perf_counter()
-    result = ms.inverse.optimize(problem)
+    result = ms.inverse.optimize(problem, rho0=rho0)
     print(f"optimised in {time.perf_counter() - start:.0f} s; objective {result.objective[-1]:.4f}, binarisation {result.binarisation:.3f}")
     design = (result.rho_hat(math.inf)[:, :, 0] > 0.5).astype(float)
     np.savetxt(args.out, design, delimiter=",", fmt="%.2f")
@@ -88,7 +89,9 @@ def main() -> None:
     run.add_argument("--reflection-weight", type=float, default=10.0, help="objective: TE1 out − this × TE0 reflected, worst over λ")
     run.add_argument("--db", action="store_true", help="both objective terms in dB (reflection floored at −50 dB)")
     run.add_argument("--minimax", action="store_true", help="minimise the largest of reflection-weight × R and 1 − T over λ (the testbed's Meep script; its weight is 1)")
-    run.add_argument("--beta-every", type=int, default=15, help="iterations per doubling of the projection's β (4 → 256)")
+    run.add_argument("--beta-every", type=int, default=15, help="iterations per doubling of the projection's β (up to 256)")
+    run.add_argument("--beta", type=float, default=4.0, help="the projection's first β")
+    run.add_argument("--start", help="a design in the testbed's CSV format to start from (else ρ = 0.5)")
     run.add_argument("--out", default="converter.csv")
     run.add_argument("--fine", action="store_true", help="also evaluate on cells of half the step")
     check = sub.add_parser("evaluate")
