@@ -18,6 +18,9 @@ source's power. The numbers Meep gives here are in RESULTS and the notebook
     python benchmarks/grating_coupler.py [--resolutions 40 60] [--meep-python /usr/bin/python3]
     /usr/bin/python3 benchmarks/grating_coupler.py --meep 40 out.npz    # one Meep run pair
 
+Meep runs in Debian's Python: `apt-get install python3-meep python3-matplotlib` (Meep
+imports matplotlib).
+
 Only the standard library and NumPy are imported at the top: Meep's interpreter reads it.
 """
 

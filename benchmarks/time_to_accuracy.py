@@ -18,6 +18,9 @@ same pulse, and stop when the fields have decayed.
     python benchmarks/time_to_accuracy.py [--meep-python /usr/bin/python3] [--cases coupler taper] [--pols te tm]
     python benchmarks/time_to_accuracy.py --one metosim coupler te 20     # one run: a JSON line
     python benchmarks/time_to_accuracy.py --warm coupler te 10 14 20      # solves in one process: JSON lines
+
+Meep runs in Debian's Python: `apt-get install python3-meep python3-matplotlib` (Meep
+imports matplotlib).
 """
 
 from __future__ import annotations
