@@ -112,6 +112,8 @@ def test_a_solve_takes_only_the_monitors_recordings_off_the_device(monkeypatch: 
     """The fields are the grid's bulk: at the end of a solve only the DFT and snapshot
     recordings come to the host (a GPU run's host, or each process of a split run,
     need not hold the whole grid)."""
+    import jax
+
     from metosim.kernels import solver
 
     taken: list[dict] = []
@@ -127,15 +129,9 @@ def test_a_solve_takes_only_the_monitors_recordings_off_the_device(monkeypatch: 
     assert data["flux"].shape == (1,)
     (tree,) = taken
     assert sorted(tree) == ["dft", "snap"]
-    moved = sum(np.asarray(x).nbytes for x in jax_leaves(tree))
+    moved = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(tree))
     field = np.prod(sim.grid.num_cells) * 4  # one float32 component: 128 KiB
     assert 0 < moved < field / 10, (moved, field)  # measured 4320 bytes
-
-
-def jax_leaves(tree: dict) -> list:
-    import jax
-
-    return jax.tree_util.tree_leaves(tree)
 
 
 def _never(step: int, total: int) -> None:
