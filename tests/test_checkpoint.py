@@ -52,9 +52,13 @@ class Keeper:
         self.taken: list[bytes] = []
 
     def __call__(self, checkpoint: ck.Checkpoint) -> None:
+        self.taken.append(self.written(checkpoint))
+
+    @staticmethod
+    def written(checkpoint: ck.Checkpoint) -> bytes:
         buffer = io.BytesIO()
         ck.write(checkpoint, buffer)
-        self.taken.append(buffer.getvalue())
+        return buffer.getvalue()
 
     def read(self, i: int) -> ck.Checkpoint:
         return ck.read(io.BytesIO(self.taken[i]))
@@ -113,6 +117,42 @@ def test_a_checkpoint_of_anything_else_is_refused_with_the_reason() -> None:
     for damaged in (keeper.taken[1][: len(keeper.taken[1]) // 2], b"not a checkpoint"):
         with pytest.raises(ck.CheckpointMismatch, match="not a readable checkpoint"):
             ck.read(io.BytesIO(damaged))
+
+
+def in_parts(checkpoint: ck.Checkpoint, count: int) -> list[ck.Checkpoint]:
+    """``checkpoint`` as ``count`` processes of a split run write it: each array cut
+    into blocks along its first axis, block i in part i (where the axis has cells)."""
+    parts: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+    for path, array in checkpoint.state.items():
+        for i, block in enumerate(np.array_split(np.arange(array.shape[0]) if array.ndim else np.zeros(1), count)):
+            if block.size:
+                start = (int(block[0]),) + (0,) * (array.ndim - 1)
+                parts[i][ck.piece_name(path, start)] = array[int(block[0]):int(block[-1]) + 1] if array.ndim else array
+    return [ck.Checkpoint(checkpoint.step, checkpoint.peak, state, {**checkpoint.meta, "part": [i, count]}) for i, state in enumerate(parts)]
+
+
+def test_a_checkpoint_in_parts_goes_on_only_when_every_piece_is_there() -> None:
+    """Processes of a split run each write their part (blocks of the arrays, named by
+    where they start): the parts together resume the uninterrupted run bit for bit; a
+    part or a piece missing, or parts of different steps, are refused naming it."""
+    sim = every_state_kind()
+    keeper = Keeper()
+    whole = ms.solve(sim, checkpoints=ck.CheckpointPolicy(save=keeper, interval_s=0.0))
+    checkpoint = keeper.read(2)
+    parts = [ck.read(io.BytesIO(written)) for written in map(Keeper.written, in_parts(checkpoint, 3))]
+    combined = ck.combine(parts[::-1])
+    ck.check(combined, sim)
+    assert len(combined.state) > len(checkpoint.state)  # pieces, not whole arrays
+    assert_identical(whole, ms.solve(sim, resume=combined))
+    with pytest.raises(ck.CheckpointMismatch, match=r"needs parts 0…2, not \[0, 2\]"):
+        ck.combine([parts[0], parts[2]])
+    later = keeper.read(3)
+    with pytest.raises(ck.CheckpointMismatch, match=f"part 1 is of step {later.step}"):
+        ck.combine([parts[0], in_parts(later, 3)[1], parts[2]])
+    dropped = dict(combined.state)
+    del dropped[ck.piece_name("E/0", (0, 0, 0))]
+    with pytest.raises(ck.CheckpointMismatch, match=r"pieces of \['E/0'\] cover .* a part is missing"):
+        solve(sim, resume=ck.Checkpoint(combined.step, combined.peak, dropped, combined.meta))
 
 
 def test_a_deadline_suspends_the_solve_at_a_checkpoint_it_resumes_from() -> None:

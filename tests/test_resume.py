@@ -11,12 +11,14 @@ import io
 import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 import metosim as ms
+from metosim.serve.storage import LocalStore
 
 from .conftest import BUCKET, issue_key
 from .test_checkpoint import assert_identical
@@ -112,6 +114,63 @@ def test_a_store_that_refuses_checkpoints_leaves_the_solve_running(service: dict
     assert done["attempts"] == 1 and done["checkpoint"]["resumed_step"] == 0
     assert stored_checkpoints(service, job_id) == []
     assert float(np.max(np.abs(result_of(done)["f"]["Ez"]))) > 0
+
+
+class Recorder:
+    """The worker's ``Reporter`` (the job-state actor's side) reduced to what a
+    checkpoint upload reports: each call kept; ``current`` says whether the dispatch
+    is still the job's."""
+
+    def __init__(self, current: bool = True) -> None:
+        self.calls: list[tuple] = []
+        self.current = current
+
+    def checkpointed(self, job_id: str, token: int, key: str, sha256: str, step: int) -> bool:
+        self.calls.append(("checkpointed", key, sha256, step))
+        return self.current
+
+    def checkpoint_failed(self, job_id: str, token: int, reason: str) -> None:
+        self.calls.append(("failed", reason))
+
+
+class FullDisk(LocalStore):
+    def put(self, key: str, path: str) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_checkpoint_in_parts_is_stored_as_its_parts_and_a_manifest(tmp_path: Path) -> None:
+    """A split run's process stores its part; the lead stores a manifest naming each
+    part with its SHA-256 and records the manifest; the worker that goes on fetches the
+    parts through it, verified, into a checkpoint that resumes the run bit for bit. A
+    stale dispatch's manifest and parts are deleted; a store that refuses a part is
+    reported, and nothing is recorded."""
+    from metosim.kernels import checkpoint as ck
+    from metosim.serve.settings import Settings
+    from metosim.serve.worker import CheckpointUploader, fetch_checkpoint
+
+    from .test_checkpoint import Keeper, every_state_kind, in_parts
+
+    sim, keeper = every_state_kind(), Keeper()
+    whole = ms.solve(sim, checkpoints=ck.CheckpointPolicy(save=keeper, interval_s=0.0))
+    (part,) = in_parts(keeper.read(2), 1)  # the lead's, of a run in one process
+    job_id, extra = "00000000-0000-4000-8000-000000000001", {"job_id": "00000000-0000-4000-8000-000000000001"}
+    store, reporter = LocalStore(str(tmp_path / "objects"), "http://localhost", b"secret"), Recorder()
+    objects = lambda: sorted(p.name for p in (tmp_path / "objects").rglob("*") if p.is_file())  # noqa: E731
+    CheckpointUploader(job_id, 1, sim, Settings(), store, reporter, extra)(part)
+    ((what, key, sha256, step),) = reporter.calls
+    assert what == "checkpointed" and key.endswith(".json") and step == part.step
+    assert [name.rsplit(".", 1)[1] for name in objects()] == ["json", "npz"]
+    resume = fetch_checkpoint(store, {"key": key, "sha256": sha256, "step": step}, sim, extra)
+    assert resume is not None and resume.step == part.step
+    assert_identical(whole, ms.solve(sim, resume=resume))
+
+    stale = Recorder(current=False)
+    CheckpointUploader(job_id, 1, sim, Settings(), store, stale, extra)(in_parts(keeper.read(3), 1)[0])
+    assert stale.calls[0][0] == "checkpointed" and len(objects()) == 2  # its own two deleted
+
+    refused = Recorder()
+    CheckpointUploader(job_id, 1, sim, Settings(upload_backoff_s=0.0), FullDisk(str(tmp_path / "full"), "http://localhost", b"secret"), refused, extra)(part)
+    assert refused.calls == [("failed", f"checkpoint at step {part.step} not stored: OSError: [Errno 28] No space left on device")]
 
 
 def test_a_cancelled_job_leaves_no_checkpoint(service: dict) -> None:

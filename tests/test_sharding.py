@@ -169,7 +169,8 @@ def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -
 
 def test_a_job_across_processes_checkpoints_and_goes_on_after_its_lead_is_lost(service: dict) -> None:
     """``?devices=4`` runs as two JAX processes of two devices each; they checkpoint at
-    the steps the lead's clock decides (the lead saves). The lead's worker killed after
+    the steps the lead's clock decides, each storing its own part and the lead a manifest
+    of the parts (no process gathers the whole state). The lead's worker killed after
     a checkpoint (a preempted node): the job is dispatched again across processes, every
     process goes on from that checkpoint, and it ends with the one-device run's numbers."""
     import signal
@@ -185,13 +186,15 @@ def test_a_job_across_processes_checkpoints_and_goes_on_after_its_lead_is_lost(s
     began = time.monotonic()
     job_id = submit(service, key, sim, "1", devices="4")
     running = wait_for(service, key, job_id, ("RUNNING",), timeout=240, predicate=lambda j: (j["checkpoint"]["step"] or 0) >= 0.3 * total)
-    assert running["devices"] == 4 and len(stored_checkpoints(service, job_id)) >= 1
+    row = db_row(service, job_id)
+    assert running["devices"] == 4 and row["checkpoint_key"].endswith(".json")
+    assert sum(stored.endswith(".npz") for stored in stored_checkpoints(service, job_id)) >= 2  # one part per process
     killed_at = running["checkpoint"]["step"]
-    os.kill(db_row(service, job_id)["worker_pid"], signal.SIGKILL)
+    os.kill(row["worker_pid"], signal.SIGKILL)
     done = wait_for(service, key, job_id, ("COMPLETED",), timeout=240)
     print(f"lead killed after the checkpoint at step {killed_at} of {total}; resumed from step {done['checkpoint']['resumed_step']}, attempts {done['attempts']}, {time.monotonic() - began:.0f} s")
     assert done["attempts"] == 2 and done["checkpoint"]["resumed_step"] >= killed_at
-    assert stored_checkpoints(service, job_id) == []  # deleted with the job's end
+    assert stored_checkpoints(service, job_id) == []  # the manifest and its parts, deleted with the job's end
     data, here = result_of(done), ms.solve(sim)
     assert data.info["device"] == "4 × cpu in 2 processes (slabs along x)" and data.info["resumed_step"] == done["checkpoint"]["resumed_step"]
     found = np.max(np.abs(data["f"].Ez.values - here["f"].Ez.values)) / np.max(np.abs(here["f"].Ez.values))

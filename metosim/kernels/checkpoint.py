@@ -10,6 +10,13 @@ precision and the checkpoint format; :func:`check` refuses one that does not mat
 
 The file is an uncompressed ``.npz`` (fields are noise-like floats: compression buys
 little and costs time while a GPU waits).
+
+A run split over devices hands out its state in **pieces**: each block of an array one
+device holds, named ``"<path>@<first index along each axis>"`` (``"E/0@0,16,0"``), so
+that no process gathers the whole state — across processes each hands out and writes
+only its own (one *part* of the checkpoint, ``meta["part"] = [index, count]``), and
+:func:`combine` puts the parts back together. :func:`restore` assembles pieces into the
+engine's arrays, so a checkpoint in pieces goes on over any device count, one included.
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ class SolveSuspended(Exception):
 class Checkpoint:
     """The stepping state after ``step`` steps.
 
-    ``state`` is the loop's pytree (dicts and lists of arrays, as the engine builds it);
+    ``state`` is the loop's pytree (dicts and lists of arrays, as the engine builds it),
+    or flat by path (as :func:`read` gives it), or pieces by name (a split run's);
     ``peak`` the largest field energy sampled so far (for the energy shutoff);
     ``meta`` what :func:`check` compares."""
 
@@ -62,7 +70,7 @@ class Checkpoint:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for _, a in _leaves(self.state))
+        return sum(a.nbytes for _, a in leaves(self.state))
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,8 @@ class CheckpointPolicy:
     """When the stepping loop hands out its state, and to whom.
 
     ``save`` receives each :class:`Checkpoint` (its arrays are valid only during the
-    call: write them out before returning). One is taken whenever ``interval_s``
+    call: write them out before returning); in a run split across processes it is
+    called in each, at the same step, with that process's part. One is taken whenever ``interval_s``
     seconds of stepping have passed since the last; with a ``deadline``
     (``time.monotonic()`` seconds), one is taken and the solve stops with
     :class:`SolveSuspended` when the next chunk of steps might not finish before it."""
@@ -94,7 +103,7 @@ def metadata(sim: Simulation) -> dict[str, Any]:
 def write(checkpoint: Checkpoint, file: str | IO[bytes]) -> None:
     """Write ``checkpoint`` to a path or binary file."""
     meta = {**checkpoint.meta, "step": checkpoint.step, "peak": checkpoint.peak, "written_at": time.time()}
-    arrays = {_STATE + name: np.asarray(a) for name, a in _leaves(checkpoint.state)}
+    arrays = {_STATE + name: np.asarray(a) for name, a in leaves(checkpoint.state)}
     np.savez(file, **{_META: np.array(json.dumps(meta))}, **arrays)
 
 
@@ -125,8 +134,9 @@ def check(checkpoint: Checkpoint, sim: Simulation) -> None:
 def restore(flat: dict[str, np.ndarray], template: dict[str, Any]) -> dict[str, Any]:
     """The engine's state pytree shaped like ``template`` with the arrays of ``flat``
     (a read checkpoint's state); every array must be there with the template's shape
-    and dtype (else :class:`CheckpointMismatch`)."""
-    names = dict(_leaves(template))
+    and dtype (else :class:`CheckpointMismatch`). Pieces are assembled first."""
+    names = dict(leaves(template))
+    flat = _assemble(flat, names)
     if set(names) != set(flat):
         missing, extra = sorted(set(names) - set(flat)), sorted(set(flat) - set(names))
         raise CheckpointMismatch(f"checkpoint state differs from this solve's (missing {missing[:3]}, unexpected {extra[:3]})")
@@ -137,12 +147,61 @@ def restore(flat: dict[str, np.ndarray], template: dict[str, Any]) -> dict[str, 
     return _rebuild(template, flat, "")
 
 
-def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """(path, array) for every array of a pytree of dicts and lists, paths like "E/0"."""
+def combine(parts: list[Checkpoint]) -> Checkpoint:
+    """One checkpoint from the parts each process of a split run wrote at the same step
+    (their pieces together; :class:`CheckpointMismatch` unless they are all the parts of
+    one checkpoint)."""
+    first = parts[0]
+    count = first.meta.get("part", [0, 0])[1]
+    indices = sorted(p.meta.get("part", [None])[0] for p in parts)
+    if indices != list(range(count)):
+        raise CheckpointMismatch(f"a checkpoint of {count} parts needs parts 0…{count - 1}, not {indices}")
+    common = {k: v for k, v in first.meta.items() if k not in ("part", "written_at")}
+    for p in parts[1:]:
+        if p.step != first.step or {k: v for k, v in p.meta.items() if k not in ("part", "written_at")} != common:
+            raise CheckpointMismatch(f"checkpoint part {p.meta['part'][0]} is of step {p.step}, part {first.meta['part'][0]} of step {first.step} (or their metadata differ)")
+    return Checkpoint(step=first.step, peak=first.peak, state={name: a for p in parts for name, a in p.state.items()}, meta=common)
+
+
+def piece_name(path: str, start: tuple[int, ...]) -> str:
+    """The name of the block of array ``path`` whose first element is at ``start``."""
+    return f"{path}@{','.join(map(str, start))}"
+
+
+def _assemble(flat: dict[str, np.ndarray], names: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Whole arrays, shaped as ``names``' (path → template array), from the pieces in
+    ``flat`` (whole arrays there pass through). The pieces are disjoint blocks (one per
+device holding the array, its first replica): their sizes must add up to the array's."""
+    whole = {name: a for name, a in flat.items() if "@" not in name}
+    filled: dict[str, int] = {}
+    for name, piece in flat.items():
+        if "@" not in name:
+            continue
+        path, where = name.rsplit("@", 1)
+        if path not in names:
+            raise CheckpointMismatch(f"checkpoint piece {name} is of no array this solve steps")
+        want = names[path]
+        start = tuple(int(i) for i in where.split(","))
+        if path not in whole:
+            whole[path], filled[path] = np.zeros(np.shape(want), piece.dtype), 0
+        block = tuple(slice(i, i + n) for i, n in zip(start, piece.shape, strict=True))
+        if any(b.stop > n for b, n in zip(block, np.shape(want), strict=True)):
+            raise CheckpointMismatch(f"checkpoint piece {name} {list(piece.shape)} lies outside {path} {list(np.shape(want))}")
+        whole[path][block] = piece
+        filled[path] += piece.size
+    missing = [path for path, n in filled.items() if n != whole[path].size]
+    if missing:
+        raise CheckpointMismatch(f"checkpoint pieces of {missing[:3]} cover {[filled[p] for p in missing[:3]]} of {[whole[p].size for p in missing[:3]]} elements: a part is missing")
+    return whole
+
+
+def leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(path, array) for every array of a pytree of dicts and lists, paths like "E/0":
+    the names a checkpoint gives the state's arrays."""
     if isinstance(tree, dict):
-        return [leaf for k in sorted(tree) for leaf in _leaves(tree[k], f"{prefix}{k}/")]
+        return [leaf for k in sorted(tree) for leaf in leaves(tree[k], f"{prefix}{k}/")]
     if isinstance(tree, (list, tuple)):
-        return [leaf for i, v in enumerate(tree) for leaf in _leaves(v, f"{prefix}{i}/")]
+        return [leaf for i, v in enumerate(tree) for leaf in leaves(v, f"{prefix}{i}/")]
     return [(prefix[:-1], tree)]
 
 

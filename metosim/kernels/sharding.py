@@ -13,8 +13,9 @@ count its device count divides: one axis where the number of devices divides one
 else two (a p × q mesh of blocks, p·q = devices: :func:`split_axes`). The CPML slabs
 along a split axis would be sliced across devices (a slab of the first device's nodes,
 partitioned over all of them: dozens of collectives a step), so for a split run their ψ
-spans the whole axis with b = c = 0 off the slabs (:func:`whole_axis_psi`; the state goes
-back to slabs for checkpoints and results with :func:`slab_psi`).
+spans the whole axis with b = c = 0 off the slabs (:func:`whole_axis_psi`); checkpoints
+hold it in slabs again (:func:`local_pieces`), as does the fused kernel's state
+(:func:`slab_psi`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import itertools
 import numpy as np
 
 from ..simulation import Simulation
+from .checkpoint import leaves, piece_name
 from .yee import Layout, pml_slabs
 
 #: A split of the grid: (grid axis, device count along it) per cut axis, one or two.
@@ -187,6 +189,20 @@ def every_process(value: int) -> list[int]:
     return [int(v) for v in np.ravel(multihost_utils.process_allgather(np.array([value], dtype=np.int64)))]
 
 
+def every_process_text(text: str, size: int = 64) -> list[str]:
+    """Each process's ASCII ``text`` (at most ``size`` characters), in every process (a
+    collective across processes; in one process, ``[text]``)."""
+    if not multi_process():
+        return [text]
+    from jax.experimental import multihost_utils
+
+    if len(text) > size:
+        raise ValueError(f"{len(text)} characters to share, over the {size} allowed")
+    padded = np.frombuffer(text.encode("ascii").ljust(size, b"\0"), np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1, size)
+    return [row.tobytes().rstrip(b"\0").decode("ascii") for row in every]
+
+
 def halo_bytes(layout: Layout, split: Split) -> int:
     """Bytes an interior device receives per time step: across each cut, one plane of
     its piece's face of each stepped component transverse to the cut (E from the plus
@@ -238,6 +254,33 @@ def whole_axis_psi(layout: Layout, state: dict, params: dict, axis: int) -> tupl
         psi[key] = full
     flags = tuple(a == axis or f for a, f in enumerate(layout.whole_axis_psi))
     return dataclasses.replace(layout, whole_axis_psi=flags), {**state, "psi": psi}, {**params, "pml_whole": {**params.get("pml_whole", {}), **whole}}  # type: ignore[arg-type]
+
+
+def local_pieces(state: dict, layout: Layout, split: Split) -> dict[str, np.ndarray]:
+    """This process's share of a split ``state`` as checkpoint pieces (NumPy blocks
+    named by :func:`~.checkpoint.piece_name`): each block its devices hold, once (the
+    first replica of an array held whole by several devices), and the whole-axis ψ
+    cut back to the CPML slabs, so the pieces make up the one-device state. Nothing
+    crosses between processes: each writes its own."""
+    whole_axis = {f"psi/{key}": axis for axis, _ in split if layout.whole_axis_psi[axis] for key in _psi_keys(axis)}
+    pieces = {}
+    for path, array in leaves(state):
+        for shard in array.addressable_shards:
+            if shard.replica_id != 0:
+                continue
+            start = tuple(s.indices(n)[0] for s, n in zip(shard.index, array.shape, strict=True))
+            data = np.asarray(shard.data)
+            if path not in whole_axis:
+                pieces[piece_name(path, start)] = data
+                continue
+            axis = whole_axis[path]
+            first, end = start[axis], start[axis] + data.shape[axis]
+            for side, lo, hi in pml_slabs(layout, axis):
+                if max(first, lo) < min(end, hi):
+                    cut = tuple(slice(max(first, lo) - first, min(end, hi) - first) if b == axis else slice(None) for b in range(data.ndim))
+                    at = tuple(max(first, lo) - lo if b == axis else i for b, i in enumerate(start))
+                    pieces[piece_name(f"{path}{side}", at)] = data[cut]
+    return pieces
 
 
 def slab_psi(layout: Layout, state: dict, axis: int) -> dict:

@@ -35,7 +35,7 @@ from .dispersion import ade_coefficients
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
-from .sharding import ShardingError, describe, every_process, from_lead, gather, halo_bytes, multi_process, place, replicated, shardings, slab_psi, split_axes, stepped_shape, whole_axis_psi
+from .sharding import ShardingError, describe, every_process, from_lead, gather, halo_bytes, local_pieces, multi_process, place, replicated, shardings, split_axes, stepped_shape, whole_axis_psi
 from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
@@ -453,7 +453,7 @@ def _run(
     seconds, the stepped layout). The state returned holds the monitors' recordings
     ("dft", "snap") only, unless ``fields`` (then E, H, ψ and P too): the fields are the
     grid's bulk, and a large run's host, or each process of a split one, need not hold
-    them all at the end."""
+    them all at the end (a split run's fields would be this process's pieces)."""
     layout = problem.layout if all_components else single_polarisation(problem.layout)
     if kernel == "fused" and (why := fused.unsupported(layout, devices)):
         raise EngineInputError(f"kernel='fused' cannot step this simulation yet ({why}); use kernel='xla'")
@@ -511,15 +511,13 @@ def _run(
             return float(energy(state, eps).addressable_data(0))
 
         def host(state: dict) -> dict:
-            """The state as one device holds it: NumPy, the CPML ψ in slabs."""
+            """The state for a checkpoint or the caller: NumPy as one device holds it (the
+            CPML ψ in slabs); of a split run, this process's pieces of that."""
             if kernel == "fused":
                 return fused.restore(layout, _to_numpy(state), plan)
             if devices == 1:
                 return _to_numpy(state)
-            whole = gather(state)
-            for axis, _ in split:
-                whole = slab_psi(layout, whole, axis)
-            return whole
+            return local_pieces(state, layout, split)
 
         def settle(state: dict) -> None:
             jax.block_until_ready(state)
@@ -552,6 +550,10 @@ def _run(
     # at the same steps as an uninterrupted one (the same shutoff, the same results).
     chunk = chunk_length(total, problem.sources_end / dt)
     meta = metadata(sim) if checkpoints is not None else {}
+    if meta and multi_process():  # each process hands out its own part
+        import jax
+
+        meta["part"] = [jax.process_index(), jax.process_count()]
     start = last_saved = last_chunk = time.perf_counter()
     save_seconds = 0.0  # how long the last checkpoint took to hand out
     if progress is not None:  # stepping starts now (after compilation): rates count from here

@@ -10,7 +10,7 @@ same ``solve(sim, devices=N)`` over all N devices of all processes (CPU collecti
 through gloo where there is no GPU). The engine places every array shard by shard
 (:mod:`metosim.kernels.sharding`) and gathers the monitors to every process; the lead
 returns what it made of them. Checkpoints are taken at the steps the lead's clock
-decides, every process gathering the state and the lead saving it.
+decides, each process storing its own part and the lead a manifest of the parts.
 """
 
 from __future__ import annotations

@@ -7,14 +7,16 @@ download URLs with HMAC-SHA256 (served by the API at ``/v1/files/...``). Keys ar
 ``datasets/<batch id>/<sha256>.zarr.zip`` (a batch's zarr dataset) or
 ``optimizations/<id>/<iteration>-<sha256>.npz`` (an optimiser checkpoint) or
 ``checkpoints/<job id>/<config sha256>/<step>-<sha256>.npz`` (a solve's stepping
-state, deleted when a newer one is stored and when the job ends) and are never
-overwritten.
+state, deleted when a newer one is stored and when the job ends; a solve split across
+processes stores one part per process and a ``<step>-<sha256>.json`` manifest naming
+each part with its SHA-256) and are never overwritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import os
 import re
@@ -28,9 +30,9 @@ from urllib.parse import urlencode
 
 from .settings import Settings
 
-_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz|checkpoints/[0-9a-f-]{36}/[0-9a-f]{64}/[0-9]{10}-[0-9a-f]{64}\.npz)$")
+_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz|checkpoints/[0-9a-f-]{36}/[0-9a-f]{64}/[0-9]{10}-[0-9a-f]{64}\.(npz|json))$")
 #: Content types by key suffix.
-MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip", ".npz": "application/octet-stream"}
+MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip", ".npz": "application/octet-stream", ".json": "application/json"}
 
 
 class ObjectExists(Exception):
@@ -58,8 +60,9 @@ def checkpoint_key(optimization_id: str, iteration: int, sha256: str) -> str:
     return key
 
 
-def job_checkpoint_key(job_id: str, config_sha256: str, step: int, sha256: str) -> str:
-    key = f"checkpoints/{job_id}/{config_sha256}/{step:010d}-{sha256}.npz"
+def job_checkpoint_key(job_id: str, config_sha256: str, step: int, sha256: str, suffix: str = ".npz") -> str:
+    """A solve's checkpoint (``suffix`` ".npz") or the manifest of its parts (".json")."""
+    key = f"checkpoints/{job_id}/{config_sha256}/{step:010d}-{sha256}{suffix}"
     if not _KEY.match(key):
         raise ValueError(f"not a job checkpoint key: {key!r}")
     return key
@@ -68,6 +71,22 @@ def job_checkpoint_key(job_id: str, config_sha256: str, step: int, sha256: str) 
 def is_job_checkpoint_key(job_id: str, key: str) -> bool:
     """Whether ``key`` names a checkpoint of job ``job_id``."""
     return key.startswith(f"checkpoints/{job_id}/") and bool(_KEY.match(key))
+
+
+def write_manifest(path: str, parts: list[tuple[str, str]]) -> None:
+    """Write the manifest of a checkpoint stored in parts: each part's key and SHA-256
+    (so the manifest's own SHA-256 vouches for them all)."""
+    Path(path).write_text(json.dumps({"parts": [{"key": key, "sha256": sha256} for key, sha256 in parts]}))
+
+
+def manifest_parts(path: str, job_id: str) -> list[tuple[str, str]]:
+    """(key, SHA-256) of each part a manifest names; ValueError unless each is a
+    checkpoint of job ``job_id``."""
+    parts = [(p["key"], p["sha256"]) for p in json.loads(Path(path).read_text())["parts"]]
+    for key, _ in parts:
+        if not (is_job_checkpoint_key(job_id, key) and key.endswith(".npz")):
+            raise ValueError(f"the manifest names {key!r}, not a checkpoint part of job {job_id}")
+    return parts
 
 
 def media_type(key: str) -> str:

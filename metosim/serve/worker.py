@@ -16,12 +16,13 @@ from typing import Any, Protocol
 
 from ..data import SimulationData, compilation_cache, solve
 from ..kernels import checkpoint as ck
+from ..kernels.sharding import every_process_text
 from ..simulation import Simulation
 from . import sentry
 from .logs import get_logger
 from .settings import Settings
 from .states import JOBSTATE, NAMESPACE
-from .storage import ObjectStore, checkpoint_key, dataset_key, file_sha256, get_verified, job_checkpoint_key, make_store, read_verified, result_key, upload_with_retry
+from .storage import ObjectStore, checkpoint_key, dataset_key, file_sha256, get_verified, job_checkpoint_key, make_store, manifest_parts, read_verified, result_key, upload_with_retry, write_manifest
 
 PROGRESS_INTERVAL_S = 0.5
 #: Upload attempts of one checkpoint: a failed one is not fatal, the next one is due soon.
@@ -139,28 +140,28 @@ def follow(job_id: str, config_json: str, settings: Settings, devices: int, stor
     """The part of a job split across JAX processes that a process other than the lead
     runs (:mod:`.multihost`): the same solve from the checkpoint the lead goes on from
     (``stored``, fetched and verified here), checkpointing and stopping at the steps
-    the lead decides (the lead saves); its results are the lead's to upload."""
+    the lead decides (each process stores its part of a checkpoint; the lead records
+    them); its results are the lead's to upload."""
     extra = {"job_id": job_id}
     compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
     sim = Simulation.model_validate_json(config_json)
-    resume = fetch_checkpoint(make_store(settings), stored, sim, extra)
+    store = make_store(settings)
+    resume = fetch_checkpoint(store, stored, sim, extra)
     try:
-        _solve(sim, ck.CheckpointPolicy(save=lambda checkpoint: None), resume, devices, extra)
+        _solve(sim, ck.CheckpointPolicy(save=CheckpointUploader(job_id, 0, sim, settings, store, None, extra)), resume, devices, extra)
     except ck.SolveSuspended:
         pass  # the lead reports it
 
 
 def fetch_checkpoint(store: ObjectStore, stored: dict[str, Any] | None, sim: Simulation, extra: dict[str, Any]) -> ck.Checkpoint | None:
-    """The job's newest checkpoint, verified against its SHA-256 and checked against
-    ``sim`` and this engine; None (with a log line saying why) if there is none or it
-    cannot be used."""
+    """The job's newest checkpoint (its parts put together, if stored in parts), each
+    object verified against its SHA-256 and the whole checked against ``sim`` and this
+    engine; None (with a log line saying why) if there is none or it cannot be used."""
     if not stored:
         return None
     with tempfile.TemporaryDirectory(prefix="metosim-resume-") as tmp:
-        path = os.path.join(tmp, "checkpoint.npz")
         try:
-            get_verified(store, stored["key"], stored["sha256"], path, "the stored checkpoint")
-            checkpoint = ck.read(path)
+            checkpoint = _read_stored(store, stored["key"], stored["sha256"], tmp, extra["job_id"])
             ck.check(checkpoint, sim)
         except Exception as e:  # noqa: BLE001 - any unusable checkpoint means: start at step 0
             log.warning(f"checkpoint at step {stored['step']} skipped: {type(e).__name__}: {e}", extra=extra)
@@ -168,32 +169,76 @@ def fetch_checkpoint(store: ObjectStore, stored: dict[str, Any] | None, sim: Sim
     return checkpoint
 
 
+def _read_stored(store: ObjectStore, key: str, sha256: str, tmp: str, job_id: str) -> ck.Checkpoint:
+    """The checkpoint stored under ``key`` (a manifest: its parts, combined), verified."""
+    path = os.path.join(tmp, os.path.basename(key))
+    get_verified(store, key, sha256, path, "the stored checkpoint")
+    if not key.endswith(".json"):
+        return ck.read(path)
+    return ck.combine([_read_stored(store, part, part_sha256, tmp, job_id) for part, part_sha256 in manifest_parts(path, job_id)])
+
+
 class CheckpointUploader:
     """The worker's ``CheckpointPolicy.save``: each checkpoint to a temporary file, its
     SHA-256, the object store, then the job's record (which deletes the previous one).
-    A store that refuses it is reported and the solve goes on."""
+    A store that refuses it is reported and the solve goes on.
 
-    def __init__(self, job_id: str, token: int, sim: Simulation, settings: Settings, store: ObjectStore, reporter: Reporter, extra: dict[str, Any]) -> None:
+    Split across processes, every process stores its own part (``reporter`` None but
+    in the lead); the lead then stores a manifest of the parts and records that."""
+
+    def __init__(self, job_id: str, token: int, sim: Simulation, settings: Settings, store: ObjectStore, reporter: Reporter | None, extra: dict[str, Any]) -> None:
         self.job_id, self.token, self.settings, self.store, self.reporter, self.extra = job_id, token, settings, store, reporter, extra
         self.config_sha256 = ck.config_sha256(sim)
 
     def __call__(self, checkpoint: ck.Checkpoint) -> None:
+        step = checkpoint.step
+        stored = self._put(step, ".npz", lambda path: ck.write(checkpoint, path))
+        parts: list[str] = []
+        if "part" in checkpoint.meta:
+            digests = every_process_text(stored[1] if stored else "")
+            if self.reporter is None:
+                return
+            parts = [job_checkpoint_key(self.job_id, self.config_sha256, step, d) for d in digests if d]
+            if lost := [p for p, d in enumerate(digests) if not d]:
+                self._drop(parts)
+                if stored is not None:  # else the lead's own reason is on record
+                    self._failed(f"checkpoint at step {step} not stored: process {', '.join(map(str, lost))} could not store its part")
+                return
+            stored = self._put(step, ".json", lambda path: write_manifest(path, list(zip(parts, digests, strict=True))))
+            if stored is None:
+                self._drop(parts)
+                return
+        if stored is None or self.reporter is None:
+            return
+        key, sha256, size = stored
+        if not self.reporter.checkpointed(self.job_id, self.token, key, sha256, step):
+            self._drop([key, *parts])  # this dispatch is no longer the job's
+            return
+        log.info(f"checkpoint at step {step}: {size} bytes" + (f" and {len(parts)} parts" if parts else ""), extra=self.extra)
+
+    def _put(self, step: int, suffix: str, write: Callable[[str], None]) -> tuple[str, str, int] | None:
+        """(key, SHA-256, bytes) of the object ``write`` makes, stored; None if the
+        store refused it (reported: the solve goes on)."""
         with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
-            path = os.path.join(tmp, "checkpoint.npz")
-            ck.write(checkpoint, path)
+            path = os.path.join(tmp, "checkpoint" + suffix)
+            write(path)
             sha256, size = file_sha256(path)
-            key = job_checkpoint_key(self.job_id, self.config_sha256, checkpoint.step, sha256)
+            key = job_checkpoint_key(self.job_id, self.config_sha256, step, sha256, suffix)
             try:
                 upload_with_retry(self.store, key, path, CHECKPOINT_ATTEMPTS, self.settings.upload_backoff_s)
             except Exception as e:  # noqa: BLE001 - a lost checkpoint must not stop the solve
-                reason = f"checkpoint at step {checkpoint.step} not stored: {type(e).__name__}: {e}"[:1000]
-                log.warning(reason, extra=self.extra)
-                self.reporter.checkpoint_failed(self.job_id, self.token, reason)
-                return
-        if not self.reporter.checkpointed(self.job_id, self.token, key, sha256, checkpoint.step):
-            self.store.delete(key)  # this dispatch is no longer the job's
-            return
-        log.info(f"checkpoint at step {checkpoint.step}: {size} bytes", extra=self.extra)
+                self._failed(f"checkpoint at step {step} not stored: {type(e).__name__}: {e}")
+                return None
+        return key, sha256, size
+
+    def _failed(self, reason: str) -> None:
+        log.warning(reason, extra=self.extra)
+        if self.reporter is not None:
+            self.reporter.checkpoint_failed(self.job_id, self.token, reason[:1000])
+
+    def _drop(self, keys: list[str]) -> None:
+        for key in keys:
+            self.store.delete(key)
 
 
 def export_dataset(batch_id: str, members: list[dict[str, Any]], monitors: list[str] | None, settings: Settings) -> tuple[str, str, int]:

@@ -4,10 +4,12 @@ its time limit, and the clean-up when a job ends."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from ..logs import get_logger
-from ..storage import ObjectStore, make_store
+from ..storage import ObjectStore, make_store, manifest_parts
 from .records import Dispatched
 
 log = get_logger("jobs")
@@ -104,7 +106,14 @@ class Checkpoints:
             self._delete(job_id, row["previous"])
 
     def _delete(self, job_id: str, key: str) -> None:
+        """Delete a checkpoint: the object, or a manifest and the parts it names."""
         try:
+            if key.endswith(".json"):
+                with tempfile.TemporaryDirectory(prefix="metosim-manifest-") as tmp:
+                    path = os.path.join(tmp, "manifest.json")
+                    self.store.get(key, path)
+                    for part, _ in manifest_parts(path, job_id):
+                        self.store.delete(part)
             self.store.delete(key)
         except Exception as e:  # noqa: BLE001 - a leftover object is not worth failing a job for
             log.warning(f"could not delete {key}: {type(e).__name__}: {e}", extra={"job_id": job_id})
