@@ -117,6 +117,9 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove ``key`` (nothing if it is not there)."""
 
+    def keys(self, prefix: str) -> list[str]:
+        """The keys stored under ``prefix`` (a folder-like one, ending in "/")."""
+
 
 class S3Store:
     def __init__(self, bucket: str, endpoint_url: str | None = None, region: str = "us-east-1") -> None:
@@ -147,6 +150,10 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
 
 class LocalStore:
     def __init__(self, root: str, base_url: str, secret: bytes) -> None:
@@ -174,6 +181,9 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(p.relative_to(self.root).as_posix() for p in (self.root / prefix).rglob("*") if p.is_file())
 
     def signature(self, key: str, expires: int) -> str:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()

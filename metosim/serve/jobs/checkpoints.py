@@ -33,7 +33,7 @@ PROGRESSED = (
 ENDED_CHECKPOINT = (
     "UPDATE jobs j SET checkpoint_key = NULL, checkpoint_sha256 = NULL FROM (SELECT id, checkpoint_key AS "
     "previous FROM jobs WHERE id = %s FOR UPDATE) p WHERE j.id = p.id AND j.status IN ('COMPLETED', 'FAILED', "
-    "'CANCELLED') AND p.previous IS NOT NULL RETURNING p.previous"
+    "'CANCELLED') RETURNING p.previous"
 )
 
 
@@ -99,11 +99,20 @@ class Checkpoints:
             self._fill()
 
     def _drop_checkpoint(self, job_id: str) -> None:
-        """Delete an ended job's checkpoint."""
+        """Delete an ended job's checkpoints: the one on record, and whatever a lost
+        worker stored under the job's prefix without recording it (an upload that
+        outlived its dispatch, the parts of a split run whose manifest never came)."""
         with self.pool.connection() as conn:
             row = conn.execute(ENDED_CHECKPOINT, (job_id,)).fetchone()
-        if row is not None:
-            self._delete(job_id, row["previous"])
+        if row is None:
+            return
+        try:
+            stored = self.store.keys(f"checkpoints/{job_id}/")
+        except Exception as e:  # noqa: BLE001 - leftover objects are not worth failing a job for
+            log.warning(f"could not list the checkpoints to delete: {type(e).__name__}: {e}", extra={"job_id": job_id})
+            stored = [row["previous"]] if row["previous"] else []
+        for key in stored:
+            self._delete(job_id, key)
 
     def _delete(self, job_id: str, key: str) -> None:
         """Delete a checkpoint: the object, or a manifest and the parts it names."""
