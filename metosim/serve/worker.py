@@ -219,16 +219,16 @@ class CheckpointUploader:
     def _put(self, step: int, suffix: str, write: Callable[[str], None]) -> tuple[str, str, int] | None:
         """(key, SHA-256, bytes) of the object ``write`` makes, stored; None if the
         store refused it (reported: the solve goes on)."""
-        with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
-            path = os.path.join(tmp, "checkpoint" + suffix)
-            write(path)
-            sha256, size = file_sha256(path)
-            key = job_checkpoint_key(self.job_id, self.config_sha256, step, sha256, suffix)
-            try:
+        try:
+            with tempfile.TemporaryDirectory(prefix="metosim-checkpoint-") as tmp:
+                path = os.path.join(tmp, "checkpoint" + suffix)
+                write(path)
+                sha256, size = file_sha256(path)
+                key = job_checkpoint_key(self.job_id, self.config_sha256, step, sha256, suffix)
                 upload_with_retry(self.store, key, path, CHECKPOINT_ATTEMPTS, self.settings.upload_backoff_s)
-            except Exception as e:  # noqa: BLE001 - a lost checkpoint must not stop the solve
-                self._failed(f"checkpoint at step {step} not stored: {type(e).__name__}: {e}")
-                return None
+        except Exception as e:  # noqa: BLE001 - a lost checkpoint (a full disk, a refusing store) must not stop the solve
+            self._failed(f"checkpoint at step {step} not stored: {type(e).__name__}: {e}")
+            return None
         return key, sha256, size
 
     def _failed(self, reason: str) -> None:
