@@ -171,7 +171,7 @@ def piece_name(path: str, start: tuple[int, ...]) -> str:
 def _assemble(flat: dict[str, np.ndarray], names: dict[str, Any]) -> dict[str, np.ndarray]:
     """Whole arrays, shaped as ``names``' (path → template array), from the pieces in
     ``flat`` (whole arrays there pass through). The pieces are disjoint blocks (one per
-device holding the array, its first replica): their sizes must add up to the array's."""
+    device holding the array, its first replica): their sizes must add up to the array's."""
     whole = {name: a for name, a in flat.items() if "@" not in name}
     filled: dict[str, int] = {}
     for name, piece in flat.items():

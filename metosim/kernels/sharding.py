@@ -285,7 +285,7 @@ def local_pieces(state: dict, layout: Layout, split: Split) -> dict[str, np.ndar
 
 def slab_psi(layout: Layout, state: dict, axis: int) -> dict:
     """``state`` with the whole-axis ψ along ``axis`` cut back to the CPML slabs (the
-    inverse of :func:`whole_axis_psi`): what checkpoints and one-device runs hold."""
+    inverse of :func:`whole_axis_psi`): what one-device runs (and the fused kernel) hold."""
     psi = dict(state["psi"])
     for key in _psi_keys(axis):
         if key not in psi:
