@@ -156,9 +156,12 @@ def combine(parts: list[Checkpoint]) -> Checkpoint:
     indices = sorted(p.meta.get("part", [None])[0] for p in parts)
     if indices != list(range(count)):
         raise CheckpointMismatch(f"a checkpoint of {count} parts needs parts 0…{count - 1}, not {indices}")
-    common = {k: v for k, v in first.meta.items() if k not in ("part", "written_at")}
+    def shared(meta: dict[str, Any]) -> dict[str, Any]:  # what every part must agree on
+        return {k: v for k, v in meta.items() if k not in ("part", "written_at")}
+
+    common = shared(first.meta)
     for p in parts[1:]:
-        if p.step != first.step or {k: v for k, v in p.meta.items() if k not in ("part", "written_at")} != common:
+        if p.step != first.step or shared(p.meta) != common:
             raise CheckpointMismatch(f"checkpoint part {p.meta['part'][0]} is of step {p.step}, part {first.meta['part'][0]} of step {first.step} (or their metadata differ)")
     return Checkpoint(step=first.step, peak=first.peak, state={name: a for p in parts for name, a in p.state.items()}, meta=common)
 
