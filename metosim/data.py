@@ -1,16 +1,20 @@
-"""``SimulationData``: the results of one run, as xarray objects, with HDF5 I/O and plots."""
+"""``SimulationData``: the results of one run, as xarray objects, with HDF5 (or zarr store) I/O and plots."""
 
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import h5py
 import numpy as np
 import xarray as xr
 
-from .kernels import hdf5
+from .kernels import hdf5, zarr_results
 from .kernels.checkpoint import Checkpoint, CheckpointPolicy
 from .plot import field_image, plane_axes, spectral_label
 from .simulation import Simulation
@@ -61,7 +65,11 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         S3 link) or a binary file object. Monitor data are read when indexed, so a
         plane of a large remote field costs only the chunks of that plane (HTTP range
         reads of ``block_size`` bytes). Keep the object alive while reading; call
-        :meth:`close` when done."""
+        :meth:`close` when done. A results store's directory (``solve(...,
+        output=)``, :mod:`metosim.kernels.zarr_results`) opens the same way."""
+        if zarr_results.is_store(source):
+            sim_json, info, versions, monitors = zarr_results.read_store(str(source), lazy=True)
+            return cls(Simulation.model_validate_json(sim_json), monitors, info, versions)
         if isinstance(source, str) and source.startswith(("http://", "https://")):
             import fsspec
 
@@ -164,6 +172,7 @@ def solve(
     resume: Checkpoint | None = None,
     devices: int = 1,
     kernel: str = "xla",
+    output: str | os.PathLike | None = None,
 ) -> SimulationData:
     """Run ``sim`` in this process and return its :class:`SimulationData`.
 
@@ -176,13 +185,33 @@ def solve(
     with the one-device results (see :mod:`metosim.kernels.sharding`).
     ``kernel``: "xla" (the default) or "fused", each half step as one Pallas kernel
     (see :mod:`metosim.kernels.fused`; off a GPU it runs in Pallas's slow interpreter).
+    ``output``: a directory (new, or empty) to write the results into as a zarr store,
+    with a manifest of SHA-256s; the data returned read from it lazily. Of a run split
+    over several JAX processes each writes its own part there — the pieces its devices
+    hold of the field monitors that span a cut — so no process gathers a whole-grid
+    field; ``output`` must then be on a filesystem every process sees.
     """
     from .kernels import solve as run
 
     if backend != "numpy":
         compilation_cache()
-    result = run(sim, backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
-    return SimulationData(sim, result.monitors, result.info)
+    options = dict(backend=backend, progress=progress, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
+    if output is None:
+        result = run(sim, **options)
+        return SimulationData(sim, result.monitors, result.info)
+    target = Path(output)
+    if target.exists() and any(target.iterdir()):
+        raise FileExistsError(f"output: {target} is not empty; the results store needs a new directory")
+    with tempfile.TemporaryDirectory(prefix="metosim-results-") as tmp:
+        written = Path(tmp) / "store"
+        result = run(sim, store=written, **options)
+        zarr_results.hand_over(written, result.files, lambda path, file: _move(file, target / path))
+    return SimulationData.open(target)
+
+
+def _move(file: Path, to: Path) -> None:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(file, to)
 
 
 def compilation_cache(directory: str | None = None) -> None:

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,9 +32,9 @@ import numpy as np
 import xarray as xr
 
 from .data import SimulationData
+from .kernels.zarr_results import MANIFEST, file_digests, jsonable, quiet, small_array, write_manifest
 
 FORMAT = 1
-MANIFEST = "manifest.json"
 #: Fixed timestamp for zip entries: the same data give the same bytes (and SHA-256).
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
@@ -59,15 +58,12 @@ def write_dataset(target: str | os.PathLike, members: Sequence[DatasetMember], m
     target = Path(target)
     if not members:
         raise ValueError("a dataset needs at least one member")
-    with tempfile.TemporaryDirectory(prefix="metosim-zarr-") as tmp, warnings.catch_warnings():
-        # zarr notes that variable-length strings and consolidated metadata are not
-        # (yet) in the v3 spec; xarray and zarr-python read both.
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(prefix="metosim-zarr-") as tmp, quiet():
         root = Path(tmp) / "store" if target.suffix == ".zip" else target
         if root.exists():
             shutil.rmtree(root)
         _write_store(root, members, monitors)
-        _write_manifest(root)
+        write_manifest(root, file_digests(root))
         if target.suffix == ".zip":
             _zip(root, target)
     return target
@@ -96,15 +92,15 @@ def _write_store(root: Path, members: Sequence[DatasetMember], monitors: Sequenc
     arrays: dict[str, dict[str, Any]] = {}
     for name in names:
         node = group.create_group(name)
-        node.attrs.update(_jsonable(first[name].attrs))
+        node.attrs.update(jsonable(first[name].attrs))
         _write_coordinates(node, samples, ("sample",))
         variables = _variables(first[name])
         for dim, values in first[name].coords.items():
-            _array(node, str(dim), np.asarray(values.values), [str(d) for d in values.dims])
+            small_array(node, str(dim), np.asarray(values.values), [str(d) for d in values.dims])
         arrays[name] = {}
         for var, data in variables.items():
             array = node.create_array(var, shape=(len(members), *data.shape), chunks=(1, *data.shape), dtype=data.dtype, dimension_names=["sample", *data.dims], fill_value=0)
-            array.attrs.update({**_jsonable(data.attrs), "coordinates": coordinates})
+            array.attrs.update({**jsonable(data.attrs), "coordinates": coordinates})
             arrays[name][var] = array
     for i, member in enumerate(members):
         data = first if i == 0 else member.load()
@@ -141,16 +137,7 @@ def _sample_coordinates(members: Sequence[DatasetMember]) -> dict[str, np.ndarra
 
 def _write_coordinates(group: Any, samples: Mapping[str, np.ndarray], dims: tuple[str, ...]) -> None:
     for key, values in samples.items():
-        _array(group, key, values, list(dims))
-
-
-def _array(group: Any, name: str, values: np.ndarray, dims: list[str]) -> None:
-    """A small array written whole; text as zarr's variable-length UTF-8 strings."""
-    if values.dtype.kind in "OU":  # HDF5 string coordinates arrive as objects
-        array = group.create_array(name, shape=values.shape, dtype=str, dimension_names=dims)
-        array[...] = values.astype(str)
-    else:
-        group.create_array(name, data=values, dimension_names=dims)
+        small_array(group, key, values, list(dims))
 
 
 def _variables(monitor: xr.Dataset | xr.DataArray) -> dict[str, xr.DataArray]:
@@ -169,16 +156,6 @@ def _check_like(member: str, monitor: str, data: SimulationData, first: Simulati
         other = this.coords.get(dim)
         if other is None or other.shape != values.shape or not np.array_equal(other.values, values.values):
             raise ValueError(f"member {member!r}, monitor {monitor!r}: coordinate {dim!r} differs from the first member's (same grid and frequencies are needed to stack samples)")
-
-
-def _jsonable(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): (v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v) for k, v in attrs.items()}
-
-
-def _write_manifest(root: Path) -> None:
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    digest = {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-    (root / MANIFEST).write_text(json.dumps({"algorithm": "sha256", "files": digest}, indent=1, sort_keys=True))
 
 
 def _zip(root: Path, target: Path) -> None:
@@ -220,8 +197,7 @@ def open_dataset(source: str | os.PathLike, block_size: int = 1 << 16) -> xr.Dat
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
     fs = _filesystem(source, block_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
+    with quiet():
         store = zarr.storage.FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), read_only=True, path="")
         return xr.open_datatree(store, engine="zarr", consolidated=True, chunks=None)
 

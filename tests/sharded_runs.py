@@ -12,12 +12,15 @@ import io
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np 
 
 import metosim as ms 
 from metosim.kernels import solve 
 from metosim.kernels import checkpoint as ck 
+from metosim.kernels.zarr_results import verify_store
 
 F = ms.C_0 / 1.55e-6
 PULSE = ms.GaussianPulse(freq0=F, fwidth=0.3 * F)
@@ -31,7 +34,8 @@ def guide() -> ms.Simulation:
     """A 3D silicon wire along x, launched by a mode source, past a dispersive block.
     48 cells along y against 32 and 32: the slabs are cut along y, so the mode planes,
     the flux plane, the z = 0 field plane, the line of the time monitor, the far-field
-    box, the guide and the block all cross slab faces (at y = −0.6, 0, 0.6 µm)."""
+    box, the guide and the block all cross slab faces (at y = −0.6, 0, 0.6 µm); the
+    field plane and the line span y, so a results store keeps them in pieces."""
     return ms.Simulation(
         size=(1.6, 2.4, 1.6), grid_spec=ms.GridSpec.uniform(0.05), run_time=40e-15, precision="float64",
         medium=OXIDE,
@@ -44,7 +48,7 @@ def guide() -> ms.Simulation:
             ms.ModeMonitor(name="mode", center=(0.6, 0, 0), size=(0, 1.6, 1.0), freqs=FREQS, mode_spec=ms.ModeSpec(num_modes=2)),
             ms.FluxMonitor(name="flux", center=(0.5, 0, 0), size=(0, 2.0, 1.0), freqs=FREQS),
             ms.FieldMonitor(name="plane", center=(0, 0, 0), size=(ms.inf, ms.inf, 0), freqs=[F]),
-            ms.FieldTimeMonitor(name="line", center=(0.2, 0, 0), size=(0, 2.0, 0), interval=20),
+            ms.FieldTimeMonitor(name="line", center=(0.2, 0, 0), size=(0, ms.inf, 0), interval=20),
             ms.FieldProjectionAngleMonitor(name="far", center=(0, 0, 0), size=(1.0, 1.6, 0.8), freqs=[F], theta=[0.3, 1.2], phi=[0.0, 1.0]),
         ],
         boundary_spec=ms.BoundarySpec(x=THIN_PML, y=THIN_PML, z=THIN_PML),
@@ -139,11 +143,29 @@ def differences(one: object, other: object) -> dict[str, float]:
     return out
 
 
+def stored(sim: ms.Simulation, one: object) -> dict:
+    """The split run written into a results store: its differences from ``one``, the
+    files verified against the manifest, and the monitors kept in pieces (their arrays
+    stored in shards) with the shard files of each."""
+    import zarr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp, "store")
+        data = ms.solve(sim, devices=4, output=root)
+        monitors = zarr.open_group(root, mode="r")["monitors"]
+        pieces = {
+            name: {var: sum(1 for p in (root / "monitors" / name / var / "c").rglob("*") if p.is_file()) for var, array in node.arrays() if array.shards is not None}
+            for name, node in monitors.groups()
+        }
+        return {"differences": differences(one, data), "verified": verify_store(root), "in_pieces": {name: files for name, files in pieces.items() if files}}
+
+
 def compare(name: str) -> dict:
     sim = CASES[name]()
     one, split = solve(sim), solve(sim, devices=4)
     facts = {k: split.info[k] for k in ("device", "split_axis", "halo_bytes_per_step", "time_steps", "num_cells")}
     row = {"case": name, "steps_equal": one.info["time_steps"] == split.info["time_steps"], "differences": differences(one, split), **facts}
+    row["stored"] = stored(sim, one)
     if name in ("guide", "blocks"):
         for label, devices, on in (("resumed_on_one", 4, 1), ("resumed_split", 1, 4)):
             again = resumed(sim, devices, on)

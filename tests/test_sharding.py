@@ -23,6 +23,7 @@ import pytest
 import metosim as ms
 from metosim.kernels.sharding import ShardingError, describe, halo_bytes, leaf_spec, split_axes
 from metosim.kernels.solver import EngineInputError
+from metosim.kernels.zarr_results import verify_store
 
 HERE = Path(__file__).parent
 
@@ -53,6 +54,27 @@ def test_split_run_equals_one_device_run(sharded: dict[str, dict], case: str, ax
     # Measured ≤ 4.8e-14 (a near-zero component); 0 for the Bloch case. Resumed: ≤ 8.5e-14.
     assert len(run["differences"]) >= 8
     assert max(run["differences"].values()) < 1e-12, run["differences"]
+
+
+@pytest.mark.parametrize(("case", "in_pieces"), [
+    ("guide", {"plane": 4, "line": 4}),
+    # The line is one node along x: replicated across the x cut, in 2 pieces along y.
+    ("blocks", {"plane": 4, "line": 2}),
+    ("bloch", {"plane": 4}),
+    ("symmetric", {"plane": 4}),  # unfolded across the mirror planes in pieces
+])
+def test_a_split_run_writes_its_field_monitors_in_pieces(sharded: dict[str, dict], case: str, in_pieces: dict[str, int]) -> None:
+    """``ms.solve(sim, devices=4, output=)``: the monitors spanning a cut are written one
+    shard file per piece (never gathered), the rest whole; read back, the one-device
+    results; every file as the manifest says."""
+    run = sharded[case]["stored"]
+    print(case, max(run["differences"].values()), run["in_pieces"])
+    assert set(run["in_pieces"]) == set(in_pieces)
+    # A shard file per piece; none where a component is zero throughout (a mirror's).
+    for name, files in run["in_pieces"].items():
+        assert set(files.values()) <= {0, in_pieces[name]} and in_pieces[name] in files.values(), run["in_pieces"]
+    assert run["verified"] > 20
+    assert len(run["differences"]) >= 8 and max(run["differences"].values()) < 1e-12, run["differences"]
 
 
 @pytest.mark.parametrize("case", ["guide", "blocks"])
@@ -220,7 +242,7 @@ def test_a_device_share_over_its_memory_is_413_naming_what_helps(service: dict) 
     assert check_devices("2", sim, Settings(device_memory_bytes=need)) == 2
 
 
-def test_two_jax_processes_started_by_ray_equal_one_device(service: dict) -> None:
+def test_two_jax_processes_started_by_ray_equal_one_device(service: dict, tmp_path: Path) -> None:
     """The multi-host path on one machine: a placement group of two bundles, one JAX
     process each (one CPU device, gloo collectives), joined through Ray."""
     import ray
@@ -233,9 +255,21 @@ def test_two_jax_processes_started_by_ray_equal_one_device(service: dict) -> Non
     sim = guide()
     split = solve_across_processes(sim, processes=2, devices_per_process=1, timeout=300)
     assert split.info["device"] == "2 × cpu in 2 processes (slabs along y)"
-    found = differences(ms.solve(sim), split)
+    one = ms.solve(sim)
+    found = differences(one, split)
     print("two processes:", max(found.values()))
     assert len(found) >= 15 and max(found.values()) < 1e-12, found  # measured 9.1e-14
+    # Each process writes its own part of a results store: the lead all but the other's
+    # pieces of the monitors spanning the cut, the other only those.
+    stored = solve_across_processes(sim, processes=2, devices_per_process=1, timeout=300, output=str(tmp_path / "store"))
+    found = differences(one, stored)
+    print("two processes, results store:", max(found.values()))
+    assert len(found) >= 15 and max(found.values()) < 1e-12, found
+    assert verify_store(tmp_path / "store") > 20
+    lead, other = json.loads((tmp_path / "store" / "manifest.json").read_text())["parts"]
+    pieces = {p for p in lead + other if p.startswith(("monitors/plane/", "monitors/line/")) and "/c/" in p}
+    assert other and set(other) <= pieces and pieces & set(lead), other
+    assert {p.split("/")[1] for p in other} == {"plane", "line"}
     # A refusal in the processes ends the run with its reason (not a hang in a collective).
     odd = ms.Simulation(size=(1.05, 1.05, 1.05), grid_spec=ms.GridSpec.uniform(0.05), run_time=1e-15, boundary_spec=ms.BoundarySpec.all_sides(ms.Periodic()))
     with pytest.raises(Exception, match=r"devices=2 divides none of the stepped cell counts \(x 21, y 21, z 21\)"):

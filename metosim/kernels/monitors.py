@@ -100,11 +100,14 @@ def snapshot_steps(monitor: FieldTimeMonitor, dt_seconds: float, num_steps: int)
 
 def time_dataset(monitor: FieldTimeMonitor, region: Region, grid: Grid, recorded: dict[str, np.ndarray], steps: np.ndarray) -> xr.Dataset:
     """Snapshots on dims (x, y, z, t); H is sampled half a step before the t shown."""
-    data = {
-        comp: (("x", "y", "z", "t"), np.moveaxis(colocate(recorded[comp][: steps.size], region, comp, 1), 0, -1))
-        for comp in monitor.fields
-    }
+    data = {comp: (("x", "y", "z", "t"), np.moveaxis(v, 0, -1)) for comp, v in time_values(monitor, region, recorded, steps.size).items()}
     return xr.Dataset(data, coords={**region.coords(grid), "t": steps * grid.dt}, attrs={"monitor_type": monitor.type})
+
+
+def time_values(monitor: FieldTimeMonitor, region: Region, recorded: dict[str, Any], count: int, xp: ModuleType = np) -> dict[str, Any]:
+    """The first ``count`` snapshots of each component colocated on the region's
+    integer nodes, (t, x, y, z)."""
+    return {comp: colocate(recorded[comp][:count], region, comp, 1, xp) for comp in monitor.fields}
 
 
 def mode_recording(plane: Plane, where: str) -> tuple[tuple[str, tuple[slice, slice, slice]], ...]:

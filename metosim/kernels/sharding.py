@@ -24,6 +24,7 @@ from typing import Any
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 
@@ -109,7 +110,8 @@ def leaf_spec(shape: tuple[int, ...], grid_shape: tuple[int, int, int], split: S
     return tuple(spec)
 
 
-def _mesh(split: Split) -> Any:
+def mesh_of(split: Split) -> Any:
+    """The mesh of the first JAX devices the grid is cut over, one mesh axis per cut."""
     import jax
     from jax.sharding import Mesh
 
@@ -123,7 +125,7 @@ def shardings(tree: Any, layout: Layout, split: Split) -> Any:
     import jax
     from jax.sharding import NamedSharding, PartitionSpec
 
-    mesh = _mesh(split)
+    mesh = mesh_of(split)
     return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, PartitionSpec(*leaf_spec(np.shape(x), layout.shape, split))), tree)
 
 
@@ -131,7 +133,7 @@ def replicated(split: Split) -> Any:
     """A copy on each device of the mesh (a sum over the grid, which every process reads)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    return NamedSharding(_mesh(split), PartitionSpec())
+    return NamedSharding(mesh_of(split), PartitionSpec())
 
 
 def multi_process() -> bool:
@@ -140,6 +142,14 @@ def multi_process() -> bool:
     import jax
 
     return jax.process_count() > 1
+
+
+def is_lead() -> bool:
+    """Whether this is the first JAX process (or the only one): the one that writes
+    what all processes share."""
+    import jax
+
+    return jax.process_index() == 0
 
 
 def place(tree: Any, placements: Any) -> Any:
@@ -201,6 +211,15 @@ def every_process_text(text: str, size: int = 64) -> list[str]:
     padded = np.frombuffer(text.encode("ascii").ljust(size, b"\0"), np.uint8)
     every = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1, size)
     return [row.tobytes().rstrip(b"\0").decode("ascii") for row in every]
+
+
+def every_process_json(value: Any) -> list[Any]:
+    """Each process's JSON-able ``value``, in every process (two collectives across
+    processes: the lengths, then the texts; in one process, ``[value]``)."""
+    if not multi_process():
+        return [value]
+    text = json.dumps(value)
+    return [json.loads(t) for t in every_process_text(text, max(every_process(len(text))))]
 
 
 def halo_bytes(layout: Layout, split: Split) -> int:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,13 @@ from .dispersion import ade_coefficients
 from .mesh import mesh_media
 from .modes import simulation_modes
 from .sampling import monitor_region
-from .sharding import ShardingError, describe, every_process, from_lead, gather, halo_bytes, local_pieces, multi_process, place, replicated, shardings, split_axes, stepped_shape, whole_axis_psi
+from .sharding import ShardingError, describe, every_process, from_lead, gather, halo_bytes, is_lead, local_pieces, multi_process, place, replicated, shardings, split_axes, stepped_shape, whole_axis_psi
 from .symmetry import Halving, halve, unfold_fields, unfold_state
+from .split_monitors import held_in_pieces, monitor_pieces
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
 from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step, single_polarisation
+from .zarr_results import write_store
 
 Progress = Callable[[int, int], None]
 
@@ -54,6 +57,8 @@ class SolveResult:
 
     monitors: dict[str, xr.Dataset | xr.DataArray]
     info: dict[str, Any] = field(default_factory=dict)
+    #: With a results store: the files of it this process hands over (paths in the store).
+    files: list[str] = field(default_factory=list)
 
 
 def max_memory_bytes() -> int:
@@ -125,6 +130,7 @@ def solve(
     resume: Checkpoint | None = None,
     devices: int = 1,
     kernel: str = "xla",
+    store: Path | None = None,
 ) -> SolveResult:
     """Run ``sim`` to its ``run_time`` (or the energy shutoff) and return monitor data.
     A 2D run whose sources excite one polarisation steps its three components only;
@@ -140,7 +146,13 @@ def solve(
     (:mod:`.sharding`), with the one-device run's results.
 
     ``kernel`` "fused" steps with the Pallas kernels of :mod:`.fused` (on a GPU; off
-    one, in Pallas's interpreter, for checks) instead of the XLA step ("xla")."""
+    one, in Pallas's interpreter, for checks) instead of the XLA step ("xla").
+
+    ``store``: a new directory to write the results into as a zarr store
+    (:mod:`.zarr_results`) besides returning them. Of a run split over several
+    processes, each writes there only what it hands over (``SolveResult.files``: the
+    lead's all but the others' pieces, a process's own pieces), and the field monitors
+    that span a split axis are kept in pieces (:mod:`.split_monitors`), not returned."""
     sim = check_inputs(sim)
     backend = resolve_backend(backend)
     check_devices(sim, devices, backend)
@@ -155,10 +167,14 @@ def solve(
     # a service sees a live worker.
     heartbeat = (lambda: progress(0, sim.grid.num_time_steps)) if progress is not None else None
     problem, halvings = apply_symmetry(sim, _setup(sim, heartbeat))
+    split = split_axes(problem.layout.shape, problem.layout.active, devices) if devices > 1 else ()
+    held = held_in_pieces(sim.monitors, problem.state, problem.layout.shape, split) if store is not None and split else frozenset()
     with precision_context(sim.precision, backend):
-        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel)
+        state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel, held=held)
+        in_pieces = {kind: {name: state[kind].pop(name) for name in held if name in state[kind]} for kind in ("dft", "snap")}
+        pieces = monitor_pieces(sim.monitors, in_pieces, problem.regions, problem.snapshot_steps, halvings, sim.grid, problem.layout.dt, steps, split) if held else {}
         state = unfold_state(state, halvings)
-    monitors = _collect(sim, problem, state, steps)
+    monitors = _collect(sim, problem, state, steps, skip=held)
     total = time.perf_counter() - setup_start
     stepped = math.prod(problem.layout.shape)
     info = {
@@ -179,13 +195,16 @@ def solve(
         "devices": devices,
         "kernel": kernel,
     }
-    if devices > 1:
-        split = split_axes(layout.shape, layout.active, devices)
+    if split:
         # The cut axes ("y"; "xy" for blocks) and, per axis, the devices along it.
         info["split_axis"] = "".join("xyz"[a] for a, _ in split)
         info["split_counts"] = [n for _, n in split]
         info["halo_bytes_per_step"] = halo_bytes(layout, split)
-    return SolveResult(monitors=monitors, info=info)
+    if store is None:
+        return SolveResult(monitors=monitors, info=info)
+    every = {m.name: pieces[m.name] if m.name in held else monitors[m.name] for m in sim.monitors}
+    files = write_store(store, sim.model_dump_json(), info, sim.grid.boundaries, every, lead=backend != "jax" or is_lead())
+    return SolveResult(monitors=monitors, info=info, files=files)
 
 
 @dataclass
@@ -448,12 +467,14 @@ def _run(
     devices: int = 1,
     kernel: str = "xla",
     fields: bool = False,
+    held: frozenset[str] = frozenset(),
 ) -> tuple[dict, int, str, float, Layout]:
     """Step ``problem`` and return (state on the host, steps taken, device, stepping
     seconds, the stepped layout). The state returned holds the monitors' recordings
     ("dft", "snap") only, unless ``fields`` (then E, H, ψ and P too): the fields are the
     grid's bulk, and a large run's host, or each process of a split one, need not hold
-    them all at the end (a split run's fields would be this process's pieces)."""
+    them all at the end (a split run's fields would be this process's pieces). The
+    recordings of the monitors ``held`` in pieces stay split JAX arrays."""
     layout = problem.layout if all_components else single_polarisation(problem.layout)
     if kernel == "fused" and (why := fused.unsupported(layout, devices)):
         raise EngineInputError(f"kernel='fused' cannot step this simulation yet ({why}); use kernel='xla'")
@@ -523,7 +544,10 @@ def _run(
             jax.block_until_ready(state)
 
         def recordings(state: dict) -> dict:
-            return gather({"dft": state["dft"], "snap": state["snap"]})
+            out = gather({kind: {name: v for name, v in state[kind].items() if name not in held} for kind in ("dft", "snap")})
+            for kind in out:
+                out[kind].update({name: v for name, v in state[kind].items() if name in held})
+            return out
     else:
         step = make_step(layout, NUMPY_OPS)
         device, state, params, eps = "cpu (numpy)", problem.state, problem.params, problem.eps
@@ -608,10 +632,12 @@ def mode_reference(problem: _Problem, freqs: np.ndarray) -> np.ndarray:
     return np.sqrt(source_power(problem, freqs))
 
 
-def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int) -> dict[str, xr.Dataset | xr.DataArray]:
+def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int, skip: frozenset[str] = frozenset()) -> dict[str, xr.Dataset | xr.DataArray]:
     grid, out = sim.grid, {}
     dt = problem.layout.dt
     for i, m in enumerate(sim.monitors):
+        if m.name in skip:
+            continue
         region = problem.regions[m.name]
         if isinstance(m, (FieldMonitor, FluxMonitor, ModeMonitor)):
             # The running sums omit Δt; the DFT is Σ F e^{iωt} Δt.

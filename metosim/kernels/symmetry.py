@@ -227,15 +227,23 @@ def unfold_dft(dft: dict, halvings: list[Halving], xp: ModuleType = np) -> dict:
     return _unfold_store(dft, [h.dft for h in halvings], xp)
 
 
+def unfold_snapshots(snap: dict, halvings: list[Halving], xp: ModuleType = np) -> dict:
+    """The snapshots of a halved run (``{monitor: {component: array}}``) unfolded to the
+    full run's arrays."""
+    return _unfold_store(snap, [h.snapshots for h in halvings], xp)
+
+
 def unfold_state(state: dict, halvings: list[Halving]) -> dict:
     """The monitor recordings of a halved run, unfolded to the full run's arrays."""
-    return {**state, "dft": unfold_dft(state["dft"], halvings), "snap": _unfold_store(state["snap"], [h.snapshots for h in halvings], np)}
+    return {**state, "dft": unfold_dft(state["dft"], halvings), "snap": unfold_snapshots(state["snap"], halvings)}
 
 
 def _unfold_store(store: dict, unfolds_per_halving: list[Unfolds], xp: ModuleType) -> dict:
     out = dict(store)
     for unfolds in reversed(unfolds_per_halving):
         for (name, comp), (array_axis, index, sign) in unfolds.items():
+            if name not in out:  # recordings handed elsewhere (a split run's pieces)
+                continue
             out[name] = {**out[name], comp: unfold(out[name][comp], array_axis, index, sign, xp)}
     return out
 

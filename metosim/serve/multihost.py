@@ -8,8 +8,9 @@ a fresh worker process. The first process (the lead) decides whether the run goe
 to the others through a small actor; each calls ``jax.distributed.initialize`` and the
 same ``solve(sim, devices=N)`` over all N devices of all processes (CPU collectives
 through gloo where there is no GPU). The engine places every array shard by shard
-(:mod:`metosim.kernels.sharding`) and gathers the monitors to every process; the lead
-returns what it made of them. Checkpoints are taken at the steps the lead's clock
+(:mod:`metosim.kernels.sharding`) and gathers the monitors to every process, the lead
+returning what it made of them — or, given a results store to write, keeps the
+field monitors that span a cut in pieces, each process writing its own. Checkpoints are taken at the steps the lead's clock
 decides, each process storing its own part and the lead a manifest of the parts.
 """
 
@@ -193,23 +194,33 @@ def release(name: str) -> None:
         pass
 
 
-def follow_solve(config_json: str, devices: int, shared: Any = None) -> None:
-    """A follower's part of a split solve: the same solve, its results dropped.
-    ``shared`` is what the lead joined with: nothing here (no checkpoint to resume)."""
-    solve(Simulation.model_validate_json(config_json), devices=devices)
+def follow_solve(config_json: str, devices: int, shared: Any = None, output: str | None = None) -> None:
+    """A follower's part of a split solve: the same solve, writing its own part of the
+    results store at ``output`` if one is named, else its results dropped. ``shared``
+    is what the lead joined with: nothing here (no checkpoint to resume)."""
+    solve(Simulation.model_validate_json(config_json), devices=devices, output=output)
 
 
-def _lead_solve(config_json: str, devices: int, join: Join) -> bytes:
+def _lead_solve(config_json: str, devices: int, output: str | None, join: Join) -> bytes | None:
     join(True)
+    data = solve(Simulation.model_validate_json(config_json), devices=devices, output=output)
+    if output is not None:
+        return None  # the store is whole once every process's solve has returned
     buffer = io.BytesIO()
-    solve(Simulation.model_validate_json(config_json), devices=devices).to_hdf5(buffer)
+    data.to_hdf5(buffer)
     return buffer.getvalue()
 
 
-def solve_across_processes(sim: Simulation, processes: int, devices_per_process: int, timeout: float | None = None) -> SimulationData:
+def solve_across_processes(sim: Simulation, processes: int, devices_per_process: int, timeout: float | None = None, output: str | None = None) -> SimulationData:
     """Run ``sim`` split over ``processes`` × ``devices_per_process`` devices, one JAX
     process each (:func:`across_processes`), and return the results. Raises what a
-    process raised (a refused ``devices`` included)."""
+    process raised (a refused ``devices`` included).
+
+    ``output``: a directory every process sees (a cluster's shared filesystem) for the
+    results as a zarr store, each process writing its own part (``ms.solve(...,
+    output=)``); the data returned read from it. Without it the lead's gathered
+    results come back through Ray."""
     config, devices = sim.model_dump_json(), processes * devices_per_process
-    results = across_processes(processes, devices_per_process, functools.partial(_lead_solve, config, devices), functools.partial(follow_solve, config, devices), timeout)
-    return SimulationData.from_hdf5(io.BytesIO(results))
+    lead, follow = functools.partial(_lead_solve, config, devices, output), functools.partial(follow_solve, config, devices, output=output)
+    results = across_processes(processes, devices_per_process, lead, follow, timeout)
+    return SimulationData.open(output) if output is not None else SimulationData.from_hdf5(io.BytesIO(results))
