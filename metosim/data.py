@@ -60,15 +60,17 @@ class SimulationData(Mapping[str, xr.Dataset | xr.DataArray]):
         return cls(Simulation.model_validate_json(sim_json), monitors, info, versions)
 
     @classmethod
-    def open(cls, source: str | IO[bytes], block_size: int = 1 << 16) -> "SimulationData":
+    def open(cls, source: str | os.PathLike | IO[bytes] | Mapping[str, str], block_size: int = 1 << 16) -> "SimulationData":
         """Open a results file lazily: a local path, an HTTP(S) URL (e.g. a pre-signed
         S3 link) or a binary file object. Monitor data are read when indexed, so a
         plane of a large remote field costs only the chunks of that plane (HTTP range
         reads of ``block_size`` bytes). Keep the object alive while reading; call
-        :meth:`close` when done. A results store's directory (``solve(...,
-        output=)``, :mod:`metosim.kernels.zarr_results`) opens the same way."""
-        if zarr_results.is_store(source):
-            sim_json, info, versions, monitors = zarr_results.read_store(str(source), lazy=True)
+        :meth:`close` when done. A results store (:mod:`metosim.kernels.zarr_results`)
+        opens the same way: its directory (``solve(..., output=)``), or, stored, the
+        links of its files by path (what ``Job.open`` passes)."""
+        if isinstance(source, Mapping) or zarr_results.is_store(source):
+            store = zarr_results.remote_store(source) if isinstance(source, Mapping) else str(source)
+            sim_json, info, versions, monitors = zarr_results.read_store(store, lazy=True)
             return cls(Simulation.model_validate_json(sim_json), monitors, info, versions)
         if isinstance(source, str) and source.startswith(("http://", "https://")):
             import fsspec

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .data import SimulationData
-from .session import Handle, JobFailed, download, follow
+from .session import Handle, JobFailed, download, download_store, follow
 from .widgets.progress import make_display
 
 
@@ -46,11 +46,31 @@ class Job(Handle):
             raise
 
     def result(self, state: dict[str, Any] | None = None, on_bytes: Callable[[int, int], None] | None = None) -> SimulationData:
-        """Download (or reuse from the cache) and verify the result, then read it."""
+        """Download (or reuse from the cache) and verify the result, then read it (a
+        results store, the form a run split across processes leaves, lazily from the
+        cache)."""
         state = state or self.status()
         if state["status"] != "COMPLETED":
             raise JobFailed(self.id, state["status"], state.get("error"))
-        return SimulationData.from_hdf5(str(download(state["result"], on_bytes=on_bytes, verify=self.client.verify)))
+        result = state["result"]
+        if result.get("format") == "zarr":  # a run split across processes: a results store
+            return SimulationData.open(download_store(result, self._store_files(), on_bytes=on_bytes, verify=self.client.verify))
+        return SimulationData.from_hdf5(str(download(result, on_bytes=on_bytes, verify=self.client.verify)))
+
+    def open(self) -> SimulationData:
+        """The result read where it is stored, lazily: only what you index is fetched
+        (HTTP range reads over its 15-minute links; not checked against the SHA-256s
+        as :meth:`result` does). Works for an HDF5 result and for a results store."""
+        state = self.status()
+        if state["status"] != "COMPLETED":
+            raise JobFailed(self.id, state["status"], state.get("error"))
+        if state["result"].get("format") == "zarr":
+            return SimulationData.open({path: f["url"] for path, f in self._store_files().items()})
+        return SimulationData.open(state["result"]["url"])
+
+    def _store_files(self) -> dict[str, dict[str, str]]:
+        """Each file of a results store: its SHA-256 and link."""
+        return self.client.request("GET", f"{self.path}/result/files").json()["files"]
 
 
 __all__ = ["Job"]

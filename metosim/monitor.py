@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from .base import Coordinate, FIELD_COMPONENTS, Finite, Frequencies, MetoModel, NonNegativeFinite, PositiveFinite, Size, _as_tuple
 from .mode_spec import ModeSpec, check_plane
 
 Component = Literal["Ex", "Ey", "Ez", "Hx", "Hy", "Hz"]
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+def _not_only_dots(name: str) -> str:
+    # A name is a path segment in a results store (its group): "." and ".." are not.
+    if not name.strip("."):
+        raise ValueError("a monitor name must not be only dots")
+    return name
+
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$"), AfterValidator(_not_only_dots)]
 
 
 def _components(value: object) -> object:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -222,23 +223,68 @@ def download(result: dict[str, Any], on_bytes: Callable[[int, int], None] | None
         return target
     if only_cached:
         raise FileNotFoundError(target)
+    _fetch_verified(result["url"], target, result["sha256"], verify, (lambda done: on_bytes(done, result["size"])) if on_bytes else None)
+    return target
+
+
+def download_store(result: dict[str, Any], files: dict[str, dict[str, str]], on_bytes: Callable[[int, int], None] | None = None, directory: Path | None = None, verify: ssl.SSLContext | bool = True) -> Path:
+    """Download a result stored as a zarr store (a run split across processes: ``result``
+    links its manifest, ``files`` each file's link) into the cache, as a directory
+    named by the manifest's SHA-256, and return it. The manifest is checked against the
+    recorded SHA-256 and each file against the manifest (ChecksumMismatch after a
+    second try); a store already in the cache is reused."""
+    directory = directory or cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{result['sha256']}.zarr"
+    if (target / "manifest.json").exists() and _sha256(target / "manifest.json") == result["sha256"]:
+        return target
+    part = Path(tempfile.mkdtemp(dir=directory, suffix=".part"))
+    try:
+        done = 0
+
+        def count(size: int) -> None:
+            if on_bytes:
+                on_bytes(done + size, result["size"])
+
+        manifest = part / "manifest.json"
+        _fetch_verified(result["url"], manifest, result["sha256"], verify, count)
+        done += manifest.stat().st_size
+        for path, sha256 in json.loads(manifest.read_text())["files"].items():
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ChecksumMismatch(f"the result's manifest names {path!r}, outside the store")
+            if path not in files:
+                raise ChecksumMismatch(f"the service lists no link for the result's file {path!r}")
+            (part / path).parent.mkdir(parents=True, exist_ok=True)
+            _fetch_verified(files[path]["url"], part / path, sha256, verify, count)
+            done += (part / path).stat().st_size
+        if target.exists():  # an incomplete earlier copy
+            shutil.rmtree(target)
+        os.replace(part, target)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    return target
+
+
+def _fetch_verified(url: str, target: Path, sha256: str, verify: ssl.SSLContext | bool, on_bytes: Callable[[int], None] | None) -> None:
+    """Stream ``url`` to ``target`` checking its SHA-256 on the way; a mismatch deletes
+    what came and tries once more, then raises ChecksumMismatch."""
     for attempt in range(2):
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".part", delete=False) as part:
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as part:
             h = hashlib.sha256()
             done = 0
-            with httpx.stream("GET", result["url"], timeout=60, follow_redirects=True, verify=verify) as response:
+            with httpx.stream("GET", url, timeout=60, follow_redirects=True, verify=verify) as response:
                 response.raise_for_status()
                 for block in response.iter_bytes(1 << 20):
                     part.write(block)
                     h.update(block)
                     done += len(block)
                     if on_bytes:
-                        on_bytes(done, result["size"])
-        if h.hexdigest() == result["sha256"]:
+                        on_bytes(done)
+        if h.hexdigest() == sha256:
             os.replace(part.name, target)
-            return target
+            return
         os.unlink(part.name)
-    raise ChecksumMismatch(f"downloaded SHA-256 {h.hexdigest()} ≠ recorded {result['sha256']} (twice)")
+    raise ChecksumMismatch(f"downloaded SHA-256 {h.hexdigest()} ≠ recorded {sha256} (twice)")
 
 
 def _sha256(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 import metosim as ms
 from metosim.serve.storage import LocalStore
+from metosim.session import download_store
 
 from .conftest import BUCKET, issue_key
 from .test_checkpoint import assert_identical
@@ -49,7 +51,13 @@ def no_checkpoints_left(service: dict, job_id: str, timeout: float = 30.0) -> bo
     return True
 
 
-def result_of(job: dict) -> ms.SimulationData:
+def result_of(job: dict, service: dict | None = None, key: str | None = None) -> ms.SimulationData:
+    """A completed job's result: its HDF5 file, or the results store of a run split
+    across processes (``service`` and ``key`` then fetch its file list)."""
+    if job["result"]["format"] == "zarr":
+        assert service is not None and key is not None
+        files = service["client"].get(f"/v1/simulations/{job['id']}/result/files", headers=auth(key)).json()["files"]
+        return ms.SimulationData.open(download_store(job["result"], files, directory=Path(tempfile.mkdtemp())))
     return ms.SimulationData.from_hdf5(io.BytesIO(httpx.get(job["result"]["url"]).content))
 
 

@@ -5,6 +5,7 @@ CPU devices, in a process of their own), and the refusals that name ``devices``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -137,7 +138,7 @@ def test_devices_are_refused_with_the_reason() -> None:
 def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -> None:
     """``?devices=2`` on the real Ray Serve API: the Ray task starts a worker process with
     two forced host CPU devices; its result equals a one-device solve here."""
-    from .conftest import issue_key
+    from .conftest import F_UNIT, issue_key
     from .test_service import auth, submit, tiny, wait_for
 
     key = issue_key(service, "split")
@@ -157,21 +158,40 @@ def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -
     assert response.status_code == 422 and "devices=2 divides none of the stepped cell counts (x 201)" in response.json()["detail"]
     response = post("2")
     assert response.status_code == 201, response.text
-    job = wait_for(service, key, response.json()["id"], ("COMPLETED",), timeout=180)
-    assert job["devices"] == 2
+    first = response.json()["id"]
+    job = wait_for(service, key, first, ("COMPLETED",), timeout=180)
+    assert job["devices"] == 2 and job["result"]["format"] == "hdf5"  # one process: one file
     data = ms.SimulationData.from_hdf5(io.BytesIO(httpx.get(job["result"]["url"]).content))
     assert data.info["devices"] == 2 and data.info["device"].startswith("2 × cpu")
     here = ms.solve(sim)
     assert abs(float(data["T"].values[0]) - float(here["T"].values[0])) < 1e-12 * abs(float(here["T"].values[0]))
     # Over the two processes a node of 2 devices each allows: the job's lead process
-    # reports and uploads, the other steps its half.
-    response = post("4")
+    # reports, the other steps its half; each uploads its own part of a results store
+    # (the field along the whole line: its pieces), the lead the manifest of both.
+    lined = sim.updated_copy(monitors=[*sim.monitors, ms.FieldMonitor(name="line", size=(ms.inf, 0, 0), freqs=[F_UNIT])])
+    response = service["client"].post("/v1/simulations", params={"devices": "4"}, content=lined.model_dump_json(), headers={**auth(key), "Content-Type": "application/json"})
     assert response.status_code == 201, response.text
     job = wait_for(service, key, response.json()["id"], ("COMPLETED",), timeout=240)
-    assert job["devices"] == 4
-    data = ms.SimulationData.from_hdf5(io.BytesIO(httpx.get(job["result"]["url"]).content))
+    assert job["devices"] == 4 and job["result"]["format"] == "zarr"
+    listed = service["client"].get(f"/v1/simulations/{job['id']}/result/files", headers=auth(key))
+    assert listed.status_code == 200, listed.text
+    manifest = httpx.get(job["result"]["url"]).content
+    assert hashlib.sha256(manifest).hexdigest() == job["result"]["sha256"]
+    lead, other = json.loads(manifest)["parts"]
+    assert other and all(path.startswith("monitors/line/") and "/c/" in path for path in other), other
+    assert set(listed.json()["files"]) == set(lead) | set(other)
+    # The SDK downloads it (every file checked against the manifest) and reads it.
+    handle = ms.Client(url=str(service["client"].base_url), api_key=key).job(job["id"])
+    data = handle.result()
     assert data.info["device"] == "4 × cpu in 2 processes (slabs along x)"
     assert abs(float(data["T"].values[0]) - float(here["T"].values[0])) < 1e-12 * abs(float(here["T"].values[0]))
+    line = ms.solve(lined)["line"]
+    assert np.max(np.abs(data["line"].Ey.values - line.Ey.values)) < 1e-12 * np.max(np.abs(line.Ey.values))
+    # Or read where it is stored, each file over its own link, only what is indexed.
+    remote = handle.open()
+    assert np.array_equal(remote["line"].Ey.isel(x=slice(10, 90)).values, data["line"].Ey.isel(x=slice(10, 90)).values)
+    # An HDF5 result has no file list.
+    assert service["client"].get(f"/v1/simulations/{first}/result/files", headers=auth(key)).status_code == 409
     # Cancelled while running across processes: the placement group goes with it.
     import ray
 
@@ -217,7 +237,7 @@ def test_a_job_across_processes_checkpoints_and_goes_on_after_its_lead_is_lost(s
     print(f"lead killed after the checkpoint at step {killed_at} of {total}; resumed from step {done['checkpoint']['resumed_step']}, attempts {done['attempts']}, {time.monotonic() - began:.0f} s")
     assert done["attempts"] == 2 and done["checkpoint"]["resumed_step"] >= killed_at
     assert no_checkpoints_left(service, job_id)  # the manifest and its parts, deleted with the job's end
-    data, here = result_of(done), ms.solve(sim)
+    data, here = result_of(done, service, key), ms.solve(sim)
     assert data.info["device"] == "4 × cpu in 2 processes (slabs along x)" and data.info["resumed_step"] == done["checkpoint"]["resumed_step"]
     found = np.max(np.abs(data["f"].Ez.values - here["f"].Ez.values)) / np.max(np.abs(here["f"].Ez.values))
     assert found < 1e-12, found

@@ -216,6 +216,18 @@ def is_store(source: Any) -> bool:
     return isinstance(source, (str, Path)) and not str(source).startswith(("http://", "https://")) and (Path(source) / "zarr.json").is_file()
 
 
+def remote_store(urls: Mapping[str, str]) -> Any:
+    """A read-only zarr store over the links of a stored results store's files (by
+    path): each file fetched, with HTTP range reads, from its own (pre-signed) URL."""
+    import fsspec
+    import zarr
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+    files = fsspec.filesystem("reference", fo={"version": 1, "refs": {path: [url] for path, url in urls.items()}}, remote_protocol="http")
+    with quiet():
+        return zarr.storage.FsspecStore(AsyncFileSystemWrapper(files, asynchronous=True), read_only=True, path="")
+
+
 def read_store(store: Any, lazy: bool = False) -> tuple[str, dict[str, Any], dict[str, str], dict[str, xr.Dataset | xr.DataArray]]:
     """(simulation JSON, run info, versions, monitors) of a results store: a directory or
     a zarr store object; ``lazy`` reads values only when indexed."""

@@ -4,6 +4,9 @@
 ``LocalStore`` keeps files in a directory for the embedded default and signs its
 download URLs with HMAC-SHA256 (served by the API at ``/v1/files/...``). Keys are
 ``results/<job id>/<sha256>.h5`` (one run's HDF5) or
+``results/<job id>/store-<dispatch>/<path>`` (the files of a results store that the
+processes of a split run wrote, each its own part; ``…/manifest.json`` is recorded and
+names every file with its SHA-256) or
 ``datasets/<batch id>/<sha256>.zarr.zip`` (a batch's zarr dataset) or
 ``optimizations/<id>/<iteration>-<sha256>.npz`` (an optimiser checkpoint) or
 ``checkpoints/<job id>/<config sha256>/<step>-<sha256>.npz`` (a solve's stepping
@@ -30,9 +33,9 @@ from urllib.parse import urlencode
 
 from .settings import Settings
 
-_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz|checkpoints/[0-9a-f-]{36}/[0-9a-f]{64}/[0-9]{10}-[0-9a-f]{64}\.(npz|json))$")
+_KEY = re.compile(r"^(results/[0-9a-f-]{36}/[0-9a-f]{64}\.h5|results/[0-9a-f-]{36}/store-[0-9]{1,9}(/[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*)+|datasets/[0-9a-f-]{36}/[0-9a-f]{64}\.zarr\.zip|optimizations/[0-9a-f-]{36}/[0-9]{5}-[0-9a-f]{64}\.npz|checkpoints/[0-9a-f-]{36}/[0-9a-f]{64}/[0-9]{10}-[0-9a-f]{64}\.(npz|json))$")
 #: Content types by key suffix.
-MEDIA_TYPES = {".h5": "application/x-hdf5", ".zip": "application/zip", ".npz": "application/octet-stream", ".json": "application/json"}
+MEDIA_TYPES = {"": "application/octet-stream", ".h5": "application/x-hdf5", ".zip": "application/zip", ".npz": "application/octet-stream", ".json": "application/json"}
 
 
 class ObjectExists(Exception):
@@ -44,6 +47,31 @@ def result_key(job_id: str, sha256: str) -> str:
     if not _KEY.match(key):
         raise ValueError(f"not a result key: {key!r}")
     return key
+
+
+def result_store_key(job_id: str, token: int, path: str) -> str:
+    """The object of file ``path`` of a results store written by dispatch ``token``."""
+    key = f"results/{job_id}/store-{token}/{path}"
+    if not _KEY.match(key):
+        raise ValueError(f"not a result store key: {key!r}")
+    return key
+
+
+def result_store_files(manifest_path: str, manifest_key: str) -> dict[str, tuple[str, str]]:
+    """Each file of a results store by its path: (key, SHA-256), from its manifest
+    (stored at ``manifest_key``); ValueError for a path that is not a store file's."""
+    prefix = manifest_key.removesuffix("manifest.json")
+    out = {}
+    for path, sha256 in json.loads(Path(manifest_path).read_text())["files"].items():
+        if not _KEY.match(key := prefix + path):
+            raise ValueError(f"the manifest names {path!r}, not a results store file")
+        out[path] = (key, sha256)
+    return out
+
+
+def is_result_store(key: str) -> bool:
+    """Whether a recorded result is a results store's manifest (not an HDF5 file)."""
+    return key.startswith("results/") and key.endswith("/manifest.json")
 
 
 def dataset_key(batch_id: str, sha256: str) -> str:

@@ -1,4 +1,5 @@
-"""The solve worker: config → ``metosim.solve`` → HDF5 → upload → report.
+"""The solve worker: config → the engine's solve → HDF5 (or, split across processes, a
+results store each process writes its part of) → upload → report.
 
 ``execute`` is the one entry point every provider runs (a Ray task here; a Modal
 function reports over HTTPS instead). It talks to the job state only through a
@@ -12,17 +13,21 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
-from ..data import SimulationData, compilation_cache, solve
+from ..data import SimulationData, compilation_cache
+from ..kernels import SolveResult
 from ..kernels import checkpoint as ck
+from ..kernels import solve as engine_solve
 from ..kernels.sharding import every_process_text
+from ..kernels.zarr_results import MANIFEST, hand_over
 from ..simulation import Simulation
 from . import sentry
 from .logs import get_logger
 from .settings import Settings
 from .states import JOBSTATE, NAMESPACE
-from .storage import ObjectStore, checkpoint_key, dataset_key, file_sha256, get_verified, job_checkpoint_key, make_store, manifest_parts, read_verified, result_key, upload_with_retry, write_manifest
+from .storage import ObjectStore, checkpoint_key, dataset_key, file_sha256, get_verified, job_checkpoint_key, make_store, manifest_parts, read_verified, result_key, result_store_key, upload_with_retry, write_manifest
 
 PROGRESS_INTERVAL_S = 0.5
 #: Upload attempts of one checkpoint: a failed one is not fatal, the next one is due soon.
@@ -95,19 +100,24 @@ def _execute(job_id: str, token: int, config_json: str, settings: Settings, repo
         deadline=begun + settings.solve_time_limit_s if settings.solve_time_limit_s > 0 else None,
     )
     log.info(f"solving from step {resume.step}" if resume else "solving", extra=extra)
-    try:
-        data = _solve(sim, policy, resume, devices, extra, progress)
-    except ck.SolveSuspended as e:
-        log.info(f"time limit: handing the job back at step {e.step}", extra=extra)
-        reporter.suspended(job_id, token, e.step)
-        return ""
     with tempfile.TemporaryDirectory(prefix="metosim-") as tmp:
-        path = os.path.join(tmp, "result.h5")
-        data.to_hdf5(path)
-        sha256, size = file_sha256(path)
-        key = result_key(job_id, sha256)
-        upload_with_retry(store, key, path, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
-    reporter.completed(job_id, token, key, sha256, size, {k: v for k, v in data.info.items() if isinstance(v, (int, float, str))})
+        try:
+            if join is not None:  # across processes: each writes and uploads its part
+                stored = _solve_into_store(job_id, token, sim, policy, resume, devices, settings, store, extra, tmp, progress)
+                assert stored is not None  # the lead's
+                key, sha256, size, info = stored
+            else:
+                result = _solve(sim, policy, resume, devices, extra, progress)
+                path = os.path.join(tmp, "result.h5")
+                SimulationData(sim, result.monitors, result.info).to_hdf5(path)
+                sha256, size = file_sha256(path)
+                key, info = result_key(job_id, sha256), result.info
+                upload_with_retry(store, key, path, settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
+        except ck.SolveSuspended as e:
+            log.info(f"time limit: handing the job back at step {e.step}", extra=extra)
+            reporter.suspended(job_id, token, e.step)
+            return ""
+    reporter.completed(job_id, token, key, sha256, size, {k: v for k, v in info.items() if isinstance(v, (int, float, str))})
     log.info("completed", extra=extra)
     return key
 
@@ -127,30 +137,51 @@ class SteppingSpeed:
         return self.cells * (step - self.first) / max(now - self.since, 1e-9)
 
 
-def _solve(sim: Simulation, policy: ck.CheckpointPolicy, resume: ck.Checkpoint | None, devices: int, extra: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> SimulationData:
-    """The solve, from ``resume`` if its state fits (else from step 0)."""
+def _solve(sim: Simulation, policy: ck.CheckpointPolicy, resume: ck.Checkpoint | None, devices: int, extra: dict[str, Any], progress: Callable[[int, int], None] | None = None, store: Path | None = None) -> SolveResult:
+    """The solve, from ``resume`` if its state fits (else from step 0); ``store``: the
+    results store to write as well (see :func:`metosim.kernels.solve`)."""
     try:
-        return solve(sim, progress=progress, checkpoints=policy, resume=resume, devices=devices)
+        return engine_solve(sim, progress=progress, checkpoints=policy, resume=resume, devices=devices, store=store)
     except ck.CheckpointMismatch as e:  # it passed check() but not the state's layout
         log.warning(f"checkpoint not used: {e}", extra=extra)
-        return solve(sim, progress=progress, checkpoints=policy, devices=devices)
+        return engine_solve(sim, progress=progress, checkpoints=policy, devices=devices, store=store)
 
 
-def follow(job_id: str, config_json: str, settings: Settings, devices: int, stored: dict[str, Any] | None) -> None:
+def _solve_into_store(job_id: str, token: int, sim: Simulation, policy: ck.CheckpointPolicy, resume: ck.Checkpoint | None, devices: int, settings: Settings, store: ObjectStore, extra: dict[str, Any], tmp: str, progress: Callable[[int, int], None] | None = None) -> tuple[str, str, int, dict[str, Any]] | None:
+    """A solve across processes writing its result as a results store: each process
+    uploads its own part (the lead all but the others' pieces of the field monitors
+    that span a cut) under ``results/<job>/store-<token>/``, then the lead the manifest
+    of every part. Returns, in the lead, (manifest key, its SHA-256, the store's bytes,
+    run info); None in the others."""
+    root = Path(tmp) / "store"
+    result = _solve(sim, policy, resume, devices, extra, progress, store=root)
+
+    def put(path: str, file: Path) -> None:
+        upload_with_retry(store, result_store_key(job_id, token, path), str(file), settings.upload_attempts, settings.upload_backoff_s, log=lambda m: log.warning(m, extra=extra))
+
+    handed = hand_over(root, result.files, put)
+    if handed is None:
+        return None
+    return result_store_key(job_id, token, MANIFEST), *handed, result.info
+
+
+def follow(job_id: str, token: int, config_json: str, settings: Settings, devices: int, stored: dict[str, Any] | None) -> None:
     """The part of a job split across JAX processes that a process other than the lead
     runs (:mod:`.multihost`): the same solve from the checkpoint the lead goes on from
     (``stored``, fetched and verified here), checkpointing and stopping at the steps
     the lead decides (each process stores its part of a checkpoint; the lead records
-    them); its results are the lead's to upload."""
+    them), and uploading its own part of the results store."""
     extra = {"job_id": job_id}
     compilation_cache(os.path.join(settings.data_dir, "jax-cache"))
     sim = Simulation.model_validate_json(config_json)
     store = make_store(settings)
     resume = fetch_checkpoint(store, stored, sim, extra)
-    try:
-        _solve(sim, ck.CheckpointPolicy(save=CheckpointUploader(job_id, 0, sim, settings, store, None, extra)), resume, devices, extra)
-    except ck.SolveSuspended:
-        pass  # the lead reports it
+    policy = ck.CheckpointPolicy(save=CheckpointUploader(job_id, token, sim, settings, store, None, extra))
+    with tempfile.TemporaryDirectory(prefix="metosim-") as tmp:
+        try:
+            _solve_into_store(job_id, token, sim, policy, resume, devices, settings, store, extra, tmp)
+        except ck.SolveSuspended:
+            pass  # the lead reports it
 
 
 def fetch_checkpoint(store: ObjectStore, stored: dict[str, Any] | None, sim: Simulation, extra: dict[str, Any]) -> ck.Checkpoint | None:

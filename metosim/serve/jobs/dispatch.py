@@ -57,7 +57,7 @@ def split_job_task(job_id: str, token: int, config_json: str, settings: Settings
     upload), the others the same solve (:func:`..worker.follow`)."""
     lead = functools.partial(_lead_job, job_id, token, config_json, settings, request_id, devices)
     # Queued until the processes' resources are free, as a one-device job's task is.
-    return across_processes(processes, devices // processes, lead, functools.partial(follow, job_id, config_json, settings, devices), name=group, placement_timeout=None)
+    return across_processes(processes, devices // processes, lead, functools.partial(follow, job_id, token, config_json, settings, devices), name=group, placement_timeout=None)
 
 
 def _lead_job(job_id: str, token: int, config_json: str, settings: Settings, request_id: str | None, devices: int, join: Join) -> str:

@@ -20,7 +20,7 @@ from ..auth import TokenBucket, authenticate, bearer_token
 from ..events import JobWatcher
 from ..problems import Problem
 from ..settings import Settings
-from ..storage import ObjectStore
+from ..storage import ObjectStore, is_result_store
 
 ACCELERATOR = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 #: Seconds between keep-alive events on a quiet event stream.
@@ -108,13 +108,12 @@ def created(body: dict[str, Any], outcome: dict[str, Any], location: str) -> JSO
 
 def link(api: Replica, key: str, sha256: str, size: int) -> dict[str, Any]:
     """A stored object's size, SHA-256 and pre-signed download link."""
-    expiry = api.settings.url_expiry_s
-    return {
-        "size": size,
-        "sha256": sha256,
-        "url": api.store.presigned_url(key, expiry),
-        "url_expires_at": (datetime.now(timezone.utc) + timedelta(seconds=expiry)).isoformat(),
-    }
+    return {"size": size, "sha256": sha256, "url": api.store.presigned_url(key, api.settings.url_expiry_s), "url_expires_at": link_expiry(api)}
+
+
+def link_expiry(api: Replica) -> str:
+    """When the links made now expire (ISO 8601, UTC)."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=api.settings.url_expiry_s)).isoformat()
 
 
 def job_view(api: Replica, job: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +153,9 @@ def job_view(api: Replica, job: dict[str, Any]) -> dict[str, Any]:
         "result": None,
     }
     if job["status"] == "COMPLETED" and job["result_key"]:
-        view["result"] = link(api, job["result_key"], job["result_sha256"], job["result_bytes"])
+        # "zarr": a results store (a run split across processes), its manifest linked
+        # here and its files at ``/v1/simulations/{id}/result/files``.
+        view["result"] = {**link(api, job["result_key"], job["result_sha256"], job["result_bytes"]), "format": "zarr" if is_result_store(job["result_key"]) else "hdf5"}
     return view
 
 

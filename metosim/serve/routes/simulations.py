@@ -3,7 +3,10 @@ events."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import tempfile
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -14,7 +17,8 @@ from ...simulation import Simulation
 from ..events import sse_stream
 from ..problems import admitted, errors_of, invalid, problem
 from ..states import TERMINAL
-from .common import KEEPALIVE_S, Limit, Offset, Replica, body, check_accelerator, check_checkpoint_interval, check_devices, created, guard, idempotency_key, iso, job_view, listed, owned, page, replica, too_large
+from ..storage import ObjectStore, get_verified, is_result_store, result_store_files
+from .common import KEEPALIVE_S, Limit, Offset, Replica, body, check_accelerator, check_checkpoint_interval, check_devices, created, guard, idempotency_key, iso, job_view, link_expiry, listed, owned, page, replica, too_large
 
 router = APIRouter(prefix="/v1/simulations")
 JOB = "SELECT * FROM jobs WHERE id = %s AND key_id = %s"
@@ -60,6 +64,26 @@ async def submit(request: Request, accelerator: str | None = None, checkpoint_in
 async def get_job(job_id: str, request: Request, api: Replica = Depends(replica)) -> Response:
     _, job = await own_job(api, job_id, request)
     return JSONResponse(job_view(api, job))
+
+
+@router.get("/{job_id}/result/files", summary="The files of a result stored as a zarr store (a run split across processes): each one's SHA-256 and pre-signed link")
+async def result_files(job_id: str, request: Request, api: Replica = Depends(replica)) -> Response:
+    _, job = await own_job(api, job_id, request)
+    if job["status"] != "COMPLETED" or not job["result_key"]:
+        return problem(409, "No result", f"the job is {job['status']}; its result is there once it is COMPLETED")
+    if not is_result_store(job["result_key"]):
+        return problem(409, "Not a results store", "this job's result is one HDF5 file: download it from the job's result.url")
+    files = await asyncio.to_thread(stored_files, api.store, job["result_key"], job["result_sha256"])
+    expiry = api.settings.url_expiry_s
+    return JSONResponse({"files": {path: {"sha256": sha256, "url": api.store.presigned_url(key, expiry)} for path, (key, sha256) in files.items()}, "url_expires_at": link_expiry(api)})
+
+
+def stored_files(store: ObjectStore, manifest_key: str, sha256: str) -> dict[str, tuple[str, str]]:
+    """(key, SHA-256) of each file of a results store, from its manifest (verified)."""
+    with tempfile.TemporaryDirectory(prefix="metosim-manifest-") as tmp:
+        path = os.path.join(tmp, "manifest.json")
+        get_verified(store, manifest_key, sha256, path, "the result's manifest")
+        return result_store_files(path, manifest_key)
 
 
 @router.get("", summary="This key's jobs, newest first")
