@@ -247,32 +247,38 @@ def issue_key(service: dict[str, Any], name: str, quota: int = 1, max_parallel: 
 
 
 class CountingRangeServer:
-    """A real HTTP server with Range support that counts the bytes it sends."""
+    """A real HTTP server with Range support that counts the bytes it sends: one
+    payload at ``url``, or several files at ``url_of(name)``."""
 
-    def __init__(self, payload: bytes) -> None:
-        self.payload, self.sent = payload, 0
+    def __init__(self, payload: bytes | dict[str, bytes]) -> None:
+        self.files = payload if isinstance(payload, dict) else {"result.h5": payload}
+        self.sent = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def body_of(self) -> bytes:
+                return owner.files[self.path.split("?")[0].lstrip("/")]
+
             def do_HEAD(self) -> None:
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(owner.payload)))
+                self.send_header("Content-Length", str(len(self.body_of())))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
 
             def do_GET(self) -> None:
-                start, end = 0, len(owner.payload) - 1
+                payload = self.body_of()
+                start, end = 0, len(payload) - 1
                 if "Range" in self.headers:
                     lo, hi = self.headers["Range"].removeprefix("bytes=").split("-")
                     start, end = int(lo), min(int(hi) if hi else end, end)
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(owner.payload)}")
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(payload)}")
                 else:
                     self.send_response(200)
-                body = owner.payload[start : end + 1]
+                body = payload[start : end + 1]
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
@@ -280,8 +286,11 @@ class CountingRangeServer:
                 owner.sent += len(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/result.h5"
+        self.url = self.url_of(next(iter(self.files)))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url_of(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
 
     def close(self) -> None:
         self.server.shutdown()

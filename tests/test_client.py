@@ -232,6 +232,30 @@ def test_remote_slice_reads_a_small_fraction(volume_file: tuple[ms.SimulationDat
         server.close()
 
 
+def test_a_results_store_is_read_remotely_and_sliced_like_a_file(volume_file: tuple[ms.SimulationData, bytes], tmp_path: Path) -> None:
+    """A results store (what a run split across processes writes), each file behind
+    its own link: ``SimulationData.open`` reads it lazily — a plane costs a small
+    fraction of the bytes — and the field slicer shows it as it shows an HDF5 file."""
+    from metosim.widgets import FieldSlicer
+
+    data, _ = volume_file
+    stored = ms.solve(volume(), output=tmp_path / "store")
+    files = {p.relative_to(tmp_path / "store").as_posix(): p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file()}
+    server = CountingRangeServer(files)
+    try:
+        remote = ms.SimulationData.open({path: server.url_of(path) + "?signature=x" for path in files})
+        plane = SlicerState.initial(remote, "volume").select(component="Ez", axis="z", index=24, spectral_index=1).plane().values
+        np.testing.assert_array_equal(plane, stored["volume"]["Ez"].isel(z=24, f=1).values)
+        np.testing.assert_allclose(plane, data["volume"]["Ez"].isel(z=24, f=1).values, rtol=0, atol=1e-6 * float(np.abs(plane).max()))
+        fraction = server.sent / sum(map(len, files.values()))
+        assert fraction < 0.1, (server.sent, fraction)
+        slicer = FieldSlicer(remote)
+        slicer.axis.value = "x"
+        assert slicer.state.plot().collections[0].get_array().size == 48 * 48
+    finally:
+        server.close()
+
+
 def test_open_presigned_s3_url(service: dict, client: ms.Client) -> None:
     job = client.submit(volume(24))
     result = job.wait(progress=False)["result"]
