@@ -21,6 +21,10 @@ exchange and interior update is assumed (XLA's partitioner does not overlap them
 
     python benchmarks/scaling.py [measure] [--devices 1 2 4] [--steps 200] [--repeat 2]
     python benchmarks/scaling.py model [--gcups 9 50]
+    python benchmarks/scaling.py results [--devices 4] [--steps 200] [--repeat 2]
+
+``results`` times a split run's result written gathered (one HDF5 file) against in
+pieces (a results store), with a field monitor over the whole volume.
 """
 
 from __future__ import annotations
@@ -134,9 +138,54 @@ def measure(devices: list[int], steps: int, repeat: int) -> None:
         print(f"collectives per step, standard problem over {n} devices: {collectives_per_step(standard_problem(steps), n)}")
 
 
+def results(devices: int, steps: int, repeat: int) -> None:
+    """The standard problem with a field monitor over the whole volume (one frequency)
+    split over ``devices`` forced CPU devices: its results gathered into the process
+    and written as one HDF5 file, against kept in pieces and written into a results
+    store (``output=``). Prints the seconds from the start of the solve to the result
+    on disk (best of ``repeat``) and the bytes of the monitor a process holds at the
+    end: the whole of it gathered, one piece per device kept in pieces."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import jax
+
+    import metosim as ms
+    from engine import standard_problem
+
+    sim = standard_problem(steps)
+    f0 = sim.sources[0].source_time.freq0
+    sim = sim.updated_copy(monitors=[*sim.monitors, ms.FieldMonitor(name="volume", size=(ms.inf,) * 3, freqs=[f0])])
+    whole = 6 * sim.grid.total_cells * 8  # six complex64 components
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, {devices} forced CPU devices, {sim.grid.total_cells:,} cells, {steps} steps, best of {repeat}")
+
+    def gathered(tmp: Path) -> int:
+        path = tmp / "result.h5"
+        ms.solve(sim, devices=devices).to_hdf5(path)
+        return path.stat().st_size
+
+    def in_pieces(tmp: Path) -> int:
+        ms.solve(sim, devices=devices, output=tmp / "store")
+        return sum(p.stat().st_size for p in (tmp / "store").rglob("*") if p.is_file())
+
+    print("| result | seconds to the result on disk | bytes on disk | the volume monitor's bytes a process holds at the end |")
+    print("| --- | --- | --- | --- |")
+    for label, write, held in (("gathered, one HDF5 file", gathered, whole), ("in pieces, a results store", in_pieces, whole // devices)):
+        times = []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                size = write(Path(tmp))
+                times.append(time.perf_counter() - start)
+        print(f"| {label} | {min(times):.2f} | {size / 1e6:.1f} MB | {held / 1e6:.1f} MB |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", default="measure", choices=["measure", "model"])
+    parser.add_argument("what", nargs="?", default="measure", choices=["measure", "model", "results"])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=2)
@@ -144,6 +193,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "model":
         model(args.gcups)
+    elif args.what == "results":
+        results(max(args.devices), args.steps, args.repeat)
     else:
         measure(args.devices, args.steps, args.repeat)
 
