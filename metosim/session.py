@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 import httpx
 from httpx_sse import SSEError, connect_sse
 
+from .kernels.zarr_results import verify_store
+
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
@@ -232,12 +234,16 @@ def download_store(result: dict[str, Any], files: dict[str, dict[str, str]], on_
     links its manifest, ``files`` each file's link) into the cache, as a directory
     named by the manifest's SHA-256, and return it. The manifest is checked against the
     recorded SHA-256 and each file against the manifest (ChecksumMismatch after a
-    second try); a store already in the cache is reused."""
+    second try); a store already in the cache is reused once every file checks out."""
     directory = directory or cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{result['sha256']}.zarr"
     if (target / "manifest.json").exists() and _sha256(target / "manifest.json") == result["sha256"]:
-        return target
+        try:
+            verify_store(target)
+            return target
+        except ValueError:  # changed in the cache since: fetch it again
+            pass
     part = Path(tempfile.mkdtemp(dir=directory, suffix=".part"))
     try:
         done = 0

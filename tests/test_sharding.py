@@ -135,7 +135,7 @@ def test_devices_are_refused_with_the_reason() -> None:
 
 
 # ------------------------------------------------------------------ over the service
-def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -> None:
+def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``?devices=2`` on the real Ray Serve API: the Ray task starts a worker process with
     two forced host CPU devices; its result equals a one-device solve here."""
     from .conftest import F_UNIT, issue_key
@@ -190,6 +190,19 @@ def test_service_runs_a_split_solve_and_refuses_impossible_ones(service: dict) -
     # Or read where it is stored, each file over its own link, only what is indexed.
     remote = handle.open()
     assert np.array_equal(remote["line"].Ey.isel(x=slice(10, 90)).values, data["line"].Ey.isel(x=slice(10, 90)).values)
+    # A piece rotted in the bucket behind the service's back is never served.
+    from metosim.serve.storage import S3Store
+
+    from .conftest import BUCKET
+
+    s3 = S3Store(BUCKET, service["s3"].url).client
+    piece = next(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{job['id']}/")["Contents"] if o["Key"].endswith("/" + other[0]))
+    stored = s3.get_object(Bucket=BUCKET, Key=piece)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=piece, Body=stored[:-8] + bytes(8))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(ms.ChecksumMismatch, match="SHA-256"):
+        handle.result()
+    assert list((tmp_path / "metosim" / "results").iterdir()) == []  # nothing corrupt was kept
     # An HDF5 result has no file list.
     assert service["client"].get(f"/v1/simulations/{first}/result/files", headers=auth(key)).status_code == 409
     # Cancelled while running across processes: the placement group goes with it.
