@@ -6,6 +6,7 @@ round trip, and bad input."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
