@@ -195,7 +195,7 @@ def _write_whole(group: Any, data: xr.Dataset | xr.DataArray) -> None:
     variables = {data.name or "data": data} if isinstance(data, xr.DataArray) else dict(data.data_vars)
     for var, array in variables.items():
         values = np.asarray(array.values)
-        chunks = plane_chunks(values.shape, array.dims) or values.shape or "auto"
+        chunks = positive(plane_chunks(values.shape, array.dims) or values.shape or (1,))
         group.create_array(str(var), data=values, chunks=chunks, compressors=None, dimension_names=[str(d) for d in array.dims], attributes=jsonable(array.attrs))
 
 
@@ -205,10 +205,16 @@ def _write_pieces(group: Any, data: MonitorPieces, lead: bool) -> None:
         for dim, values in data.coords.items():
             small_array(group, dim, np.asarray(values), [dim])
     for var, held in data.variables.items():
-        chunks = plane_chunks(held.piece_shape, held.dims) or held.piece_shape
-        array = group.create_array(var, shape=held.shape, dtype=held.dtype, chunks=chunks, shards=held.piece_shape, compressors=None, fill_value=0, dimension_names=list(held.dims))
+        chunks = positive(plane_chunks(held.piece_shape, held.dims) or held.piece_shape)
+        array = group.create_array(var, shape=held.shape, dtype=held.dtype, chunks=chunks, shards=positive(held.piece_shape), compressors=None, fill_value=0, dimension_names=list(held.dims))
         for index, values in held.pieces:
             array[index] = values
+
+
+def positive(chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunk sides of at least one cell: an empty axis (a time monitor that took no
+    snapshot yet) still has a chunk shape."""
+    return tuple(max(int(n), 1) for n in chunks)
 
 
 def is_store(source: Any) -> bool:
