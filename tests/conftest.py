@@ -248,7 +248,7 @@ def issue_key(service: dict[str, Any], name: str, quota: int = 1, max_parallel: 
 
 class CountingRangeServer:
     """A real HTTP server with Range support that counts the bytes it sends: one
-    payload at ``url``, or several files at ``url_of(name)``."""
+    payload (at ``url``, or any path), or several files at ``url_of(name)``."""
 
     def __init__(self, payload: bytes | dict[str, bytes]) -> None:
         self.files = payload if isinstance(payload, dict) else {"result.h5": payload}
@@ -260,7 +260,8 @@ class CountingRangeServer:
                 pass
 
             def body_of(self) -> bytes:
-                return owner.files[self.path.split("?")[0].lstrip("/")]
+                # One payload is served at any path.
+                return owner.files[self.path.split("?")[0].lstrip("/")] if len(owner.files) > 1 else next(iter(owner.files.values()))
 
             def do_HEAD(self) -> None:
                 self.send_response(200)
