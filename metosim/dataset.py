@@ -18,7 +18,6 @@ too. Reading one sample of a variable reads one chunk.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from .data import SimulationData
-from .kernels.zarr_results import MANIFEST, file_digests, jsonable, quiet, small_array, write_manifest
+from .kernels.zarr_results import MANIFEST, file_digests, jsonable, quiet, small_array, verify_files, write_manifest
 
 FORMAT = 1
 #: Fixed timestamp for zip entries: the same data give the same bytes (and SHA-256).
@@ -206,12 +205,5 @@ def verify_dataset(source: str | os.PathLike) -> int:
     """Check every file of the store against ``manifest.json``; returns how many were
     checked, raises ValueError naming the first file that differs or is missing."""
     fs = _filesystem(source, 1 << 20)
-    manifest = json.loads(fs.cat_file(MANIFEST))
-    present = {path.lstrip("/") for path in fs.find("") if not path.endswith("/")} - {MANIFEST}
-    expected = manifest["files"]
-    if present != set(expected):
-        raise ValueError(f"dataset files differ from the manifest: missing {sorted(set(expected) - present)[:5]}, extra {sorted(present - set(expected))[:5]}")
-    for path, digest in expected.items():
-        if hashlib.sha256(fs.cat_file(path)).hexdigest() != digest:
-            raise ValueError(f"dataset file {path!r} does not match its manifest SHA-256")
-    return len(expected)
+    present = {path.lstrip("/") for path in fs.find("") if not path.endswith("/")}
+    return verify_files(fs.cat_file(MANIFEST), present, lambda path: hashlib.sha256(fs.cat_file(path)).hexdigest(), "dataset")

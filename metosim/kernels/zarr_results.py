@@ -175,17 +175,25 @@ def hand_over(root: Path, files: list[str], put: Callable[[str, Path], None]) ->
     return out
 
 
-def verify_store(root: Path) -> int:
-    """Check every file of a store against its manifest; returns how many were checked,
-    raises ValueError naming the first file that differs, is missing or is extra."""
-    expected = json.loads((root / MANIFEST).read_text())["files"]
-    present = file_digests(root)
-    if set(present) != set(expected):
-        raise ValueError(f"results store files differ from the manifest: missing {sorted(set(expected) - set(present))[:5]}, extra {sorted(set(present) - set(expected))[:5]}")
+def verify_files(manifest: str | bytes, present: set[str], sha256_of: Callable[[str], str], what: str) -> int:
+    """Check a store's files (``present``, paths; ``sha256_of`` each one's digest)
+    against its manifest's text; returns how many were checked, raises ValueError
+    naming ``what`` and the first file that differs, is missing or is extra."""
+    expected = json.loads(manifest)["files"]
+    present = present - {MANIFEST}
+    if present != set(expected):
+        raise ValueError(f"{what} files differ from the manifest: missing {sorted(set(expected) - present)[:5]}, extra {sorted(present - set(expected))[:5]}")
     for path, digest in expected.items():
-        if present[path] != digest:
-            raise ValueError(f"results store file {path!r} does not match its manifest SHA-256")
+        if sha256_of(path) != digest:
+            raise ValueError(f"{what} file {path!r} does not match its manifest SHA-256")
     return len(expected)
+
+
+def verify_store(root: Path) -> int:
+    """Check every file of a results store's directory against its manifest
+    (:func:`verify_files`)."""
+    digests = file_digests(root)
+    return verify_files((root / MANIFEST).read_text(), set(digests), digests.__getitem__, "results store")
 
 
 def _write_whole(group: Any, data: xr.Dataset | xr.DataArray) -> None:
