@@ -65,3 +65,56 @@ def test_a_robust_shift_that_leaves_zero_to_one_is_refused_naming_it() -> None:
         ms.DesignRegion(**{**region.model_dump(), "robust": 0.6})
     with pytest.raises(ValidationError, match="robust"):
         ms.DesignRegion(**{**region.model_dump(), "eta": 0.2, "robust": 0.25})
+
+
+@pytest.mark.parametrize(("widths", "gaps", "thin"), [([14, 14], [14], None), ([7, 14], [7], None), ([4, 14], [14], "solid"), ([14, 14], [4], "void")])
+def test_the_length_penalty_flags_only_features_below_the_filter_radius(widths: list[int], gaps: list[int], thin: str | None) -> None:
+    """Bars and gaps of 7 or 14 pixels against a 6-pixel conic filter pass (violation
+    at rounding level); a 4-pixel bar violates the solid constraint alone, a 4-pixel
+    gap the void one alone."""
+    from metosim.inverse.design import apply_filter, filter_kernel, tanh_projection
+    from metosim.inverse.length_scale import length_violation
+
+    pixel, radius = 0.01, 0.06
+    design = bars(widths, gaps)[:, :, None]
+    rho_tilde = apply_filter(design, filter_kernel((radius / pixel, radius / pixel, 0), "conic"))
+    solid, void = length_violation(rho_tilde, tanh_projection(rho_tilde, np.inf, 0.5), radius, (pixel, pixel, 0.0))
+    print(f"{widths} / {gaps}: solid {solid:.3g}, void {void:.3g}")
+    assert solid >= 0 and void >= 0
+    assert (solid > 1e-5) == (thin == "solid") and (void > 1e-5) == (thin == "void")
+    assert min(solid, void) < 1e-7
+    if thin is None:
+        assert max(solid, void) < 1e-10
+
+
+def test_the_length_penalty_adds_to_the_loss_with_its_exact_gradient() -> None:
+    """The evaluator's loss with a penalty weight w is the plain loss plus w × the
+    design's violation, and its gradient adds w × the violation's gradient — checked
+    against central differences of the NumPy violation."""
+    plain = small_bend()
+    weight = 50.0
+    penalised = plain.model_copy(update={"design": plain.design.model_copy(update={"length_penalty": weight})})
+    rng = np.random.default_rng(5)
+    rho = rng.uniform(0.2, 0.8, plain.shape)
+    beta = 8.0
+    base, base_grad, _ = ms.inverse.Evaluator(plain).value_and_grad(rho, beta)
+    loss, grad, _ = ms.inverse.Evaluator(penalised).value_and_grad(rho, beta)
+    design, active = penalised.design, penalised.active
+    violation = float(design.length_violation(rho, beta, active))
+    assert violation > 1e-4  # a random grey design is far from the length scale
+    assert loss == pytest.approx(base + weight * violation, rel=1e-10)
+    h = 1e-6
+    for index in [tuple(rng.integers(0, n) for n in plain.shape) for _ in range(4)]:
+        up, down = rho.copy(), rho.copy()
+        up[index] += h
+        down[index] -= h
+        numeric = (float(design.length_violation(up, beta, active)) - float(design.length_violation(down, beta, active))) / (2 * h)
+        assert grad[index] - base_grad[index] == pytest.approx(weight * numeric, rel=1e-5, abs=1e-9 * np.abs(grad).max())
+
+
+def test_a_length_penalty_without_a_conic_filter_radius_is_refused() -> None:
+    region = small_bend().design
+    with pytest.raises(ValidationError, match="length_penalty"):
+        ms.DesignRegion(**{**region.model_dump(), "length_penalty": 100.0, "filter_radius": 0.0})
+    with pytest.raises(ValidationError, match="length_penalty"):
+        ms.DesignRegion(**{**region.model_dump(), "length_penalty": 100.0, "filter": "gaussian"})

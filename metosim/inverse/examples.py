@@ -76,6 +76,7 @@ def mode_converter(
     pixel_size: float = 0.01,
     filter_radius: float = 0.06,
     robust: float = 0.0,
+    length_penalty: float = 0.0,
     reflection_weight: float = 10.0,
     db: bool = False,
     minimax: bool = False,
@@ -93,7 +94,8 @@ def mode_converter(
     ``minimax`` the objective is instead the testbed's Meep script's: minimise, over
     the wavelengths, the largest of ``reflection_weight`` × R and 1 − T (the epigraph
     form; weight 1 is the script's). ``dl``: the grid step (the testbed's 10 nm);
-    ``pixel_size``: design pixels (the testbed's 10 nm, 160 × 160)."""
+    ``pixel_size``: design pixels (the testbed's 10 nm, 160 × 160); ``robust`` and
+    ``length_penalty``: the design region's length-scale controls."""
     guide, design, lead, pad, pml = 0.4, 1.6, 0.7, 0.6, 12
     sx = design + 2 * lead + 2 * pml * dl
     sy = design + 2 * pad + 2 * pml * dl
@@ -117,7 +119,7 @@ def mode_converter(
         precision=precision,
         shutoff=0,
     )
-    region = DesignRegion(geometry=Box(size=(design, design, float("inf"))), eps_min=2.25, eps_max=12.25, pixel_size=pixel_size, filter_radius=filter_radius, robust=robust)
+    region = DesignRegion(geometry=Box(size=(design, design, float("inf"))), eps_min=2.25, eps_max=12.25, pixel_size=pixel_size, filter_radius=filter_radius, robust=robust, length_penalty=length_penalty)
     if minimax:
         terms = (ModeTerm(monitor="in", mode_index=0, direction="-", weight=reflection_weight), ModeTerm(monitor="out", mode_index=1, direction="+", weight=-1, offset=1))
         objective = Objective(terms=terms, goal="minimize", aggregate="worst_term")

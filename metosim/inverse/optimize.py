@@ -49,7 +49,10 @@ class Evaluator:
             # One design, or the robust triple (dilated, nominal, eroded): the worst counts.
             runs = [self.solve.fn(design.permittivity(rho, beta, active, jnp, eta), arrays) for eta in design.etas]
             losses = [loss_of(outputs) for outputs in runs]
-            return (losses[0] if len(losses) == 1 else jnp.max(jnp.stack(losses))), runs[len(runs) // 2]
+            total = losses[0] if len(losses) == 1 else jnp.max(jnp.stack(losses))
+            if design.length_penalty:
+                total = total + design.length_penalty * design.length_violation(rho, beta, active, jnp)
+            return total, runs[len(runs) // 2]
 
         self._value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
         self._loss = jax.jit(loss)
