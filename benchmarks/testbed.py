@@ -9,7 +9,7 @@ minimum length scale; its best published design: −41.95 dB / −0.04 dB at 58.
 
 - ``optimize``: run the optimisation (``--steps``, ``--dl`` grid, ``--pixel`` design
   pixels, ``--filter`` radius, ``--robust`` δ, ``--length-penalty`` weight,
-  ``--reflection-weight``, ``--db``, ``--minimax``, ``--beta``, ``--beta-every``,
+  ``--straight-through``, ``--reflection-weight``, ``--db``, ``--minimax``, ``--beta``, ``--beta-every``,
   ``--start`` design), threshold the final design, write it in the testbed's CSV
   format (rows along x, 0/1) and ``evaluate`` it. With ``--score-every N`` the
   thresholded design is also scored by a plain solve every N iterations, and the best
@@ -41,7 +41,10 @@ def scores(design: np.ndarray, dl: float) -> dict[str, float]:
     """Worst-case reflection and transmission (dB) of a thresholded design (pixels over
     the 1.6 µm square, rows along x) from a plain solve on a ``dl`` grid."""
     problem = mode_converter(dl=dl, pixel_size=1.6 / design.shape[0])
-    eps = problem.permittivity(design.reshape(problem.shape), math.inf)
+    # The pixels as they are: no filter, no projection (those make designs, they do
+    # not score them; filtering again would round corners and drop thin features).
+    region = problem.design
+    eps = region.eps_min + (region.eps_max - region.eps_min) * (design.reshape(problem.shape) > 0.5)
     sim = problem.simulation_with(eps).updated_copy(shutoff=1e-6, run_time=3e-12)
     start = time.perf_counter()
     data = ms.solve(sim)
@@ -69,6 +72,15 @@ def report(name: str, design: np.ndarray, dls: list[float]) -> None:
         )
 
 
+def on_pixels(design: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A design of n × n pixels on ``shape`` (k·n × k·n: each pixel repeated k times
+    along each axis), so that a coarse design can start a finer optimisation."""
+    factor = shape[0] // design.shape[0]
+    if factor * design.shape[0] != shape[0] or shape[0] != shape[1]:
+        raise SystemExit(f"a {design.shape} design does not divide the {shape[:2]} pixels")
+    return np.kron(design, np.ones((factor, factor))).reshape(shape)
+
+
 def worst_case(s: dict[str, float]) -> float:
     """The testbed's worst case of a score: the larger of R and 1 − T (linear)."""
     return max(10 ** (s["reflection_db"] / 10), 1 - 10 ** (s["transmission_db"] / 10))
@@ -76,8 +88,13 @@ def worst_case(s: dict[str, float]) -> float:
 
 def optimize(args: argparse.Namespace) -> None:
     problem = mode_converter(dl=args.dl, pixel_size=args.pixel, filter_radius=args.filter, robust=args.robust, length_penalty=args.length_penalty, reflection_weight=args.reflection_weight, db=args.db, minimax=args.minimax)
-    problem = problem.model_copy(update={"optimizer": problem.optimizer.model_copy(update={"steps": args.steps, "beta_every": args.beta_every, "beta": args.beta})})
-    rho0 = np.loadtxt(args.start, delimiter=",").reshape(problem.shape) if args.start else None
+    problem = problem.model_copy(
+        update={
+            "optimizer": problem.optimizer.model_copy(update={"steps": args.steps, "beta_every": args.beta_every, "beta": args.beta}),
+            "design": problem.design.model_copy(update={"straight_through": args.straight_through}),
+        }
+    )
+    rho0 = on_pixels(np.loadtxt(args.start, delimiter=","), problem.shape) if args.start else None
     print(f"design pixels {problem.shape[:2]}, {problem.simulation.estimate()['cells']} cells, {problem.simulation.grid.num_time_steps} steps, {args.steps} iterations")
     best: dict[str, object] = {}
 
@@ -112,6 +129,7 @@ def main() -> None:
     run.add_argument("--filter", type=float, default=0.06)
     run.add_argument("--robust", type=float, default=0.0)
     run.add_argument("--length-penalty", type=float, default=0.0, help="weight of the geometric length-scale penalty (features below about --filter)")
+    run.add_argument("--straight-through", action="store_true", help="the objective of the thresholded design, with the projection's gradient")
     run.add_argument("--score-every", type=int, default=0, help="score the thresholded design by a plain solve every N iterations and keep the best")
     run.add_argument("--min-length", type=float, default=0.0, help="with --score-every: keep only designs whose measured solid and void length scales reach this (µm)")
     run.add_argument("--reflection-weight", type=float, default=10.0, help="objective: TE1 out − this × TE0 reflected, worst over λ")

@@ -118,3 +118,25 @@ def test_a_length_penalty_without_a_conic_filter_radius_is_refused() -> None:
         ms.DesignRegion(**{**region.model_dump(), "length_penalty": 100.0, "filter_radius": 0.0})
     with pytest.raises(ValidationError, match="length_penalty"):
         ms.DesignRegion(**{**region.model_dump(), "length_penalty": 100.0, "filter": "gaussian"})
+
+
+def test_straight_through_projects_to_the_threshold_with_the_slope_of_the_projection() -> None:
+    """With ``straight_through`` the projected design is the thresholded one (what is
+    scored), and its gradient is the β projection's, exactly."""
+    import jax
+    import jax.numpy as jnp
+
+    problem = small_bend()
+    plain = problem.design
+    estimated = plain.model_copy(update={"straight_through": True})
+    active, beta = problem.active, 16.0
+    rng = np.random.default_rng(11)
+    rho = rng.uniform(0.0, 1.0, problem.shape)
+    weights = rng.normal(size=problem.shape)
+    threshold = plain.project(rho, np.inf, active)
+    np.testing.assert_array_equal(estimated.project(rho, beta, active), threshold)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda r: estimated.project(r, beta, active, jnp))(rho)), threshold)
+    slope = jax.grad(lambda r: jnp.sum(weights * plain.project(r, beta, active, jnp)))(rho)
+    estimate = jax.grad(lambda r: jnp.sum(weights * estimated.project(r, beta, active, jnp)))(rho)
+    np.testing.assert_array_equal(np.asarray(estimate), np.asarray(slope))
+    assert np.abs(np.asarray(slope)).max() > 0

@@ -82,7 +82,14 @@ class DesignRegion(MetoModel):
     than about ``filter_radius`` (conic filter) are penalised, at no extra solve. The
     violations are means over pixels, of order 10⁻⁵ for a design with
     a few too-thin features, so useful weights are of order 10³. Most useful from a
-    nearly binary design (large β), as Meep's adjoint tutorial applies it."""
+    nearly binary design (large β), as Meep's adjoint tutorial applies it.
+
+    ``straight_through``: the objective sees the thresholded design (β = ∞, what is
+    fabricated and scored) while its gradient takes the β projection's slope (a
+    straight-through estimator). At large β the projected design's edges keep
+    intermediate permittivity over about a pixel, and thresholding them can move the
+    objective by more than the last iterations gained; this closes that gap, at the
+    price of a gradient that is only an estimate."""
 
     type: Literal["DesignRegion"] = "DesignRegion"
     name: str = "design"
@@ -95,6 +102,7 @@ class DesignRegion(MetoModel):
     eta: Annotated[Finite, Field(gt=0.0, lt=1.0)] = 0.5
     robust: Annotated[Finite, Field(ge=0.0, lt=0.5)] = 0.0
     length_penalty: NonNegativeFinite = 0.0
+    straight_through: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "DesignRegion":
@@ -129,8 +137,19 @@ class DesignRegion(MetoModel):
         return filter_kernel(tuple(self.filter_radius / d if on else 0.0 for d, on in zip(steps, active)), self.filter)  # type: ignore[arg-type]
 
     def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None) -> Any:
-        """ρ → ρ̂ ∈ [0, 1]: filtered, then projected (at ``eta``, default the region's)."""
-        return tanh_projection(apply_filter(rho, self.kernel(active), xp), beta, self.eta if eta is None else eta, xp)
+        """ρ → ρ̂ ∈ [0, 1]: filtered, then projected (at ``eta``, default the region's);
+        thresholded, with the projection's gradient, when ``straight_through``."""
+        eta = self.eta if eta is None else eta
+        rho_tilde = apply_filter(rho, self.kernel(active), xp)
+        rho_hat = tanh_projection(rho_tilde, beta, eta, xp)
+        if not self.straight_through:
+            return rho_hat
+        step = xp.where(rho_tilde > eta, 1.0, 0.0) - rho_hat
+        if xp is not np:
+            import jax
+
+            step = jax.lax.stop_gradient(step)
+        return rho_hat + step
 
     def length_violation(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np) -> Any:
         """Solid plus void violation of the length scale the filter radius sets, for
