@@ -34,30 +34,13 @@ import time
 import numpy as np
 
 import metosim as ms
-from metosim.inverse.examples import TESTBED_BEST, mode_converter
+from metosim.inverse.examples import TESTBED_BEST, mode_converter, mode_converter_scores
 
 
 def scores(design: np.ndarray, dl: float) -> dict[str, float]:
-    """Worst-case reflection and transmission (dB) of a thresholded design (pixels over
-    the 1.6 µm square, rows along x) from a plain solve on a ``dl`` grid."""
-    problem = mode_converter(dl=dl, pixel_size=1.6 / design.shape[0])
-    # The pixels as they are: no filter, no projection (those make designs, they do
-    # not score them; filtering again would round corners and drop thin features).
-    region = problem.design
-    eps = region.eps_min + (region.eps_max - region.eps_min) * (design.reshape(problem.shape) > 0.5)
-    sim = problem.simulation_with(eps).updated_copy(shutoff=1e-6, run_time=3e-12)
+    """``mode_converter_scores`` with its wall time."""
     start = time.perf_counter()
-    data = ms.solve(sim)
-    reflection = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
-    transmission = np.abs(data["out"].amps.sel(direction="+", mode_index=1).values) ** 2
-    solid, void = ms.inverse.measured_length_scales(design.reshape(problem.shape), 1.6 / design.shape[0])
-    return {
-        "reflection_db": float(10 * np.log10(reflection.max())),
-        "transmission_db": float(10 * np.log10(transmission.min())),
-        "solid_um": solid,
-        "void_um": void,
-        "seconds": time.perf_counter() - start,
-    }
+    return {**mode_converter_scores(design, dl), "seconds": time.perf_counter() - start}
 
 
 def report(name: str, design: np.ndarray, dls: list[float]) -> None:

@@ -360,6 +360,26 @@ def test_the_testbed_mode_converter_sees_modes_apart() -> None:
     assert reflected.max() < 1e-7
 
 
+def test_the_testbed_scorer_simulates_the_pixels_as_they_are() -> None:
+    """A design is scored as its pixels stand: a one-pixel (20 nm) bar across the guide
+    reflects — a scorer that filtered the design again (as this one once did) would
+    wash the bar out and score the plain guide — and the length scales are the bar's."""
+    from metosim.inverse.examples import mode_converter_scores
+
+    guide = np.zeros((80, 80))
+    guide[:, 30:50] = 1.0
+    barred = guide.copy()
+    barred[40, :] = 1.0  # 20 nm of silicon across the whole square
+    barred[41, :] = 0.0
+    barred[39, :] = 0.0
+    plain, bar = mode_converter_scores(guide, dl=0.02), mode_converter_scores(barred, dl=0.02)
+    print(f"reflection: plain guide {plain['reflection_db']:.1f} dB, with the bar {bar['reflection_db']:.1f} dB; bar's length scales {bar['solid_um']}, {bar['void_um']}")
+    assert plain["reflection_db"] < -60  # measured −86 dB
+    assert bar["reflection_db"] > -30  # a 20 nm silicon wall across a 0.4 µm guide reflects
+    assert bar["solid_um"] == pytest.approx(0.02) and bar["void_um"] == pytest.approx(0.02)
+    assert plain["solid_um"] == pytest.approx(0.4)
+
+
 def test_gradient_on_a_graded_grid_matches_central_differences() -> None:
     """The differentiable solve on a graded grid (steps swinging ±20% along x and y, the
     design window across the swing): directional derivatives of a flux against central

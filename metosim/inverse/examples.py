@@ -3,7 +3,13 @@ benchmarks and the tests share."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
+
 from ..boundary import PML, BoundarySpec
+from ..data import solve
 from ..geometry import Box
 from ..grid import C_0, GridSpec
 from ..medium import Medium
@@ -12,6 +18,7 @@ from ..monitor import ModeMonitor
 from ..simulation import Simulation, Structure
 from ..source import GaussianPulse, ModeSource
 from .design import DesignRegion
+from .length_scale import measured_length_scales
 from .objective import ModeTerm, Objective
 from .problem import InverseProblem, Optimizer
 
@@ -130,3 +137,34 @@ def mode_converter(
         )
         objective = Objective(terms=terms, aggregate="worst")
     return InverseProblem(simulation=sim, design=region, objective=objective, optimizer=optimizer or Optimizer(steps=100, learning_rate=0.05, beta=4, beta_every=15, beta_max=256))
+
+
+def mode_converter_scores(design: np.ndarray, dl: float = 0.01) -> dict[str, Any]:
+    """The testbed's scores of a binary mode-converter design (n × n pixels over the
+    1.6 µm square, rows along x, as in the testbed's CSV files) from a plain solve on
+    a ``dl`` µm grid, run until the fields decay (energy shutoff 10⁻⁶): the worst-case
+    reflection into the input's fundamental mode and transmission into the output's
+    second mode (dB), both spectra (linear, per ``TESTBED_WAVELENGTHS``), and the
+    measured minimum solid and void length scales (µm).
+
+    The pixels are simulated as they are, thresholded at ½: no filter, no projection
+    (those make designs; applied again they would round corners and drop thin
+    features, scoring some other design)."""
+    design = np.asarray(design, dtype=float)
+    pixel = 1.6 / design.shape[0]
+    problem = mode_converter(dl=dl, pixel_size=pixel)
+    solid = design.reshape(problem.shape) > 0.5
+    region = problem.design
+    sim = problem.simulation_with(np.where(solid, region.eps_max, region.eps_min)).updated_copy(shutoff=1e-6, run_time=3e-12)
+    data = solve(sim)
+    reflection = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
+    transmission = np.abs(data["out"].amps.sel(direction="+", mode_index=1).values) ** 2
+    solid_um, void_um = measured_length_scales(solid, pixel)
+    return {
+        "reflection_db": float(10 * math.log10(reflection.max())),
+        "transmission_db": float(10 * math.log10(transmission.min())),
+        "reflection": reflection,
+        "transmission": transmission,
+        "solid_um": solid_um,
+        "void_um": void_um,
+    }
