@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def report(name: str, design: np.ndarray, dls: list[float]) -> None:
         s = scores(design, dl)
         print(
             f"{name} on {dl * 1000:.0f} nm cells: reflection {s['reflection_db']:.2f} dB, transmission {s['transmission_db']:.2f} dB, "
-            f"min solid {s['solid_um'] * 1000:.0f} nm, min void {s['void_um'] * 1000:.0f} nm ({s['seconds']:.1f} s)",
+            f"min solid {s['solid_um'] * 1000:.0f} / void {s['void_um'] * 1000:.0f} nm alone, {s['solid_in_place_um'] * 1000:.0f} / {s['void_in_place_um'] * 1000:.0f} nm in place ({s['seconds']:.1f} s)",
             flush=True,
         )
 
@@ -74,7 +75,7 @@ def optimize(args: argparse.Namespace) -> None:
     problem = problem.model_copy(
         update={
             "optimizer": problem.optimizer.model_copy(update={"steps": args.steps, "beta_every": args.beta_every, "beta": args.beta}),
-            "design": problem.design.model_copy(update={"straight_through": args.straight_through}),
+            "design": problem.design.model_copy(update={"straight_through": args.straight_through, "surround": "structures" if args.surround else "edge"}),
         }
     )
     rho0 = on_pixels(np.loadtxt(args.start, delimiter=","), problem.shape) if args.start else None
@@ -84,10 +85,13 @@ def optimize(args: argparse.Namespace) -> None:
     def score(record: dict[str, float], rho: np.ndarray) -> None:
         if not args.score_every or (record["iteration"] + 1) % args.score_every:
             return
-        design = (np.asarray(problem.design.project(rho, math.inf, problem.active))[:, :, 0] > 0.5).astype(float)
+        design = (problem.project(rho, math.inf)[:, :, 0] > 0.5).astype(float)
         s = scores(design, args.dl)
-        fits = min(s["solid_um"], s["void_um"]) >= args.min_length - 1e-9
-        print(f"  iteration {record['iteration'] + 1} thresholded: R {s['reflection_db']:.2f} dB, T {s['transmission_db']:.3f} dB, {s['solid_um'] * 1000:.0f} / {s['void_um'] * 1000:.0f} nm", flush=True)
+        fits = min(s["solid_um"], s["void_um"], s["solid_in_place_um"], s["void_in_place_um"]) >= args.min_length - 1e-9
+        if args.scored:
+            Path(args.scored).mkdir(parents=True, exist_ok=True)
+            np.savetxt(Path(args.scored) / f"iteration_{record['iteration'] + 1:04d}.csv", design, delimiter=",", fmt="%.0f")
+        print(f"  iteration {record['iteration'] + 1} thresholded: R {s['reflection_db']:.2f} dB, T {s['transmission_db']:.3f} dB, {s['solid_um'] * 1000:.0f} / {s['void_um'] * 1000:.0f} nm alone, {s['solid_in_place_um'] * 1000:.0f} / {s['void_in_place_um'] * 1000:.0f} nm in place", flush=True)
         if fits and worst_case(s) < best.get("worst", math.inf):
             best.update(worst=worst_case(s), design=design, iteration=record["iteration"] + 1)
 
@@ -113,7 +117,9 @@ def main() -> None:
     run.add_argument("--robust", type=float, default=0.0)
     run.add_argument("--length-penalty", type=float, default=0.0, help="weight of the geometric length-scale penalty (features below about --filter)")
     run.add_argument("--straight-through", action="store_true", help="the objective of the thresholded design, with the projection's gradient")
+    run.add_argument("--surround", action="store_true", help="the filter sees the structures around the design region, not its edge pixels repeated")
     run.add_argument("--score-every", type=int, default=0, help="score the thresholded design by a plain solve every N iterations and keep the best")
+    run.add_argument("--scored", help="with --score-every: a folder to write each scored design into (testbed CSV)")
     run.add_argument("--min-length", type=float, default=0.0, help="with --score-every: keep only designs whose measured solid and void length scales reach this (µm)")
     run.add_argument("--reflection-weight", type=float, default=10.0, help="objective: TE1 out − this × TE0 reflected, worst over λ")
     run.add_argument("--db", action="store_true", help="both objective terms in dB (reflection floored at −50 dB)")

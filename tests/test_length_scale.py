@@ -140,3 +140,27 @@ def test_straight_through_projects_to_the_threshold_with_the_slope_of_the_projec
     estimate = jax.grad(lambda r: jnp.sum(weights * estimated.project(r, beta, active, jnp)))(rho)
     np.testing.assert_array_equal(np.asarray(estimate), np.asarray(slope))
     assert np.abs(np.asarray(slope)).max() > 0
+
+
+def test_the_filter_can_see_the_structures_around_the_region() -> None:
+    """With ``surround="structures"`` the filter pads the region with what lies around
+    it — the testbed converter's guides where they enter, oxide elsewhere — instead of
+    repeating the edge pixels: an all-solid region stays solid where a guide runs on
+    and thins towards the oxide."""
+    from metosim.inverse.examples import mode_converter
+
+    edge = mode_converter(dl=0.04, pixel_size=0.04, filter_radius=0.12)
+    around = edge.model_copy(update={"design": edge.design.model_copy(update={"surround": "structures"})})
+    assert edge.surround is None
+    ring = around.surround
+    half = around.design.kernel(around.active).shape[0] // 2
+    assert ring.shape == (40 + 2 * half, 40 + 2 * half, 1)
+    y = -0.8 + (np.arange(-half, 40 + half) + 0.5) * 0.04
+    np.testing.assert_array_equal(ring[0, :, 0], np.abs(y) < 0.2)  # left: the input guide
+    np.testing.assert_array_equal(ring[-1, :, 0], np.abs(y) < 0.2)  # right: the output guide
+    assert not ring[half:-half, 0, 0].any() and not ring[half:-half, -1, 0].any()  # top and bottom: oxide
+    solid = np.ones(edge.shape)
+    np.testing.assert_allclose(edge.project(solid, 8.0), 1.0)
+    rho_hat = around.project(solid, 8.0)[:, :, 0]
+    assert rho_hat[0, 20] == pytest.approx(1.0) and rho_hat[20, 20] == pytest.approx(1.0)  # in the guide's line, and inside
+    assert rho_hat[20, 0] < 0.95 and rho_hat[0, 0] < rho_hat[20, 0]  # towards the oxide, most at a corner

@@ -40,13 +40,19 @@ def filter_kernel(radius_px: tuple[float, float, float], kind: str) -> np.ndarra
     return w / w.sum()
 
 
-def apply_filter(rho: Any, kernel: np.ndarray, xp: ModuleType = np) -> Any:
+def apply_filter(rho: Any, kernel: np.ndarray, xp: ModuleType = np, surround: np.ndarray | None = None) -> Any:
     """Convolve ``rho`` (nx, ny, nz) with ``kernel``, padding by edge values (so a
-    waveguide entering the region keeps its width at the edge)."""
+    waveguide entering the region keeps its width at the edge), or by ``surround``:
+    densities beyond the edge, an array of the padded shape whose interior is ignored."""
     if kernel.size == 1:
         return rho
     half = [(k // 2, k // 2) for k in kernel.shape]
-    padded = xp.pad(rho, half, mode="edge")
+    if surround is None:
+        padded = xp.pad(rho, half, mode="edge")
+    else:
+        inside = np.zeros(surround.shape, dtype=bool)
+        inside[tuple(slice(h, h + n) for (h, _), n in zip(half, rho.shape))] = True
+        padded = xp.where(inside, xp.pad(rho, half), xp.asarray(surround))
     if xp is np:
         from scipy.signal import fftconvolve
 
@@ -89,7 +95,14 @@ class DesignRegion(MetoModel):
     straight-through estimator). At large β the projected design's edges keep
     intermediate permittivity over about a pixel, and thresholding them can move the
     objective by more than the last iterations gained; this closes that gap, at the
-    price of a gradient that is only an estimate."""
+    price of a gradient that is only an estimate.
+
+    ``surround``: what the filter sees beyond the region's edge — ``"edge"``, the edge
+    pixels repeated (a feature touching the edge runs on outside), or
+    ``"structures"``, the simulation's own structures there (solid where what lies
+    outside is at least halfway from ``eps_min`` to ``eps_max``): a guide entering the
+    region runs on, and a feature touching the edge ends there, as in the device. Its
+    length scale is then held, and measured, where it meets the surroundings."""
 
     type: Literal["DesignRegion"] = "DesignRegion"
     name: str = "design"
@@ -103,6 +116,7 @@ class DesignRegion(MetoModel):
     robust: Annotated[Finite, Field(ge=0.0, lt=0.5)] = 0.0
     length_penalty: NonNegativeFinite = 0.0
     straight_through: bool = False
+    surround: Literal["edge", "structures"] = "edge"
 
     @model_validator(mode="after")
     def _check(self) -> "DesignRegion":
@@ -136,11 +150,12 @@ class DesignRegion(MetoModel):
         steps = [s / n for s, n in zip(self.geometry.size, shape)]
         return filter_kernel(tuple(self.filter_radius / d if on else 0.0 for d, on in zip(steps, active)), self.filter)  # type: ignore[arg-type]
 
-    def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None) -> Any:
-        """ρ → ρ̂ ∈ [0, 1]: filtered, then projected (at ``eta``, default the region's);
-        thresholded, with the projection's gradient, when ``straight_through``."""
+    def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None, surround: np.ndarray | None = None) -> Any:
+        """ρ → ρ̂ ∈ [0, 1]: filtered (``surround``: see :meth:`surroundings`), then
+        projected (at ``eta``, default the region's); thresholded, with the
+        projection's gradient, when ``straight_through``."""
         eta = self.eta if eta is None else eta
-        rho_tilde = apply_filter(rho, self.kernel(active), xp)
+        rho_tilde = apply_filter(rho, self.kernel(active), xp, surround)
         rho_hat = tanh_projection(rho_tilde, beta, eta, xp)
         if not self.straight_through:
             return rho_hat
@@ -151,18 +166,38 @@ class DesignRegion(MetoModel):
             step = jax.lax.stop_gradient(step)
         return rho_hat + step
 
-    def length_violation(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np) -> Any:
+    def length_violation(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, surround: np.ndarray | None = None) -> Any:
         """Solid plus void violation of the length scale the filter radius sets, for
         density ``rho`` projected with ``beta`` (see ``length_penalty``)."""
-        rho_tilde = apply_filter(rho, self.kernel(active), xp)
+        rho_tilde = apply_filter(rho, self.kernel(active), xp, surround)
         shape = self.shape(active)
         steps = tuple(s / n if on else 0.0 for s, n, on in zip(self.geometry.size, shape, active))
         solid, void = length_violation(rho_tilde, tanh_projection(rho_tilde, beta, self.eta, xp), self.filter_radius, steps, xp)
         return solid + void
 
-    def permittivity(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None) -> Any:
+    def permittivity(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None, surround: np.ndarray | None = None) -> Any:
         """ρ → ε per pixel."""
-        return self.eps_min + (self.eps_max - self.eps_min) * self.project(rho, beta, active, xp, eta)
+        return self.eps_min + (self.eps_max - self.eps_min) * self.project(rho, beta, active, xp, eta, surround)
+
+    def surroundings(self, structures: Any, background: Any, active: tuple[bool, bool, bool], width: int | None = None) -> np.ndarray | None:
+        """For ``surround="structures"``: the density the filter sees around the
+        region (the padded pixel array; 1 where the topmost of ``structures``, else the
+        ``background`` medium, at a pixel's centre is at least halfway from ``eps_min``
+        to ``eps_max``). None for ``"edge"`` or without a filter. ``width``: a ring of
+        that many pixels along each active axis instead, whatever ``surround`` says."""
+        kernel = self.kernel(active)
+        if width is None and (self.surround == "edge" or kernel.size == 1):
+            return None
+        shape, (lo, _) = self.shape(active), self.geometry.bounds()
+        half = [k // 2 for k in kernel.shape] if width is None else [width if on else 0 for on in active]
+        steps = [s / n if on else 0.0 for s, n, on in zip(self.geometry.size, shape, active)]
+        axes = [lo[k] + (np.arange(-half[k], shape[k] + half[k]) + 0.5) * steps[k] if active[k] else np.array([self.geometry.center[k]]) for k in range(3)]
+        x, y, z = np.meshgrid(*axes, indexing="ij")
+        middle = (self.eps_min + self.eps_max) / 2
+        solid = np.full(x.shape, background.eps_max >= middle)
+        for structure in structures:  # later structures paint over earlier ones, as in meshing
+            solid = np.where(structure.geometry.inside(x, y, z), structure.medium.eps_max >= middle, solid)
+        return solid.astype(float)
 
     def structure(self, eps: Any) -> Structure:
         """The region filled with the pixel permittivity ``eps`` as a structure."""

@@ -145,7 +145,9 @@ def mode_converter_scores(design: np.ndarray, dl: float = 0.01) -> dict[str, Any
     a ``dl`` µm grid, run until the fields decay (energy shutoff 10⁻⁶): the worst-case
     reflection into the input's fundamental mode and transmission into the output's
     second mode (dB), both spectra (linear, per ``TESTBED_WAVELENGTHS``), and the
-    measured minimum solid and void length scales (µm).
+    measured minimum solid and void length scales (µm) of the design alone and in
+    place, within a ring of its surroundings (``*_in_place_um``; a feature touching the
+    region's edge ends there).
 
     The pixels are simulated as they are, thresholded at ½: no filter, no projection
     (those make designs; applied again they would round corners and drop thin
@@ -160,6 +162,12 @@ def mode_converter_scores(design: np.ndarray, dl: float = 0.01) -> dict[str, Any
     reflection = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
     transmission = np.abs(data["out"].amps.sel(direction="+", mode_index=1).values) ** 2
     solid_um, void_um = measured_length_scales(solid, pixel)
+    # In place: inside a ring of its surroundings (the guides running on, oxide), as
+    # the testbed's own scorer measures a design within its simulation domain.
+    ring = region.surroundings(problem.simulation.structures, problem.simulation.medium, problem.active, width=40)
+    inner = tuple(slice(40, 40 + n) if n > 1 else slice(None) for n in solid.shape)
+    ring[inner] = solid
+    solid_in_place, void_in_place = measured_length_scales(ring, pixel)
     return {
         "reflection_db": float(10 * math.log10(reflection.max())),
         "transmission_db": float(10 * math.log10(transmission.min())),
@@ -167,4 +175,6 @@ def mode_converter_scores(design: np.ndarray, dl: float = 0.01) -> dict[str, Any
         "transmission": transmission,
         "solid_um": solid_um,
         "void_um": void_um,
+        "solid_in_place_um": solid_in_place,
+        "void_in_place_um": void_in_place,
     }

@@ -41,17 +41,17 @@ class Evaluator:
         self.problem = problem
         sim = problem.simulation_with(np.full(problem.shape, problem.design.eps_min))
         loss_of = objective or (lambda outputs: problem.objective.loss(outputs, jnp))
-        design, active = problem.design, problem.active
+        design, active, surround = problem.design, problem.active, problem.surround
         with self._context():
             self.solve = differentiable_solve(sim, design.name, segment_steps, checkpoint, reversal)
 
         def loss(rho: Any, beta: Any, arrays: Any) -> tuple[Any, dict[str, Any]]:
             # One design, or the robust triple (dilated, nominal, eroded): the worst counts.
-            runs = [self.solve.fn(design.permittivity(rho, beta, active, jnp, eta), arrays) for eta in design.etas]
+            runs = [self.solve.fn(design.permittivity(rho, beta, active, jnp, eta, surround), arrays) for eta in design.etas]
             losses = [loss_of(outputs) for outputs in runs]
             total = losses[0] if len(losses) == 1 else jnp.max(jnp.stack(losses))
             if design.length_penalty:
-                total = total + design.length_penalty * design.length_violation(rho, beta, active, jnp)
+                total = total + design.length_penalty * design.length_violation(rho, beta, active, jnp, surround)
             return total, runs[len(runs) // 2]
 
         self._value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
@@ -160,7 +160,7 @@ def adam_step(evaluator: Evaluator, state: OptimizerState) -> tuple[OptimizerSta
         "iteration": state.iteration,
         "objective": -loss if problem.objective.goal == "maximize" else loss,
         "beta": beta,
-        "binarisation": binarisation(problem.design.project(state.rho, beta, problem.active)),
+        "binarisation": binarisation(problem.project(state.rho, beta)),
         "seconds": time.perf_counter() - start,
     }
     return OptimizerState(state.iteration + 1, rho, adam), record
@@ -191,7 +191,7 @@ class OptimizationResult:
 
     def rho_hat(self, beta: float | None = None) -> np.ndarray:
         """The projected density (``beta=inf``: thresholded)."""
-        return np.asarray(self.problem.design.project(self.rho, self.beta if beta is None else beta, self.problem.active))
+        return self.problem.project(self.rho, self.beta if beta is None else beta)
 
     def permittivity(self, binarise: bool = False) -> np.ndarray:
         """Pixel permittivity of the final design (thresholded at η with ``binarise``)."""
@@ -253,7 +253,7 @@ def optimize(
         state, record = adam_step(evaluator, state)
         history.append(record)
         if display is not None:
-            display.update(record, np.asarray(problem.design.project(state.rho, record["beta"], problem.active)))
+            display.update(record, problem.project(state.rho, record["beta"]))
         if callback is not None:
             callback(record, state.rho)
     beta = problem.optimizer.beta_at(max(state.iteration - 1, 0))

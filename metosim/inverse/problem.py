@@ -112,9 +112,18 @@ class InverseProblem(MetoModel):
     def initial_density(self) -> np.ndarray:
         return np.full(self.shape, self.optimizer.rho0)
 
+    @property
+    def surround(self) -> np.ndarray | None:
+        """What the design's filter sees beyond the region (``DesignRegion.surround``)."""
+        return self.design.surroundings(self.simulation.structures, self.simulation.medium, self.active)
+
+    def project(self, rho: Any, beta: float) -> np.ndarray:
+        """ρ → ρ̂ per pixel (NumPy); ``beta = inf`` thresholds at η."""
+        return np.asarray(self.design.project(np.asarray(rho, dtype=float), beta, self.active, surround=self.surround))
+
     def permittivity(self, rho: Any, beta: float) -> np.ndarray:
         """ρ → ε per pixel (NumPy); ``beta = inf`` thresholds at η."""
-        return np.asarray(self.design.permittivity(np.asarray(rho, dtype=float), beta, self.active))
+        return np.asarray(self.design.permittivity(np.asarray(rho, dtype=float), beta, self.active, surround=self.surround))
 
     def simulation_with(self, eps: Any) -> Simulation:
         """The simulation with the design region filled with pixel permittivity

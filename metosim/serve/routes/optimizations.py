@@ -122,7 +122,7 @@ async def optimization_design(optimization_id: str, request: Request, api: Repli
     else:
         data = await asyncio.to_thread(read_verified, api.settings, last["checkpoint_key"], last["checkpoint_sha256"])
         rho, beta, sha256 = OptimizerState.density(data)[1], last["beta"], last["checkpoint_sha256"]
-    rho_hat = inverse.design.project(rho, beta, inverse.active)
+    rho_hat = inverse.project(rho, beta)
     design = {"iterations": row["step"], "beta": beta, "shape": list(inverse.shape), "rho": rho.tolist(), "rho_hat": rho_hat.tolist(), "eps": inverse.permittivity(rho, beta).tolist(), "checkpoint_sha256": sha256}
     return JSONResponse(design)
 
