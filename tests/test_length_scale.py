@@ -164,3 +164,20 @@ def test_the_filter_can_see_the_structures_around_the_region() -> None:
     rho_hat = around.project(solid, 8.0)[:, :, 0]
     assert rho_hat[0, 20] == pytest.approx(1.0) and rho_hat[20, 20] == pytest.approx(1.0)  # in the guide's line, and inside
     assert rho_hat[20, 0] < 0.95 and rho_hat[0, 0] < rho_hat[20, 0]  # towards the oxide, most at a corner
+
+
+def test_a_design_is_measured_alone_or_in_place() -> None:
+    """A 120 nm strip of silicon along the region's edge: alone, imageruler takes it to
+    run on past the array's edge; in place, with oxide beyond, it is 120 nm wide — the
+    measure the testbed's own scorer uses. The guide through the region reads 0.4 µm
+    either way."""
+    from metosim.inverse.examples import mode_converter
+
+    problem = mode_converter(dl=0.04, pixel_size=0.04)
+    design = np.zeros(problem.shape)
+    design[:, 15:25] = 1.0  # the 0.4 µm guide straight through
+    assert problem.length_scales(design)[0] == pytest.approx(0.4)
+    assert problem.length_scales(design, in_place=True)[0] == pytest.approx(0.4)
+    design[10:30, 37:40] = 1.0  # 3 pixels of 40 nm along the top edge
+    assert problem.length_scales(design)[0] == pytest.approx(0.4)
+    assert problem.length_scales(design, in_place=True)[0] == pytest.approx(0.12)

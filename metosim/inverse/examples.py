@@ -18,7 +18,6 @@ from ..monitor import ModeMonitor
 from ..simulation import Simulation, Structure
 from ..source import GaussianPulse, ModeSource
 from .design import DesignRegion
-from .length_scale import measured_length_scales
 from .objective import ModeTerm, Objective
 from .problem import InverseProblem, Optimizer
 
@@ -161,13 +160,8 @@ def mode_converter_scores(design: np.ndarray, dl: float = 0.01) -> dict[str, Any
     data = solve(sim)
     reflection = np.abs(data["in"].amps.sel(direction="-", mode_index=0).values) ** 2
     transmission = np.abs(data["out"].amps.sel(direction="+", mode_index=1).values) ** 2
-    solid_um, void_um = measured_length_scales(solid, pixel)
-    # In place: inside a ring of its surroundings (the guides running on, oxide), as
-    # the testbed's own scorer measures a design within its simulation domain.
-    ring = region.surroundings(problem.simulation.structures, problem.simulation.medium, problem.active, width=40)
-    inner = tuple(slice(40, 40 + n) if n > 1 else slice(None) for n in solid.shape)
-    ring[inner] = solid
-    solid_in_place, void_in_place = measured_length_scales(ring, pixel)
+    solid_um, void_um = problem.length_scales(solid)
+    solid_in_place, void_in_place = problem.length_scales(solid, in_place=True)
     return {
         "reflection_db": float(10 * math.log10(reflection.max())),
         "transmission_db": float(10 * math.log10(transmission.min())),

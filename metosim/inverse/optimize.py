@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from .design import binarisation
-from .length_scale import measured_length_scales
 from .problem import InverseProblem
 
 
@@ -204,9 +203,10 @@ class OptimizationResult:
     @property
     def length_scales(self) -> tuple[float, float]:
         """(minimum solid width, minimum void spacing) in µm of the thresholded final
-        design (see :func:`~metosim.inverse.length_scale.measured_length_scales`)."""
-        steps = [s / n for s, n, on in zip(self.problem.design.geometry.size, self.problem.shape, self.problem.active) if on]
-        return measured_length_scales(self.rho_hat(np.inf), min(steps))
+        design (see :func:`~metosim.inverse.length_scale.measured_length_scales`); in
+        place, among the structures around it, when its filter sees them
+        (``DesignRegion.surround="structures"``)."""
+        return self.problem.length_scales(self.rho_hat(np.inf), in_place=self.problem.design.surround == "structures")
 
     def simulation(self, binarise: bool = True) -> Any:
         """The simulation with the final design in place, for a plain ``ms.solve``."""

@@ -15,7 +15,12 @@ from ..grid import GridSpec
 from ..kernels.design import axis_into_pml, design_windows
 from ..monitor import ModeMonitor
 from ..simulation import Simulation, _raise
+
+#: Pixels of surroundings around a design measured in place: beyond any length scale
+#: a design here is measured against.
+IN_PLACE_RING = 40
 from .design import MAX_DESIGN_PIXELS, DesignRegion
+from .length_scale import measured_length_scales
 from .objective import Objective
 
 
@@ -116,6 +121,20 @@ class InverseProblem(MetoModel):
     def surround(self) -> np.ndarray | None:
         """What the design's filter sees beyond the region (``DesignRegion.surround``)."""
         return self.design.surroundings(self.simulation.structures, self.simulation.medium, self.active)
+
+    def length_scales(self, design: Any, in_place: bool = False) -> tuple[float, float]:
+        """(minimum solid width, minimum void spacing) in µm of the binary ``design``
+        (pixels, solid above ½): alone, or ``in_place`` — inside a ring of the
+        structures around the region, as in the device, so that a feature touching the
+        region's edge ends there (the photonics-opt-testbed's scorer measures a design
+        so)."""
+        solid = np.asarray(design) > 0.5
+        if in_place:
+            ring = self.design.surroundings(self.simulation.structures, self.simulation.medium, self.active, width=IN_PLACE_RING)
+            ring[tuple(slice(IN_PLACE_RING, IN_PLACE_RING + n) if on else slice(None) for n, on in zip(solid.shape, self.active))] = solid
+            solid = ring
+        step = min(s / n for s, n, on in zip(self.design.geometry.size, self.shape, self.active) if on)
+        return measured_length_scales(solid, step)
 
     def project(self, rho: Any, beta: float) -> np.ndarray:
         """ρ → ρ̂ per pixel (NumPy); ``beta = inf`` thresholds at η."""
