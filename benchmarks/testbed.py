@@ -13,8 +13,9 @@ minimum length scale; its best published design: −41.95 dB / −0.04 dB at 58.
   ``--start`` design), threshold the final design, write it in the testbed's CSV
   format (rows along x, 0/1) and ``evaluate`` it. With ``--score-every N`` the
   thresholded design is also scored by a plain solve every N iterations, and the best
-  by the testbed's worst case (the larger of R and 1 − T) among those whose measured
-  length scales reach ``--min-length`` is the one written: Adam at large β wanders,
+  by the objective's own worst case (the larger of R × ``--reflection-weight`` and
+  1 − T, with ``--minimax``) among those whose measured length scales (alone and in
+  place) reach ``--min-length`` is the one written: Adam at large β wanders,
   and the optimiser's own objective is of the projected, not the thresholded, design.
 - ``evaluate CSV``: a plain solve (energy shutoff, no fixed step count) of a design in
   the testbed's format on ``--dl`` (the testbed's 10 nm, and half of it with ``--fine``),
@@ -65,9 +66,10 @@ def on_pixels(design: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.kron(design, np.ones((factor, factor))).reshape(shape)
 
 
-def worst_case(s: dict[str, float]) -> float:
-    """The testbed's worst case of a score: the larger of R and 1 − T (linear)."""
-    return max(10 ** (s["reflection_db"] / 10), 1 - 10 ** (s["transmission_db"] / 10))
+def worst_case(s: dict[str, float], reflection_weight: float = 1.0) -> float:
+    """A score's worst case as the minimax objective weighs it: the larger of
+    ``reflection_weight`` × R and 1 − T (linear)."""
+    return max(reflection_weight * 10 ** (s["reflection_db"] / 10), 1 - 10 ** (s["transmission_db"] / 10))
 
 
 def optimize(args: argparse.Namespace) -> None:
@@ -92,8 +94,9 @@ def optimize(args: argparse.Namespace) -> None:
             Path(args.scored).mkdir(parents=True, exist_ok=True)
             np.savetxt(Path(args.scored) / f"iteration_{record['iteration'] + 1:04d}.csv", design, delimiter=",", fmt="%.0f")
         print(f"  iteration {record['iteration'] + 1} thresholded: R {s['reflection_db']:.2f} dB, T {s['transmission_db']:.3f} dB, {s['solid_um'] * 1000:.0f} / {s['void_um'] * 1000:.0f} nm alone, {s['solid_in_place_um'] * 1000:.0f} / {s['void_in_place_um'] * 1000:.0f} nm in place", flush=True)
-        if fits and worst_case(s) < best.get("worst", math.inf):
-            best.update(worst=worst_case(s), design=design, iteration=record["iteration"] + 1)
+        worst = worst_case(s, args.reflection_weight if args.minimax else 1.0)
+        if fits and worst < best.get("worst", math.inf):
+            best.update(worst=worst, design=design, iteration=record["iteration"] + 1)
 
     start = time.perf_counter()
     result = ms.inverse.optimize(problem, rho0=rho0, callback=score)
