@@ -145,10 +145,12 @@ class DesignRegion(MetoModel):
         """Pixels along x, y, z in a simulation with these ``active`` axes."""
         return tuple(max(1, int(round(s / self.pixel_size))) if on else 1 for s, on in zip(self.geometry.size, active))  # type: ignore[return-value]
 
+    def steps(self, active: tuple[bool, bool, bool]) -> tuple[float, float, float]:
+        """Pixel size along x, y, z (µm; 0 along an axis the simulation is invariant in)."""
+        return tuple(s / n if on else 0.0 for s, n, on in zip(self.geometry.size, self.shape(active), active))  # type: ignore[return-value]
+
     def kernel(self, active: tuple[bool, bool, bool]) -> np.ndarray:
-        shape = self.shape(active)
-        steps = [s / n for s, n in zip(self.geometry.size, shape)]
-        return filter_kernel(tuple(self.filter_radius / d if on else 0.0 for d, on in zip(steps, active)), self.filter)  # type: ignore[arg-type]
+        return filter_kernel(tuple(self.filter_radius / d if d else 0.0 for d in self.steps(active)), self.filter)  # type: ignore[arg-type]
 
     def project(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None, surround: np.ndarray | None = None) -> Any:
         """ρ → ρ̂ ∈ [0, 1]: filtered (``surround``: see :meth:`surroundings`), then
@@ -170,9 +172,7 @@ class DesignRegion(MetoModel):
         """Solid plus void violation of the length scale the filter radius sets, for
         density ``rho`` projected with ``beta`` (see ``length_penalty``)."""
         rho_tilde = apply_filter(rho, self.kernel(active), xp, surround)
-        shape = self.shape(active)
-        steps = tuple(s / n if on else 0.0 for s, n, on in zip(self.geometry.size, shape, active))
-        solid, void = length_violation(rho_tilde, tanh_projection(rho_tilde, beta, self.eta, xp), self.filter_radius, steps, xp)
+        solid, void = length_violation(rho_tilde, tanh_projection(rho_tilde, beta, self.eta, xp), self.filter_radius, self.steps(active), xp)
         return solid + void
 
     def permittivity(self, rho: Any, beta: float, active: tuple[bool, bool, bool], xp: ModuleType = np, eta: float | None = None, surround: np.ndarray | None = None) -> Any:
@@ -188,9 +188,8 @@ class DesignRegion(MetoModel):
         kernel = self.kernel(active)
         if width is None and (self.surround == "edge" or kernel.size == 1):
             return None
-        shape, (lo, _) = self.shape(active), self.geometry.bounds()
+        shape, steps, (lo, _) = self.shape(active), self.steps(active), self.geometry.bounds()
         half = [k // 2 for k in kernel.shape] if width is None else [width if on else 0 for on in active]
-        steps = [s / n if on else 0.0 for s, n, on in zip(self.geometry.size, shape, active)]
         axes = [lo[k] + (np.arange(-half[k], shape[k] + half[k]) + 0.5) * steps[k] if active[k] else np.array([self.geometry.center[k]]) for k in range(3)]
         x, y, z = np.meshgrid(*axes, indexing="ij")
         middle = (self.eps_min + self.eps_max) / 2

@@ -133,8 +133,7 @@ class InverseProblem(MetoModel):
             ring = self.design.surroundings(self.simulation.structures, self.simulation.medium, self.active, width=IN_PLACE_RING)
             ring[tuple(slice(IN_PLACE_RING, IN_PLACE_RING + n) if on else slice(None) for n, on in zip(solid.shape, self.active))] = solid
             solid = ring
-        step = min(s / n for s, n, on in zip(self.design.geometry.size, self.shape, self.active) if on)
-        return measured_length_scales(solid, step)
+        return measured_length_scales(solid, min(d for d in self.design.steps(self.active) if d))
 
     def project(self, rho: Any, beta: float) -> np.ndarray:
         """ρ → ρ̂ per pixel (NumPy); ``beta = inf`` thresholds at η."""
