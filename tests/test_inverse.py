@@ -149,7 +149,8 @@ def test_hand_written_adjoint_step_is_the_transpose_of_the_step(case: str) -> No
         layout = dataclasses.replace(layout, design=tuple((p, window) for p in range(3)), snapshots=())
         state = {**{k: jax.tree.map(noise, problem.state[k]) for k in (*fields, "dft")}, "snap": {}}
         dcb = [noise(np.zeros((4, 4, 4 if layout.active[2] else 1))) for _ in range(3)]
-        step, n = make_step(layout, jax_ops()), jnp.asarray(7)
+        # A step whose fields the DFTs take (every dft_every-th), so their transpose counts.
+        step, n = make_step(layout, jax_ops()), jnp.asarray(8 * layout.dft_every - 1)
 
         def forward(state: dict, dcb: list) -> dict:
             after = step(state, {**problem.params, "design_dcb": dcb}, n)

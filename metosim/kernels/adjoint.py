@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .yee import Array, Layout, State, _take, inverse_step, jax_ops, pml_slabs, slab_padding, step_times, zero_pmc_walls
+from .yee import Array, Layout, State, _take, dft_step, inverse_step, jax_ops, pml_slabs, slab_padding, step_times, zero_pmc_walls
 
 
 def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], Array, list[Array]], tuple[State, list[Array]]]:
@@ -123,6 +123,12 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
             lam[p] = lam[p] + jnp.pad(value.astype(lam[p].dtype), [(k.indices(size)[0], size - k.indices(size)[1]) for k, size in zip(slices, N)])
         return {**ct, "E": lam_e, "H": lam_h}
 
+    def recorded_t(ct: State, ct_dft: dict, params: dict[str, Any], n: Array) -> State:
+        """:func:`record_t` on the steps whose fields the DFTs took (:func:`.yee.dft_step`)."""
+        if layout.dft_every == 1 or not layout.dft:
+            return record_t(ct, ct_dft, params, n)
+        return jax.lax.cond(dft_step(layout, n), lambda: record_t(ct, ct_dft, params, n), lambda: ct)
+
     def update_t(ct: State, params: dict[str, Any]) -> State:
         """Transpose of the update of E, H, ψ and P (the same for every step)."""
         lam_e, lam_h = list(ct["E"]), list(ct["H"])
@@ -163,7 +169,7 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
         return {"E": lam_e, "H": lam_h, "psi": {**ct["psi"], **new_ct_psi}, "P": lam_p, "P_prev": lam_p_prev}
 
     def adjoint(ct: State, ct_dft: dict, params: dict[str, Any], n: Array, drives: list[Array]) -> tuple[State, list[Array]]:
-        ct = record_t(ct, ct_dft, params, n)
+        ct = recorded_t(ct, ct_dft, params, n)
         gradients = [ct["E"][p][window] * drive for (p, window), drive in zip(layout.design, drives)]
         return update_t(ct, params), gradients
 

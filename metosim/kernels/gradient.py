@@ -158,7 +158,7 @@ def differentiable_solve(sim: Simulation, design: str, segment_steps: int | None
         # A PEC mirror wall holds its tangential E at zero (cb = 0): the design leaves it.
         dcb = [jnp.where(arrays["cb"][k] == 0, 0.0, dt / paint(maps[p], pixels, arrays["other"][k], jnp) - arrays["cb"][k]) for k, p in enumerate(drives)]
         state = march(arrays["state"], {**arrays["params"], "design_dcb": dcb})
-        return read_outputs(unfold_dft({name: {c: v * dt for c, v in comps.items()} for name, comps in state["dft"].items()}, halvings, jnp))
+        return read_outputs(unfold_dft({name: {c: v * layout.dft_weight for c, v in comps.items()} for name, comps in state["dft"].items()}, halvings, jnp))
 
     arrays = {"params": problem.params, "state": {**problem.state, "snap": {}}, "other": [problem.eps[p][maps[p].window] for p in drives], "cb": [problem.params["cb"][p][maps[p].window] for p in drives]}
     return DifferentiableSolve(outputs, arrays, structure.medium.shape, total, segment, state_size, step_size, box is not None)

@@ -41,7 +41,7 @@ from .symmetry import Halving, halve, unfold_fields, unfold_state
 from .split_monitors import held_in_pieces, monitor_pieces
 from .sources import SheetInjection, dipole_power, mode_injection, point_injection, sheet_injection
 from .units import TIME_UNIT, to_normalised_frequency
-from .yee import NUMPY_OPS, Layout, field_energy, jax_ops, make_step, single_polarisation
+from .yee import NUMPY_OPS, SPECTRUM_EDGE, SWITCH_ON_STEP, Layout, dft_decimation, field_energy, jax_ops, make_step, single_polarisation
 from .zarr_results import write_store
 
 Progress = Callable[[int, int], None]
@@ -172,7 +172,7 @@ def solve(
     with precision_context(sim.precision, backend):
         state, steps, device, loop_seconds, layout = _run(sim, problem, backend, progress, all_components=all_components, checkpoints=checkpoints, resume=resume, devices=devices, kernel=kernel, held=held)
         in_pieces = {kind: {name: state[kind].pop(name) for name in held if name in state[kind]} for kind in ("dft", "snap")}
-        pieces = monitor_pieces(sim.monitors, in_pieces, problem.regions, problem.snapshot_steps, halvings, sim.grid, problem.layout.dt, steps, split) if held else {}
+        pieces = monitor_pieces(sim.monitors, in_pieces, problem.regions, problem.snapshot_steps, halvings, sim.grid, problem.layout.dft_weight, steps, split) if held else {}
         state = unfold_state(state, halvings)
     monitors = _collect(sim, problem, state, steps, skip=held)
     total = time.perf_counter() - setup_start
@@ -187,6 +187,8 @@ def solve(
         "symmetry": list(sim.symmetry),
         "time_steps": steps,
         "num_time_steps": problem.num_steps,
+        # The DFT monitors' samples: every this many steps (yee.dft_decimation).
+        "dft_every": problem.layout.dft_every,
         "solve_seconds": loop_seconds,
         "total_seconds": total,
         # Cells per second of this process's own stepping (not the resumed steps').
@@ -385,6 +387,11 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         else:
             add_dft(m.name, m.freqs, {c: slices[c] for c in comps})
 
+    # The fields carry nothing above the sources' spectrum: the DFT monitors need not
+    # see every step (yee.dft_decimation), unless a source switches on with a step.
+    band_limited = all(math.exp(-(s.source_time.offset**2) / 2) <= SWITCH_ON_STEP for s in sim.sources)
+    signal = max((to_normalised_frequency(s.source_time.freq0 + SPECTRUM_EDGE * s.source_time.fwidth) for s in sim.sources), default=0.0)
+    recorded = max((float(np.max(np.abs(w))) / (2 * np.pi) for w in omega.values() if w.size), default=0.0)
     layout = Layout(
         shape=N,
         dtype=sim.precision,
@@ -403,6 +410,7 @@ def _setup(sim: Simulation, heartbeat: Callable[[], None] | None = None, paint_c
         num_poles=len(poles),
         dft=tuple(dft_layout),
         snapshots=tuple(snap_layout),
+        dft_every=dft_decimation(dt, signal, recorded) if band_limited and omega and signal > 0 else 1,
     )
     params = {"ca": ca if has_ca else [], "cb": cb, "pml": profiles, "pml_inv_kappa": inv_kappa, "inv_steps": inv_steps, "points": point_params, "sheets": sheet_params, "poles": poles, "omega": omega}
     state = {
@@ -634,21 +642,21 @@ def mode_reference(problem: _Problem, freqs: np.ndarray) -> np.ndarray:
 
 def _collect(sim: Simulation, problem: _Problem, state: dict, steps: int, skip: frozenset[str] = frozenset()) -> dict[str, xr.Dataset | xr.DataArray]:
     grid, out = sim.grid, {}
-    dt = problem.layout.dt
+    weight = problem.layout.dft_weight
     for i, m in enumerate(sim.monitors):
         if m.name in skip:
             continue
         region = problem.regions[m.name]
         if isinstance(m, (FieldMonitor, FluxMonitor, ModeMonitor)):
-            # The running sums omit Δt; the DFT is Σ F e^{iωt} Δt.
-            dft = {c: v * dt for c, v in state["dft"][m.name].items()}
+            # The running sums omit the time per sample; the DFT is Σ F e^{iωt} Δt·k.
+            dft = {c: v * weight for c, v in state["dft"][m.name].items()}
         freqs = np.array([to_normalised_frequency(f) for f in getattr(m, "freqs", ())])
         if isinstance(m, FieldMonitor):
             out[m.name] = mon.field_dataset(m, region, grid, dft)
         elif isinstance(m, FluxMonitor):
             out[m.name] = mon.flux_array(m, region, grid, dft, source_power(problem, freqs))
         elif isinstance(m, FieldProjectionAngleMonitor):
-            recorded = [{c: v * dt for c, v in state["dft"][f"{m.name}#{k}"].items()} for k in range(len(region))]
+            recorded = [{c: v * weight for c, v in state["dft"][f"{m.name}#{k}"].items()} for k in range(len(region))]
             out[m.name] = mon.far_field(m, region, grid, recorded, sim.medium.permittivity, source_power(problem, freqs))
         elif isinstance(m, ModeMonitor):
             plane, modes = region

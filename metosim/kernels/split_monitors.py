@@ -36,14 +36,14 @@ def held_in_pieces(monitors: list[Monitor], recordings: dict[str, dict], grid_sh
     return frozenset(out)
 
 
-def _values(m: Monitor, region: Region, halvings: list[Halving], dt: float, count: int) -> Any:
+def _values(m: Monitor, region: Region, halvings: list[Halving], dft_weight: float, count: int) -> Any:
     """The function from one monitor's split recordings to its output values, (x, y, z,
     f or t) per component: what :func:`.monitors.field_dataset` and
     :func:`.monitors.time_dataset` compute, in JAX."""
     import jax.numpy as jnp
 
     def field(recorded: dict[str, Any]) -> dict[str, Any]:
-        recorded = unfold_dft({m.name: {c: v * dt for c, v in recorded.items()}}, halvings, jnp)[m.name]
+        recorded = unfold_dft({m.name: {c: v * dft_weight for c, v in recorded.items()}}, halvings, jnp)[m.name]
         return {c: jnp.moveaxis(v, 0, -1) * TIME_UNIT for c, v in mon.field_values(m, region, recorded, jnp).items()}
 
     def snapshots(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -71,12 +71,13 @@ def monitor_pieces(
     snapshot_steps: dict[str, np.ndarray],
     halvings: list[Halving],
     grid: Grid,
-    dt: float,
+    dft_weight: float,
     steps: int,
     split: Split,
 ) -> dict[str, MonitorPieces]:
     """This process's pieces of each monitor in ``recorded`` (``{"dft"|"snap": {name:
-    {component: split JAX array}}}``), after ``steps`` time steps of ``dt`` (normalised)."""
+    {component: split JAX array}}}``), after ``steps`` time steps; ``dft_weight``: the
+    time (normalised) each DFT sample stands for (:attr:`.yee.Layout.dft_weight`)."""
     import jax
 
     out = {}
@@ -87,7 +88,7 @@ def monitor_pieces(
             continue
         taken = snapshot_steps.get(m.name, np.zeros(0))
         taken = taken[taken <= steps]
-        values = _values(m, regions[m.name], halvings, dt, taken.size)
+        values = _values(m, regions[m.name], halvings, dft_weight, taken.size)
         shapes = jax.eval_shape(values, arrays)
         split_values = jax.jit(values, out_shardings={c: _output_sharding(s.shape, split) for c, s in shapes.items()})(arrays)
         coords = {**regions[m.name].coords(grid), **({"f": np.asarray(m.freqs)} if field else {"t": taken * grid.dt})}

@@ -19,6 +19,7 @@ derivative d becomes d/κ + ψ with ψ ← bψ + c·d; ψ lives only on slab nod
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
@@ -40,6 +41,8 @@ class ArrayOps:
     xp: ModuleType
     add_at: Callable[[Array, Any, Array], Array]
     set_at: Callable[[Array, Any, Array], Array]
+    #: ``cond(pred, yes, no)``: ``yes()`` if pred else ``no()``, only the one taken evaluated.
+    cond: Callable[[Any, Callable[[], Any], Callable[[], Any]], Any]
 
 
 def _np_add_at(a: np.ndarray, index: Any, value: Any) -> np.ndarray:
@@ -52,7 +55,7 @@ def _np_set_at(a: np.ndarray, index: Any, value: Any) -> np.ndarray:
     return a
 
 
-NUMPY_OPS = ArrayOps("numpy", np, _np_add_at, _np_set_at)
+NUMPY_OPS = ArrayOps("numpy", np, _np_add_at, _np_set_at, lambda pred, yes, no: yes() if pred else no())
 
 
 def jax_ops() -> ArrayOps:
@@ -91,7 +94,7 @@ def jax_ops() -> ArrayOps:
         starts, sizes = where
         return lax.dynamic_update_slice(a, jnp.broadcast_to(jnp.asarray(value, a.dtype), sizes), starts)
 
-    return ArrayOps("jax", jnp, add_at, set_at)
+    return ArrayOps("jax", jnp, add_at, set_at, lambda pred, yes, no: lax.cond(pred, yes, no))
 
 
 @dataclass(frozen=True)
@@ -133,11 +136,41 @@ class Layout:
     #: (``params["pml_whole"]``): a grid split along such an axis updates ψ
     #: elementwise on each device's slab, with no slicing across devices (:mod:`.sharding`).
     whole_axis_psi: tuple[bool, bool, bool] = (False, False, False)
+    #: The DFT monitors add the fields of the steps n with (n + 1) divisible by this
+    #: (:func:`dft_decimation`, :func:`dft_step`).
+    dft_every: int = 1
+
+    @property
+    def dft_weight(self) -> float:
+        """The time (normalised) each DFT sample stands for: the sums are Σ F e^{iωt} and
+        the DFT is that times this."""
+        return self.dt * self.dft_every
 
     @property
     def curled(self) -> tuple[bool, bool, bool]:
         """Per component p, whether (∇×F)ₚ has a term: an active axis transverse to p."""
         return tuple(self.active[(p + 1) % 3] or self.active[(p + 2) % 3] for p in range(3))  # type: ignore[return-value]
+
+
+#: Where a source's spectrum counts as ended: f0 + SPECTRUM_EDGE·fwidth, where its
+#: Gaussian, exp(−(f − f0)²/2fwidth²), is e^{−24.5} ≈ 2·10⁻¹¹ of its peak.
+SPECTRUM_EDGE = 7.0
+#: The largest switch-on step (envelope at t = 0 over its peak, e^{−offset²/2}) that
+#: leaves a source band-limited: a step has content at every frequency, and a DFT
+#: sampled every k steps would fold it onto the recorded ones (the default offset, 5:
+#: 3.7·10⁻⁶).
+SWITCH_ON_STEP = 1e-5
+
+
+def dft_decimation(dt: float, highest_signal: float, highest_recorded: float) -> int:
+    """Steps between DFT samples: the most that fold nothing onto a recorded frequency
+    (normalised units; ``highest_signal`` bounds the fields' spectrum). Samples every
+    k·Δt see content at f′ also at f′ − m·f_s (f_s = 1/(k·Δt)); the nearest such alias of
+    a recorded f comes from f′ = f_s − f, so f_s ≥ highest_signal + highest_recorded
+    keeps every recorded frequency clear. Meep decimates its DFTs by the same
+    reasoning; recording every step adds nothing but work (a whole-plane DFT is most
+    of a 2D step)."""
+    return max(1, math.floor(1 / (dt * (highest_signal + highest_recorded)) * (1 - 1e-9)))
 
 
 def injected_components(layout: Layout) -> frozenset[str]:
@@ -299,20 +332,30 @@ def inject_sources(layout: Layout, ops: ArrayOps, F: list[Array], kind: str, par
         F[p] = ops.add_at(F[p], slices, ops.xp.tensordot(sheet[f"{prefix}_waveform"][n], sheet[f"{prefix}_profile"], axes=1))
 
 
+def dft_step(layout: Layout, n: Array) -> Array:
+    """Whether step ``n``'s fields go into the DFT sums (every ``layout.dft_every``-th)."""
+    return (n + 1) % layout.dft_every == 0
+
+
 def record_monitors(layout: Layout, ops: ArrayOps, state: State, E: list[Array], H: list[Array], params: dict[str, Any], n: Array) -> tuple[dict, dict]:
     """The DFT sums and time-monitor slots after step n, from its fields E^{n+1}, H^{n+½}."""
     xp = ops.xp
     t_e, t_h = step_times(layout, n)
     fields = {"Ex": E[0], "Ey": E[1], "Ez": E[2], "Hx": H[0], "Hy": H[1], "Hz": H[2]}
-    dft = {}
-    for name, components in layout.dft:
-        omega = params["omega"][name]
-        phase = {"E": xp.exp(1j * omega * t_e), "H": xp.exp(1j * omega * t_h)}
-        acc = state["dft"][name]
-        dft[name] = {
-            comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1) if layout.live[FIELD_COMPONENTS.index(comp)] else acc[comp]
-            for comp, slices in components
-        }
+
+    def accumulate() -> dict:
+        dft = {}
+        for name, components in layout.dft:
+            omega = params["omega"][name]
+            phase = {"E": xp.exp(1j * omega * t_e), "H": xp.exp(1j * omega * t_h)}
+            acc = state["dft"][name]
+            dft[name] = {
+                comp: acc[comp] + fields[comp][slices][None] * phase[comp[0]].reshape(-1, 1, 1, 1) if layout.live[FIELD_COMPONENTS.index(comp)] else acc[comp]
+                for comp, slices in components
+            }
+        return dft
+
+    dft = accumulate() if layout.dft_every == 1 or not layout.dft else ops.cond(dft_step(layout, n), accumulate, lambda: state["dft"])
     snaps = {}
     for name, components, start, interval, slots in layout.snapshots:
         slot = xp.clip((n + 1 - start + interval - 1) // interval, 0, slots)
