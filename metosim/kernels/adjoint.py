@@ -125,7 +125,7 @@ def make_adjoint_step(layout: Layout) -> Callable[[State, dict, dict[str, Any], 
 
     def recorded_t(ct: State, ct_dft: dict, params: dict[str, Any], n: Array) -> State:
         """:func:`record_t` on the steps whose fields the DFTs took (:func:`.yee.dft_step`)."""
-        if layout.dft_every == 1 or not layout.dft:
+        if not layout.dft_decimated:
             return record_t(ct, ct_dft, params, n)
         return jax.lax.cond(dft_step(layout, n), lambda: record_t(ct, ct_dft, params, n), lambda: ct)
 

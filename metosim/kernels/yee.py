@@ -141,6 +141,11 @@ class Layout:
     dft_every: int = 1
 
     @property
+    def dft_decimated(self) -> bool:
+        """Whether some steps' fields stay out of the DFTs (a conditional in the step)."""
+        return self.dft_every > 1 and bool(self.dft)
+
+    @property
     def dft_weight(self) -> float:
         """The time (normalised) each DFT sample stands for: the sums are Σ F e^{iωt} and
         the DFT is that times this."""
@@ -355,7 +360,7 @@ def record_monitors(layout: Layout, ops: ArrayOps, state: State, E: list[Array],
             }
         return dft
 
-    dft = accumulate() if layout.dft_every == 1 or not layout.dft else ops.cond(dft_step(layout, n), accumulate, lambda: state["dft"])
+    dft = ops.cond(dft_step(layout, n), accumulate, lambda: state["dft"]) if layout.dft_decimated else accumulate()
     snaps = {}
     for name, components, start, interval, slots in layout.snapshots:
         slot = xp.clip((n + 1 - start + interval - 1) // interval, 0, slots)
